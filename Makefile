@@ -1,0 +1,49 @@
+# Vigil — run `make help` for the targets.
+GO        ?= go
+PKGS      ?= ./...
+BENCHTIME ?= 1s
+FUZZTIME  ?= 30s
+BIN       := bin/vigil
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/vigil
+	$(GO) build -o $(BIN) ./cmd/vigil
+
+.PHONY: lint
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+.PHONY: unit
+unit: ## go test ./... (kernel tests run when root, skip with a reason otherwise)
+	$(GO) test -count=1 $(PKGS)
+
+.PHONY: test
+test: lint unit vmtest ## Everything CI runs: lint, unit + host kernel tests, VM (BPF LSM) tests
+
+.PHONY: vmtest
+vmtest: ## Boot Debian's cloud kernel under qemu with the BPF LSM and run the LSM tests there
+	@echo "vmtest: not wired yet"
+
+.PHONY: bench
+bench: ## Run the benchmarks (numbers go in the README)
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+.PHONY: clean
+clean: ## Remove build output
+	rm -rf bin
