@@ -29,8 +29,11 @@ unit: ## go test ./... (kernel tests run when root, skip with a reason otherwise
 test: lint unit vmtest ## Everything CI runs: lint, unit + host kernel tests, VM (BPF LSM) tests
 
 .PHONY: vmtest
+VMPKGS ?= ./test/vm/lsmprobe ./test/vm/guest
+
 vmtest: ## Boot Debian's cloud kernel under qemu with the BPF LSM and run the LSM tests there
-	@echo "vmtest: not wired yet"
+	bash test/vm/ci-deps.sh
+	$(GO) run ./test/vm -- $(VMPKGS)
 
 .PHONY: bench
 bench: ## Run the benchmarks (numbers go in the README)

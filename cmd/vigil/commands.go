@@ -6,4 +6,8 @@ import "github.com/spf13/cobra"
 var subcommands = []func() *cobra.Command{
 	newModelCmd,
 	newEventsCmd,
+	newVerifyCmd,
+	newLogCmd,
+	newNsCmd,
+	newRunCmd,
 }

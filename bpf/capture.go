@@ -1,0 +1,616 @@
+package bpf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// Backend names a set of kernel programs.
+type Backend string
+
+// Backends. BackendAuto tries BackendLSM, then BackendTracepoint.
+const (
+	BackendAuto       Backend = "auto"
+	BackendLSM        Backend = "lsm"
+	BackendTracepoint Backend = "tracepoint"
+)
+
+// ParseBackend parses a --backend flag value ("" is auto).
+func ParseBackend(s string) (Backend, error) {
+	switch b := Backend(s); b {
+	case "", BackendAuto:
+		return BackendAuto, nil
+	case BackendLSM, BackendTracepoint:
+		return b, nil
+	}
+	return "", fmt.Errorf("parse backend %q: want auto, lsm or tracepoint", s)
+}
+
+// Mode is the state of a modeling namespace as the kernel sees it.
+type Mode uint32
+
+// Modes. The kernel only acts on ModeEnforce; ModeSeal is kept for
+// userspace and for Lost/records bookkeeping.
+const (
+	ModeLearn   Mode = 0
+	ModeSeal    Mode = 1
+	ModeEnforce Mode = 2
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeLearn:
+		return "learn"
+	case ModeSeal:
+		return "seal"
+	case ModeEnforce:
+		return "enforce"
+	}
+	return fmt.Sprintf("mode(%d)", uint32(m))
+}
+
+// NamespaceConfig is the kernel side configuration of a namespace.
+type NamespaceConfig struct {
+	Mode Mode
+	// Model enables modeling of namespace 0 (the host); ignored for others,
+	// which are modeled as soon as a task is enrolled in them.
+	Model bool
+	// NoCapable skips capable events (the hottest hook).
+	NoCapable bool
+	// FailClosed denies events of an enforcing namespace whose record
+	// cannot be delivered (ring buffer full), instead of letting them pass
+	// (they are counted as lost either way).
+	FailClosed bool
+}
+
+const (
+	nsModel      = 1 << 0
+	nsNoCapable  = 1 << 1
+	nsFailClosed = 1 << 2
+
+	taskEnrolled  = 1 << 0
+	taskUntrusted = 1 << 1
+)
+
+// LossReason says why the kernel could not deliver a record.
+type LossReason uint32
+
+// Loss reasons. LossOverflow counts losses the kernel could not attribute
+// to a namespace (its loss table was full); LossDecode counts records the
+// reader could not decode.
+const (
+	LossRingBuffer LossReason = 1 // the ring buffer was full
+	LossTaskState  LossReason = 2 // no task storage for a member task
+	LossPending    LossReason = 3 // fork inheritance table full
+	LossOverflow   LossReason = 100
+	LossDecode     LossReason = 101
+)
+
+func (r LossReason) String() string {
+	switch r {
+	case LossRingBuffer:
+		return "ringbuf_full"
+	case LossTaskState:
+		return "task_storage"
+	case LossPending:
+		return "fork_table_full"
+	case LossOverflow:
+		return "unattributed"
+	case LossDecode:
+		return "decode"
+	}
+	return fmt.Sprintf("reason(%d)", uint32(r))
+}
+
+// LossKey identifies a loss counter.
+type LossKey struct {
+	NS     uint64
+	Reason LossReason
+}
+
+// Options configure Open.
+type Options struct {
+	// Backend selects the programs; "" means BackendAuto.
+	Backend Backend
+	// RingBufferBytes is the ring buffer size, a power of two multiple of
+	// the page size; 0 means 16 MiB.
+	RingBufferBytes uint32
+	// AllowEntries bounds the allow set map (all namespaces); 0 means 65536.
+	AllowEntries uint32
+	// TracefsDir is where tracefs is mounted when it is not yet; "" means
+	// /sys/kernel/tracing.
+	TracefsDir string
+}
+
+// Errors of Open and of the namespace calls.
+var (
+	// ErrNoBPFLSM: the kernel refused to load or attach the LSM programs
+	// (BPF LSM not active, or loading refused).
+	ErrNoBPFLSM = errors.New("bpf lsm not available")
+	// ErrNoBackend: neither backend could be loaded and attached.
+	ErrNoBackend = errors.New("no capture backend available")
+	// ErrObserveOnly: enforcement was asked of the tracepoint backend.
+	ErrObserveOnly = errors.New("tracepoint backend observes only, it cannot enforce")
+	// ErrClosed: the Capture was closed.
+	ErrClosed = errors.New("capture closed")
+)
+
+// Capture is a loaded and attached set of programs with its maps and a
+// ring buffer reader. Its methods may be called from any goroutine; Run
+// and ReadRecord may have one caller at a time.
+type Capture struct {
+	backend Backend
+	coll    *ebpf.Collection
+	links   []link.Link
+	rd      *ringbuf.Reader
+
+	events, taskState, nsConfig, allow, loss, lossOverflow *ebpf.Map
+
+	readMu     sync.Mutex
+	rec        ringbuf.Record
+	onRaw      func([]byte) // tests: sees each raw record before decoding
+	decodeErrs atomic.Uint64
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+// Open loads and attaches the programs of the selected backend. With
+// BackendAuto it tries the LSM programs first (a real load and attach) and
+// falls back to the tracepoints, returning ErrNoBackend with both reasons
+// when neither works. It needs CAP_BPF and CAP_PERFMON (or root).
+func Open(opts Options) (*Capture, error) {
+	if opts.Backend == "" {
+		opts.Backend = BackendAuto
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("open capture: remove memlock limit: %w", err)
+	}
+	switch opts.Backend {
+	case BackendLSM:
+		return openBackend(BackendLSM, opts)
+	case BackendTracepoint:
+		return openBackend(BackendTracepoint, opts)
+	case BackendAuto:
+		c, lerr := openBackend(BackendLSM, opts)
+		if lerr == nil {
+			return c, nil
+		}
+		c, terr := openBackend(BackendTracepoint, opts)
+		if terr == nil {
+			return c, nil
+		}
+		return nil, fmt.Errorf("open capture: %w: lsm: %v; tracepoint: %v", ErrNoBackend, lerr, terr)
+	}
+	return nil, fmt.Errorf("open capture: backend %q: want auto, lsm or tracepoint", opts.Backend)
+}
+
+// collectionSpec returns the embedded spec of a backend's object.
+func collectionSpec(b Backend) (*ebpf.CollectionSpec, error) {
+	switch b {
+	case BackendLSM:
+		return loadLsm()
+	case BackendTracepoint:
+		return loadTp()
+	}
+	return nil, fmt.Errorf("backend %q has no programs", b)
+}
+
+func openBackend(b Backend, opts Options) (c *Capture, err error) {
+	spec, err := collectionSpec(b)
+	if err != nil {
+		return nil, fmt.Errorf("load %s spec: %w", b, err)
+	}
+	if opts.RingBufferBytes != 0 {
+		spec.Maps["events"].MaxEntries = opts.RingBufferBytes
+	}
+	if opts.AllowEntries != 0 {
+		spec.Maps["allow"].MaxEntries = opts.AllowEntries
+	}
+	if b == BackendTracepoint {
+		if err := ensureTracefs(opts.TracefsDir); err != nil {
+			return nil, err
+		}
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		err = fmt.Errorf("load %s programs: %w", b, err)
+		if b == BackendLSM {
+			err = fmt.Errorf("%w: %w", ErrNoBPFLSM, err)
+		}
+		return nil, err
+	}
+	c = &Capture{
+		backend:      b,
+		coll:         coll,
+		events:       coll.Maps["events"],
+		taskState:    coll.Maps["task_state"],
+		nsConfig:     coll.Maps["ns_config"],
+		allow:        coll.Maps["allow"],
+		loss:         coll.Maps["loss"],
+		lossOverflow: coll.Maps["loss_overflow"],
+	}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	var zero uint32
+	if err := coll.Maps["ttd_counter"].Update(zero, uint64(0), ebpf.UpdateAny); err != nil {
+		return nil, fmt.Errorf("reset ttd counter: %w", err)
+	}
+	for _, name := range sortedPrograms(spec) {
+		ps := spec.Programs[name]
+		l, err := attach(ps, coll.Programs[name])
+		if err != nil {
+			err = fmt.Errorf("attach %s program %s (%s): %w", b, name, ps.SectionName, err)
+			if b == BackendLSM {
+				err = fmt.Errorf("%w: %w", ErrNoBPFLSM, err)
+			}
+			return nil, err
+		}
+		c.links = append(c.links, l)
+	}
+	c.rd, err = ringbuf.NewReader(c.events)
+	if err != nil {
+		return nil, fmt.Errorf("create ring buffer reader: %w", err)
+	}
+	return c, nil
+}
+
+func attach(ps *ebpf.ProgramSpec, p *ebpf.Program) (link.Link, error) {
+	switch ps.Type {
+	case ebpf.LSM:
+		return link.AttachLSM(link.LSMOptions{Program: p})
+	case ebpf.TracePoint:
+		// "tracepoint/<group>/<name>"
+		parts := strings.Split(ps.SectionName, "/")
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("section %q: want tracepoint/GROUP/NAME", ps.SectionName)
+		}
+		return link.Tracepoint(parts[1], parts[2], p, nil)
+	}
+	return nil, fmt.Errorf("program type %s not attachable here", ps.Type)
+}
+
+// ensureTracefs mounts tracefs when neither usual place has it.
+func ensureTracefs(dir string) error {
+	for _, p := range []string{"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"} {
+		if _, err := os.Stat(p); err == nil {
+			return nil
+		}
+	}
+	if dir == "" {
+		dir = "/sys/kernel/tracing"
+	}
+	if err := unix.Mount("tracefs", dir, "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("mount tracefs at %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Backend returns the backend in use.
+func (c *Capture) Backend() Backend { return c.backend }
+
+// CanEnforce reports whether the backend can deny events (LSM only).
+func (c *Capture) CanEnforce() bool { return c.backend == BackendLSM }
+
+// ReadRecord blocks until the next record and decodes it. It returns
+// ErrClosed after Close and os.ErrDeadlineExceeded when a deadline set by
+// SetDeadline passes. A record that does not decode is counted
+// (LossDecode) and returned as an error with the raw bytes' size.
+func (c *Capture) ReadRecord() (Record, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	return c.readLocked()
+}
+
+func (c *Capture) readLocked() (Record, error) {
+	if err := c.rd.ReadInto(&c.rec); err != nil {
+		if errors.Is(err, ringbuf.ErrClosed) {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("read ring buffer: %w", err)
+	}
+	if c.onRaw != nil {
+		c.onRaw(c.rec.RawSample)
+	}
+	r, err := ParseRecord(c.rec.RawSample)
+	if err != nil {
+		c.decodeErrs.Add(1)
+		return nil, err
+	}
+	return r, nil
+}
+
+// SetDeadline makes a blocked ReadRecord return os.ErrDeadlineExceeded at t
+// (zero: no deadline).
+func (c *Capture) SetDeadline(t time.Time) { c.rd.SetDeadline(t) }
+
+// Run reads records until ctx is done or the Capture is closed, calling fn
+// for each in order. The kernel never waits for Run: when fn is slower
+// than the event rate the ring buffer fills and the kernel counts the lost
+// records (Lost). Records that do not decode are counted (LossDecode) and
+// skipped. Run returns nil when ctx ends or the Capture is closed.
+func (c *Capture) Run(ctx context.Context, fn func(Record)) error {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	stop := context.AfterFunc(ctx, func() { c.rd.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	defer c.rd.SetDeadline(time.Time{})
+	for {
+		r, err := c.readLocked()
+		switch {
+		case err == nil:
+			fn(r)
+		case errors.Is(err, ErrClosed):
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if ctx.Err() != nil {
+				return nil
+			}
+		case errors.Is(err, ErrShortRecord), errors.Is(err, ErrUnknownRecord), errors.Is(err, ErrRecordSize):
+			// counted in readLocked
+		default:
+			return err
+		}
+	}
+}
+
+// taskValue mirrors struct vg_task.
+type taskValue struct {
+	NS    uint64
+	TTD   uint64
+	PTTD  uint64
+	Flags uint32
+	_     uint32
+}
+
+// Enroll puts the task pid into namespace ns. Call it before the task
+// execs the workload (e.g. while it waits on a pipe) so nothing it does is
+// missed; its children inherit the membership at fork. The task gets a
+// fresh TTD at its first event and PTTD 0.
+func (c *Capture) Enroll(pid int, ns uint64) error {
+	return c.setTask(pid, func(v *taskValue) {
+		*v = taskValue{NS: ns, Flags: taskEnrolled}
+	}, false)
+}
+
+// MarkUntrusted marks an enrolled task untrusted (userspace found an
+// out-of-model event the kernel could not judge, e.g. a file digest). In
+// an enforcing namespace every later event of the task is denied.
+func (c *Capture) MarkUntrusted(pid int) error {
+	return c.setTask(pid, func(v *taskValue) { v.Flags |= taskUntrusted }, true)
+}
+
+func (c *Capture) setTask(pid int, edit func(*taskValue), mustExist bool) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("open pidfd of %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	var v taskValue
+	if err := c.taskState.Lookup(uint32(fd), &v); err != nil {
+		if mustExist || !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("look up task %d: %w", pid, err)
+		}
+	}
+	edit(&v)
+	if err := c.taskState.Update(uint32(fd), &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("update task %d: %w", pid, err)
+	}
+	return nil
+}
+
+// TaskState returns the kernel's state of task pid: its namespace, TTD,
+// PTTD and whether it is untrusted; ok is false for a task the kernel
+// tracks no state for (not in a modeling namespace).
+func (c *Capture) TaskState(pid int) (ns, ttd, pttd uint64, untrusted, ok bool, err error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return 0, 0, 0, false, false, fmt.Errorf("open pidfd of %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	var v taskValue
+	if err := c.taskState.Lookup(uint32(fd), &v); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return 0, 0, 0, false, false, nil
+		}
+		return 0, 0, 0, false, false, fmt.Errorf("look up task %d: %w", pid, err)
+	}
+	return v.NS, v.TTD, v.PTTD, v.Flags&taskUntrusted != 0, true, nil
+}
+
+type nsValue struct {
+	Mode  uint32
+	Flags uint32
+}
+
+// SetNamespace sets the kernel configuration of namespace ns. Enforce on
+// the tracepoint backend returns ErrObserveOnly.
+func (c *Capture) SetNamespace(ns uint64, cfg NamespaceConfig) error {
+	if cfg.Mode == ModeEnforce && !c.CanEnforce() {
+		return fmt.Errorf("set namespace %d: %w", ns, ErrObserveOnly)
+	}
+	if cfg.Mode > ModeEnforce {
+		return fmt.Errorf("set namespace %d: unknown mode %d", ns, cfg.Mode)
+	}
+	v := nsValue{Mode: uint32(cfg.Mode)}
+	if cfg.Model {
+		v.Flags |= nsModel
+	}
+	if cfg.NoCapable {
+		v.Flags |= nsNoCapable
+	}
+	if cfg.FailClosed {
+		v.Flags |= nsFailClosed
+	}
+	if err := c.nsConfig.Update(ns, v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("set namespace %d: %w", ns, err)
+	}
+	return nil
+}
+
+// SetMode changes only the mode of namespace ns.
+func (c *Capture) SetMode(ns uint64, m Mode) error {
+	var v nsValue
+	if err := c.nsConfig.Lookup(ns, &v); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("set mode of namespace %d: %w", ns, err)
+	}
+	return c.SetNamespace(ns, NamespaceConfig{
+		Mode:       m,
+		Model:      v.Flags&nsModel != 0,
+		NoCapable:  v.Flags&nsNoCapable != 0,
+		FailClosed: v.Flags&nsFailClosed != 0,
+	})
+}
+
+// DropNamespace removes the configuration and the allow set of ns.
+func (c *Capture) DropNamespace(ns uint64) error {
+	if err := c.nsConfig.Delete(ns); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("drop namespace %d: %w", ns, err)
+	}
+	return c.ClearAllow(ns)
+}
+
+type allowKey struct {
+	NS  uint64
+	Key uint64
+}
+
+// Allow adds kernel allow keys (Key of the model's records) to the allow
+// set of namespace ns. Fill it before SetMode(ns, ModeEnforce).
+func (c *Capture) Allow(ns uint64, keys ...uint64) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	ks := make([]allowKey, len(keys))
+	vs := make([]uint8, len(keys))
+	for i, k := range keys {
+		ks[i] = allowKey{NS: ns, Key: k}
+		vs[i] = 1
+	}
+	if _, err := c.allow.BatchUpdate(ks, vs, nil); err == nil {
+		return nil
+	} else if !errors.Is(err, ebpf.ErrNotSupported) {
+		return fmt.Errorf("allow %d keys in namespace %d: %w", len(keys), ns, err)
+	}
+	for i := range ks {
+		if err := c.allow.Update(ks[i], vs[i], ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("allow key %#x in namespace %d: %w", ks[i].Key, ns, err)
+		}
+	}
+	return nil
+}
+
+// ClearAllow empties the allow set of namespace ns.
+func (c *Capture) ClearAllow(ns uint64) error {
+	var (
+		k    allowKey
+		v    uint8
+		dead []allowKey
+	)
+	it := c.allow.Iterate()
+	for it.Next(&k, &v) {
+		if k.NS == ns {
+			dead = append(dead, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("clear allow set of namespace %d: %w", ns, err)
+	}
+	for _, k := range dead {
+		if err := c.allow.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clear allow set of namespace %d: %w", ns, err)
+		}
+	}
+	return nil
+}
+
+type lossKey struct {
+	NS     uint64
+	Reason uint32
+	_      uint32
+}
+
+// Lost returns every non-zero loss counter, summed over CPUs: the kernel's
+// per namespace and reason, LossOverflow (namespace 0) for losses the
+// kernel could not attribute, and LossDecode (namespace 0) for records
+// the reader could not decode.
+func (c *Capture) Lost() (map[LossKey]uint64, error) {
+	out := make(map[LossKey]uint64)
+	var (
+		k  lossKey
+		vs []uint64
+	)
+	it := c.loss.Iterate()
+	for it.Next(&k, &vs) {
+		var sum uint64
+		for _, v := range vs {
+			sum += v
+		}
+		if sum != 0 {
+			out[LossKey{NS: k.NS, Reason: LossReason(k.Reason)}] += sum
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read loss counters: %w", err)
+	}
+	var zero uint32
+	if err := c.lossOverflow.Lookup(zero, &vs); err != nil {
+		return nil, fmt.Errorf("read loss overflow counter: %w", err)
+	}
+	var sum uint64
+	for _, v := range vs {
+		sum += v
+	}
+	if sum != 0 {
+		out[LossKey{Reason: LossOverflow}] = sum
+	}
+	if n := c.decodeErrs.Load(); n != 0 {
+		out[LossKey{Reason: LossDecode}] = n
+	}
+	return out, nil
+}
+
+// Close detaches the programs and frees the maps; a blocked ReadRecord or
+// Run returns.
+func (c *Capture) Close() error {
+	c.closeOnce.Do(func() {
+		var errs []error
+		if c.rd != nil {
+			errs = append(errs, c.rd.Close())
+		}
+		for _, l := range c.links {
+			errs = append(errs, l.Close())
+		}
+		if c.coll != nil {
+			c.coll.Close()
+		}
+		if err := errors.Join(errs...); err != nil {
+			c.closeErr = fmt.Errorf("close capture: %w", err)
+		}
+	})
+	return c.closeErr
+}
+
+func sortedPrograms(spec *ebpf.CollectionSpec) []string {
+	names := make([]string, 0, len(spec.Programs))
+	for n := range spec.Programs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}

@@ -1,0 +1,80 @@
+// Package bpf owns Vigil's kernel side: the eBPF programs that capture
+// security events of the tasks in a modeling namespace, the maps that hold
+// namespace membership, modes and allow sets, and the loader and ring
+// buffer reader that hand the events to userspace as typed records.
+//
+// # Backends
+//
+// Two objects are compiled from C (lsm.bpf.c, tp.bpf.c; shared vigil.h
+// and lifecycle.h) with bpf2go and committed with their generated Go
+// wrappers (lsm_bpfel.*, tp_bpfel.*), so building needs no clang:
+//
+//   - BackendLSM: BPF LSM programs on file_open, bprm_check_security,
+//     bprm_committed_creds, mmap_file, file_ioctl, socket_create,
+//     socket_connect, socket_bind, socket_accept, task_kill, inode_create,
+//     inode_unlink, inode_mkdir, inode_rename, inode_setattr, sb_mount,
+//     ptrace_access_check, kernel_module_request, kernel_read_file, bpf and
+//     capable. It can enforce.
+//   - BackendTracepoint: for kernels where BPF LSM programs cannot be
+//     loaded. Syscall and scheduler tracepoints (open/openat/openat2 exits,
+//     mmap with PROT_EXEC, connect, bind, kill, tgkill, sched_process_exec)
+//     produce the same records after the fact, flagged FlagObserved. It
+//     never denies anything; SetNamespace with ModeEnforce returns
+//     ErrObserveOnly.
+//
+// Both attach sched_process_fork and sched_process_exit, which carry
+// membership to children and report task lifecycle. Open picks the backend
+// by a real load and attach (BackendAuto: LSM, else tracepoints, else
+// ErrNoBackend naming both reasons).
+//
+// # Records
+//
+// Every record starts with Header (HeaderSize bytes: size, type, flags,
+// namespace, time, pid/tgid, comm, COE, TTD, PTTD, allow key) followed by
+// a fixed payload per RecordType; ParseRecord decodes one into the
+// matching *FileOpen, *Exec, ... value. Sizes are fixed per type (paths
+// are PathMax-byte buffers, flagged PathTruncated when cut) and are checked
+// against the compiled objects' BTF by the tests.
+//
+// Task identity: the kernel cannot hash, so it numbers. Every task in a
+// namespace has a TTD, a number handed out at each exec (and at the first
+// event after Enroll) that never repeats while the Capture is open; a fork
+// child keeps its parent's TTD and gets PTTD = the parent's TTD. Userspace
+// computes task_id(TTD) from the Exec record that created the TTD (its
+// COE, its file and task_id(PTTD)), as TSEM does.
+//
+// # Namespaces, modes and enforcement
+//
+// Enroll puts a task (by pid, through a pidfd) in a namespace; children
+// inherit membership at fork and cannot leave it. Tasks outside every
+// namespace produce nothing unless namespace 0 (the host) is configured
+// with NamespaceConfig.Model. Enroll affects the one task given: enroll a
+// process before it starts threads, e.g. a stub that waits on a pipe and
+// then execs the workload (everything after the exec inherits).
+//
+// In ModeEnforce (LSM only) each hook computes the event's allow key (Key
+// gives the same value in Go for a record; build a record from an
+// imported event to get its key) and returns -EPERM when the key is not
+// in the namespace's allow set (Allow) or when the task is untrusted; a
+// denied event marks the task untrusted. MarkUntrusted lets userspace do
+// the same after checks the kernel cannot make (file digests). Records
+// are still emitted for denied events, with FlagDenied.
+//
+// # Loss
+//
+// The kernel never waits for userspace. A record that cannot be reserved
+// is counted in a per-CPU table per namespace and reason (Lost), together
+// with the reader's decode failures; NamespaceConfig.FailClosed makes an
+// enforcing namespace deny the events it cannot report.
+//
+// # Concurrency
+//
+// A Capture's methods are safe for concurrent use; Run and ReadRecord
+// serialise on one reader. Run calls its function on Run's goroutine, in
+// ring buffer order. Records returned are owned by the caller.
+//
+// Kernel requirements: BTF (CONFIG_DEBUG_INFO_BTF), ring buffers and task
+// storage (5.11+), bpf_loop (5.17+); the LSM backend needs "bpf" in the
+// active LSM list (lsm=...,bpf). Regenerating the objects needs clang,
+// llvm, libbpf-dev and bpftool (see headers/update.sh and gen.go).
+package bpf

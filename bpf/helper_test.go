@@ -1,0 +1,308 @@
+package bpf
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The kernel tests run workloads as re-executions of the test binary in a
+// helper mode (the VM has no shell): VIGIL_BPF_HELPER names the mode.
+//
+//	wait-exec  read one byte from stdin (the test enrolls the process
+//	           meanwhile), then exec this binary again in mode
+//	           VIGIL_BPF_NEXT, so everything after the exec is captured
+//	open       open, read and close each file of VIGIL_BPF_FILES (':'
+//	           separated); print "PATH ok" or "PATH ERRNO-NAME" per file
+//	fork       run this binary in mode "open" as a child and wait for it;
+//	           print "child PID"
+//	connect    connect a TCP socket to VIGIL_BPF_ADDR, print "ok" or the error
+const (
+	envHelper = "VIGIL_BPF_HELPER"
+	envNext   = "VIGIL_BPF_NEXT"
+	envFiles  = "VIGIL_BPF_FILES"
+	envAddr   = "VIGIL_BPF_ADDR"
+)
+
+func init() {
+	// A helper execs from the main thread: task storage (namespace
+	// membership) belongs to the thread that Enroll named.
+	if os.Getenv(envHelper) != "" {
+		runtime.LockOSThread()
+	}
+}
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(envHelper); mode != "" {
+		os.Exit(helperMain(mode))
+	}
+	os.Exit(m.Run())
+}
+
+func helperMain(mode string) int {
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 3
+	}
+	switch mode {
+	case "wait-exec":
+		var b [1]byte
+		if _, err := io.ReadFull(os.Stdin, b[:]); err != nil {
+			fmt.Fprintln(os.Stderr, "helper: wait:", err)
+			return 3
+		}
+		env := append(os.Environ(), envHelper+"="+os.Getenv(envNext))
+		err := syscall.Exec(self, []string{self}, env)
+		fmt.Fprintln(os.Stderr, "helper: exec:", err)
+		return 3
+	case "open":
+		var out strings.Builder
+		for _, p := range strings.Split(os.Getenv(envFiles), ":") {
+			if p == "" {
+				continue
+			}
+			f, err := os.Open(p)
+			if err == nil {
+				_, err = io.Copy(io.Discard, f)
+				f.Close()
+			}
+			fmt.Fprintf(&out, "%s %s\n", p, errName(err))
+		}
+		os.Stdout.WriteString(out.String())
+		return 0
+	case "fork":
+		cmd := exec.Command(self)
+		cmd.Env = append(os.Environ(), envHelper+"=open")
+		cmd.Stdout = os.Stdout
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "helper: fork:", err)
+			return 3
+		}
+		fmt.Printf("child %d\n", cmd.Process.Pid)
+		return 0
+	case "connect":
+		conn, err := net.Dial("tcp", os.Getenv(envAddr))
+		if err == nil {
+			conn.Close()
+		}
+		fmt.Println(errName(err))
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "helper: unknown mode", mode)
+	return 3
+}
+
+func errName(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return unix.ErrnoName(errno)
+	}
+	return strings.ReplaceAll(err.Error(), " ", "_")
+}
+
+// wantBPF reports how a failed kernel setup is treated: VIGIL_TEST_BPF=require
+// turns every skip into a failure.
+func requireBPF() bool { return os.Getenv("VIGIL_TEST_BPF") == "require" }
+
+// openCapture opens a backend with a real load and attach. It skips the
+// test, giving the reason, when the kernel conclusively refuses (not root,
+// EPERM, not supported), and fails otherwise or when VIGIL_TEST_BPF=require.
+func openCapture(t testing.TB, b Backend) *Capture {
+	t.Helper()
+	c, err := Open(Options{Backend: b, RingBufferBytes: 4 << 20})
+	if err != nil {
+		conclusive := errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) ||
+			errors.Is(err, unix.EINVAL) && b == BackendLSM ||
+			errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOENT)
+		if requireBPF() || !conclusive {
+			t.Fatalf("Open(%s) = %v", b, err)
+		}
+		t.Skipf("%s backend not available here: %v", b, err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return c
+}
+
+// collector gathers the records of a Capture in the background.
+type collector struct {
+	mu   sync.Mutex
+	recs []Record
+	stop context.CancelFunc
+	done chan error
+}
+
+func collect(t testing.TB, c *Capture) *collector {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	col := &collector{stop: cancel, done: make(chan error, 1)}
+	go func() {
+		col.done <- c.Run(ctx, func(r Record) {
+			col.mu.Lock()
+			col.recs = append(col.recs, r)
+			col.mu.Unlock()
+		})
+	}()
+	t.Cleanup(func() { col.finish(t) })
+	return col
+}
+
+// until waits (up to 5s) for a record matching ok.
+func (col *collector) until(ok func(Record) bool) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		col.mu.Lock()
+		for _, r := range col.recs {
+			if ok(r) {
+				col.mu.Unlock()
+				return true
+			}
+		}
+		col.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+func (col *collector) finish(t testing.TB) []Record {
+	t.Helper()
+	if col.stop != nil {
+		col.stop()
+		if err := <-col.done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		col.stop = nil
+	}
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	return col.recs
+}
+
+func (col *collector) snapshot() []Record {
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	return append([]Record(nil), col.recs...)
+}
+
+// workload describes one helper run.
+type workload struct {
+	next  string // mode after the exec
+	env   []string
+	cred  *syscall.Credential
+	bin   string // default: this test binary
+	stdin []byte
+}
+
+type ran struct {
+	pid int
+	out string
+}
+
+// runEnrolled starts the helper, enrolls it in ns while it waits, lets it
+// exec into w.next and waits for it to exit.
+func runEnrolled(t testing.TB, c *Capture, ns uint64, w workload) ran {
+	t.Helper()
+	bin := w.bin
+	if bin == "" {
+		var err error
+		if bin, err = os.Executable(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), envHelper+"=wait-exec", envNext+"="+w.next)
+	cmd.Env = append(cmd.Env, w.env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if w.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: w.cred}
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start helper: %v", err)
+	}
+	pid := cmd.Process.Pid
+	if err := c.Enroll(pid, ns); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("Enroll(%d, %d): %v", pid, ns, err)
+	}
+	stdin.Write([]byte{'g'})
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Logf("helper %s exited: %v; stderr: %s", w.next, err, stderr.String())
+	}
+	return ran{pid: pid, out: stdout.String()}
+}
+
+// sharedDir makes a directory every uid can read and execute, with a copy
+// of the test binary in it (the go-build directory is private to root).
+func sharedDir(t testing.TB) (dir, bin string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "vigil-bpf-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(dir, "helper.test")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, bin
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nextNS returns a namespace id unique to the test process run.
+var nsCounter struct {
+	sync.Mutex
+	n uint64
+}
+
+func nextNS() uint64 {
+	nsCounter.Lock()
+	defer nsCounter.Unlock()
+	nsCounter.n++
+	return uint64(os.Getpid())<<16 | nsCounter.n
+}

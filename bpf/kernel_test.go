@@ -1,0 +1,375 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// checkFileOpen finds the FileOpen record of path by pid and checks its
+// cells against stat and statfs of the file and the expected COE.
+func checkFileOpen(t *testing.T, recs []Record, ns uint64, pid int, path string, uid, gid uint32) *FileOpen {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		fo, ok := r.(*FileOpen)
+		if !ok || fo.File.Path.Name != path || int(fo.TGID) != pid {
+			continue
+		}
+		h := fo.Head()
+		if h.NS != ns {
+			t.Errorf("file_open %s: NS = %d; want %d", path, h.NS, ns)
+		}
+		c := h.COE
+		for name, got := range map[string]uint32{"uid": c.UID, "euid": c.EUID, "suid": c.SUID, "fsuid": c.FSUID} {
+			if got != uid {
+				t.Errorf("file_open %s: COE %s = %d; want %d", path, name, got, uid)
+			}
+		}
+		for name, got := range map[string]uint32{"gid": c.GID, "egid": c.EGID, "sgid": c.SGID, "fsgid": c.FSGID} {
+			if got != gid {
+				t.Errorf("file_open %s: COE %s = %d; want %d", path, name, got, gid)
+			}
+		}
+		in := fo.File.Inode
+		if in.Ino != st.Ino || in.UID != st.Uid || in.GID != st.Gid || in.Mode != st.Mode || int64(in.Size) != st.Size {
+			t.Errorf("file_open %s: inode ino=%d uid=%d gid=%d mode=%o size=%d; want %d %d %d %o %d",
+				path, in.Ino, in.UID, in.GID, in.Mode, in.Size, st.Ino, st.Uid, st.Gid, st.Mode, st.Size)
+		}
+		if in.MTimeSec != st.Mtim.Sec || int64(in.MTimeNsec) != st.Mtim.Nsec || in.CTimeSec != st.Ctim.Sec {
+			t.Errorf("file_open %s: mtime %d.%d ctime %d; want %d.%d %d", path, in.MTimeSec, in.MTimeNsec, in.CTimeSec,
+				st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec)
+		}
+		if in.SMagic != uint32(sfs.Type) {
+			t.Errorf("file_open %s: s_magic = %#x; want %#x", path, in.SMagic, uint32(sfs.Type))
+		}
+		if fo.File.Flags&unix.O_ACCMODE != unix.O_RDONLY {
+			t.Errorf("file_open %s: flags = %#o; want read only", path, fo.File.Flags)
+		}
+		if fo.File.Path.Flags != 0 {
+			t.Errorf("file_open %s: path flags = %#x; want 0", path, fo.File.Path.Flags)
+		}
+		if fo.Process() == "" {
+			t.Errorf("file_open %s: empty comm", path)
+		}
+		return fo
+	}
+	t.Errorf("no file_open record of %s by pid %d among %d records", path, pid, len(recs))
+	return nil
+}
+
+// checkOnly fails for records of ns from tasks other than pids, and for
+// records of other namespaces.
+func checkOnly(t *testing.T, recs []Record, ns uint64, pids ...int) {
+	t.Helper()
+	for _, r := range recs {
+		h := r.Head()
+		if h.NS != ns {
+			t.Errorf("record %s of pid %d in namespace %d; only %d is modeled", h.Type, h.PID, h.NS, ns)
+			continue
+		}
+		found := false
+		for _, p := range pids {
+			found = found || int(h.TGID) == p
+		}
+		if !found {
+			t.Errorf("record %s of pid %d/%d (%s) in namespace %d; want only pids %v", h.Type, h.PID, h.TGID, h.Process(), ns, pids)
+		}
+	}
+}
+
+func recordsOf(recs []Record, ns uint64) []Record {
+	var out []Record
+	for _, r := range recs {
+		if r.Head().NS == ns {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func exitedMain(pid int) func(Record) bool {
+	return func(r Record) bool {
+		e, ok := r.(*TaskExit)
+		return ok && int(e.PID) == pid
+	}
+}
+
+// captureOpen runs the open helper enrolled in a fresh namespace and
+// returns the records of that namespace.
+func captureOpen(t *testing.T, b Backend, cred *syscall.Credential) {
+	c := openCapture(t, b)
+	dir, bin := sharedDir(t)
+	target := filepath.Join(dir, "hostname")
+	writeFile(t, target, "vigil-test\n")
+	raw := keepRaw(c)
+	col := collect(t, c)
+	ns := nextNS()
+	run := runEnrolled(t, c, ns, workload{next: "open", env: []string{envFiles + "=" + target}, cred: cred, bin: bin})
+	if want := target + " ok\n"; run.out != want {
+		t.Fatalf("helper output %q; want %q", run.out, want)
+	}
+	if !col.until(exitedMain(run.pid)) {
+		t.Errorf("no task_exit record of pid %d", run.pid)
+	}
+	recs := col.finish(t)
+	uid, gid := uint32(0), uint32(0)
+	if cred != nil {
+		uid, gid = cred.Uid, cred.Gid
+	}
+	fo := checkFileOpen(t, recs, ns, run.pid, target, uid, gid)
+	checkOnly(t, recs, ns, run.pid)
+	observed := b == BackendTracepoint
+	if fo != nil && (fo.Flags&FlagObserved != 0) != observed {
+		t.Errorf("file_open flags %#x; observed flag want %v", fo.Flags, observed)
+	}
+	// The exec that started the workload gave it a new TTD.
+	var ex *Exec
+	for _, r := range recs {
+		if e, ok := r.(*Exec); ok && int(e.TGID) == run.pid {
+			ex = e
+		}
+	}
+	if ex == nil {
+		t.Fatalf("no exec record of pid %d", run.pid)
+	}
+	if ex.File.Path.Name != bin || ex.TTD == 0 || ex.TTD == ex.PrevTTD || ex.PTTD != 0 {
+		t.Errorf("exec: path %q ttd %d prev %d pttd %d; want %q, a new ttd, pttd 0", ex.File.Path.Name, ex.TTD, ex.PrevTTD, ex.PTTD, bin)
+	}
+	if fo != nil && fo.TTD != ex.TTD {
+		t.Errorf("file_open TTD %d; want the exec's %d", fo.TTD, ex.TTD)
+	}
+	if lost, err := c.Lost(); err != nil || len(lost) != 0 {
+		t.Errorf("Lost() = %v, %v; want none", lost, err)
+	}
+	raw.save(t, ns, b)
+}
+
+func TestTracepointCaptureFileOpen(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("the VM runs the LSM backend tests")
+	}
+	captureOpen(t, BackendTracepoint, nil)
+}
+
+func TestTracepointCaptureCOE(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("the VM runs the LSM backend tests")
+	}
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run a workload as uid 65534")
+	}
+	captureOpen(t, BackendTracepoint, &syscall.Credential{Uid: 65534, Gid: 65534})
+}
+
+func TestTracepointConnect(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("the VM runs the LSM backend tests")
+	}
+	testConnect(t, BackendTracepoint)
+}
+
+func testConnect(t *testing.T, b Backend) {
+	c := openCapture(t, b)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	col := collect(t, c)
+	ns := nextNS()
+	run := runEnrolled(t, c, ns, workload{next: "connect", env: []string{envAddr + "=" + ln.Addr().String()}})
+	if run.out != "ok\n" {
+		t.Fatalf("helper output %q; want ok", run.out)
+	}
+	col.until(exitedMain(run.pid))
+	recs := col.finish(t)
+	checkOnly(t, recs, ns, run.pid)
+	// TSEM's convention: the network-order port read as a host integer.
+	var be [2]byte
+	binary.BigEndian.PutUint16(be[:], uint16(port))
+	wantPort := binary.LittleEndian.Uint16(be[:])
+	wantAddr := binary.LittleEndian.Uint32([]byte{127, 0, 0, 1})
+	for _, r := range recs {
+		sa, ok := r.(*SocketAddr)
+		if !ok || sa.Type != RecSocketConnect || sa.Addr.Family != afInet {
+			continue
+		}
+		if sa.Addr.Port != wantPort || sa.Addr.Addr4 != wantAddr || sa.Sock.Family != afInet || sa.Sock.Type != unix.SOCK_STREAM {
+			t.Errorf("socket_connect: %+v %+v; want port %d (raw %d) addr 127.0.0.1", sa.Sock, sa.Addr, port, wantPort)
+		}
+		return
+	}
+	t.Errorf("no socket_connect record among %d", len(recs))
+}
+
+// LSM backend tests: they skip on kernels that refuse BPF LSM programs
+// (this project's hosts) and run in the VM (go run ./test/vm -- ./bpf).
+
+func TestLSMCaptureFileOpen(t *testing.T) {
+	captureOpen(t, BackendLSM, nil)
+}
+
+func TestLSMConnect(t *testing.T) {
+	testConnect(t, BackendLSM)
+}
+
+// TestLSMStickyFork: a child forked by an enrolled task is in the same
+// namespace, with the parent's TTD as its PTTD.
+func TestLSMStickyFork(t *testing.T) {
+	testStickyFork(t, BackendLSM)
+}
+
+func TestTracepointStickyFork(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("the VM runs the LSM backend tests")
+	}
+	testStickyFork(t, BackendTracepoint)
+}
+
+func testStickyFork(t *testing.T, b Backend) {
+	c := openCapture(t, b)
+	dir, bin := sharedDir(t)
+	target := filepath.Join(dir, "child-file")
+	writeFile(t, target, "x")
+	col := collect(t, c)
+	ns := nextNS()
+	run := runEnrolled(t, c, ns, workload{next: "fork", env: []string{envFiles + "=" + target}, bin: bin})
+	var child int
+	for _, line := range strings.Split(run.out, "\n") {
+		fmt.Sscanf(line, "child %d", &child)
+	}
+	if child == 0 {
+		t.Fatalf("helper output %q: no child pid", run.out)
+	}
+	col.until(exitedMain(run.pid))
+	recs := col.finish(t)
+	checkOnly(t, recs, ns, run.pid, child)
+	fo := checkFileOpen(t, recs, ns, child, target, 0, 0)
+	var parentTTD uint64
+	for _, r := range recs {
+		if e, ok := r.(*Exec); ok && int(e.TGID) == run.pid {
+			parentTTD = e.TTD
+		}
+	}
+	var childExec *Exec
+	for _, r := range recs {
+		if e, ok := r.(*Exec); ok && int(e.TGID) == child {
+			childExec = e
+		}
+	}
+	if childExec == nil {
+		t.Fatalf("no exec record of the child %d", child)
+	}
+	if childExec.PTTD != parentTTD || childExec.PrevTTD != parentTTD {
+		t.Errorf("child exec: pttd %d prev %d; want the parent's ttd %d for both", childExec.PTTD, childExec.PrevTTD, parentTTD)
+	}
+	if fo != nil && (fo.TTD != childExec.TTD || fo.PTTD != parentTTD) {
+		t.Errorf("child file_open: ttd %d pttd %d; want %d %d", fo.TTD, fo.PTTD, childExec.TTD, parentTTD)
+	}
+	forked := false
+	for _, r := range recs {
+		if f, ok := r.(*TaskFork); ok && int(f.ChildPID) == child {
+			forked = true
+		}
+	}
+	if !forked {
+		t.Errorf("no task_fork record for child %d", child)
+	}
+}
+
+// TestLSMEnforce learns a workload, seals it into an allow set, enforces:
+// the same opens work, an open outside the model fails with EPERM, and
+// the kernel's keys equal Key's.
+func TestLSMEnforce(t *testing.T) {
+	c := openCapture(t, BackendLSM)
+	dir, bin := sharedDir(t)
+	inModel := filepath.Join(dir, "in-model")
+	outOfModel := filepath.Join(dir, "out-of-model")
+	writeFile(t, inModel, "a")
+	writeFile(t, outOfModel, "b")
+	col := collect(t, c)
+	ns := nextNS()
+	learn := workload{next: "open", env: []string{envFiles + "=" + inModel}, bin: bin}
+	var keys []uint64
+	for range 2 {
+		run := runEnrolled(t, c, ns, learn)
+		if want := inModel + " ok\n"; run.out != want {
+			t.Fatalf("learning run output %q; want %q", run.out, want)
+		}
+		col.until(exitedMain(run.pid))
+	}
+	for _, r := range recordsOf(col.snapshot(), ns) {
+		if k, ok := Key(r); ok {
+			keys = append(keys, k)
+		}
+	}
+	if err := c.Allow(ns, keys...); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetMode(ns, ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	enforce := workload{next: "open", env: []string{envFiles + "=" + inModel + ":" + outOfModel}, bin: bin}
+	run := runEnrolled(t, c, ns, enforce)
+	if want := inModel + " ok\n" + outOfModel + " EPERM\n"; run.out != want {
+		t.Errorf("enforced run output %q; want %q", run.out, want)
+	}
+	col.until(exitedMain(run.pid))
+	recs := col.finish(t)
+	denied := false
+	for _, r := range recs {
+		h := r.Head()
+		if int(h.TGID) != run.pid || h.Flags&FlagKey == 0 {
+			continue
+		}
+		if k, _ := Key(r); k != h.Key {
+			t.Errorf("%s: kernel key %#x, Key() = %#x", h.Type, h.Key, k)
+		}
+		if fo, ok := r.(*FileOpen); ok && fo.File.Path.Name == outOfModel {
+			denied = fo.Flags&FlagDenied != 0 && fo.Flags&FlagUntrusted != 0
+		}
+	}
+	if !denied {
+		t.Errorf("no file_open record of %s flagged denied and untrusted", outOfModel)
+	}
+}
+
+// TestTracepointRefusesEnforce: the tracepoint backend says it cannot
+// enforce.
+func TestTracepointRefusesEnforce(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("the VM runs the LSM backend tests")
+	}
+	c := openCapture(t, BackendTracepoint)
+	if c.CanEnforce() {
+		t.Error("CanEnforce() = true for the tracepoint backend")
+	}
+	if err := c.SetMode(1, ModeEnforce); err == nil {
+		t.Error("SetMode(enforce) on the tracepoint backend succeeded")
+	}
+}

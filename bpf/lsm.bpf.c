@@ -1,0 +1,412 @@
+//go:build ignore
+
+/* The BPF LSM backend: one program per LSM hook, each emitting its record
+ * for tasks in a modeling namespace and, in an enforcing namespace,
+ * returning -EPERM for events outside the namespace's allow set and for
+ * every event of an untrusted task. */
+#include "vigil.h"
+#include "lifecycle.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* BEGIN reserves record var of type T for the current task, or returns
+ * (with the loss counted) when there is nothing to record or no room. */
+#define BEGIN(T, var, rectype)                                      \
+	struct vg_task *st = current_state();                       \
+	struct vg_ns_cfg *cfg;                                      \
+	T *var;                                                     \
+	if (!st)                                                    \
+		return 0;                                           \
+	cfg = ns_cfg(st);                                           \
+	var = bpf_ringbuf_reserve(&events, sizeof(T), 0);           \
+	if (!var)                                                   \
+		return lost(st, cfg);                               \
+	fill_hdr(&var->hdr, rectype, sizeof(T), st)
+
+/* END decides (enforcing namespaces only; key computed lazily) and
+ * submits. */
+#define END(var, keyexpr)                                           \
+	do {                                                        \
+		int rc_ = 0;                                        \
+		if (enforcing(cfg)) {                               \
+			var->hdr.key = (keyexpr);                   \
+			rc_ = check(st, &var->hdr);                 \
+		}                                                   \
+		bpf_ringbuf_submit(var, 0);                         \
+		return rc_;                                         \
+	} while (0)
+
+SEC("lsm/file_open")
+int BPF_PROG(vg_file_open, struct file *file, int ret)
+{
+	if (ret)
+		return ret;
+	BEGIN(struct rec_file, r, VG_FILE_OPEN);
+	fill_file(&r->file, file);
+	END(r, key_file(key_start(&r->hdr), &r->file));
+}
+
+/* Per-CPU room for judging an exec before it happens. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rec_exec);
+} exec_scratch SEC(".maps");
+
+/* bprm_check_security judges an exec in an enforcing namespace with the
+ * key its bprm_committed_creds record will have (the new credentials, the
+ * executed file). A denied exec is reported as an Exec record flagged
+ * denied, with the task's TTD unchanged. */
+SEC("lsm/bprm_check_security")
+int BPF_PROG(vg_bprm_check_security, struct linux_binprm *bprm, int ret)
+{
+	struct vg_task *st;
+	struct vg_ns_cfg *cfg;
+	struct rec_exec *r;
+	__u32 zero = 0;
+	int rc;
+
+	if (ret)
+		return ret;
+	st = current_state();
+	if (!st)
+		return 0;
+	cfg = ns_cfg(st);
+	if (!enforcing(cfg))
+		return 0;
+	r = bpf_map_lookup_elem(&exec_scratch, &zero);
+	if (!r)
+		return -EPERM;
+	fill_hdr(&r->hdr, VG_EXEC, sizeof(*r), st);
+	fill_coe(&r->hdr.coe, BPF_CORE_READ(bprm, cred));
+	r->prev_ttd = st->ttd;
+	fill_file(&r->file, BPF_CORE_READ(bprm, file));
+	r->hdr.key = key_file(key_start(&r->hdr), &r->file);
+	rc = check(st, &r->hdr);
+	if (rc && bpf_ringbuf_output(&events, r, sizeof(*r), 0))
+		count_loss(st->ns, VG_LOSS_RINGBUF);
+	return rc;
+}
+
+SEC("lsm/bprm_committed_creds")
+int BPF_PROG(vg_bprm_committed_creds, struct linux_binprm *bprm)
+{
+	struct vg_task *st = current_state();
+	struct rec_exec *r;
+	__u64 prev;
+
+	if (!st)
+		return 0;
+	prev = st->ttd;
+	st->ttd = next_ttd();
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		count_loss(st->ns, VG_LOSS_RINGBUF);
+		return 0;
+	}
+	fill_hdr(&r->hdr, VG_EXEC, sizeof(*r), st);
+	r->prev_ttd = prev;
+	fill_file(&r->file, BPF_CORE_READ(bprm, file));
+	bpf_ringbuf_submit(r, 0);
+	return 0;
+}
+
+SEC("lsm/mmap_file")
+int BPF_PROG(vg_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot, unsigned long flags, int ret)
+{
+	if (ret)
+		return ret;
+	BEGIN(struct rec_mmap, r, VG_MMAP_FILE);
+	r->prot = prot;
+	r->flags = flags;
+	fill_file(&r->file, file);
+	END(r, r->file.present ? key_file(mix(mix(key_start(&r->hdr), r->prot), r->flags), &r->file)
+			       : mix(mix(key_start(&r->hdr), r->prot), r->flags));
+}
+
+SEC("lsm/file_ioctl")
+int BPF_PROG(vg_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg, int ret)
+{
+	if (ret)
+		return ret;
+	BEGIN(struct rec_ioctl, r, VG_FILE_IOCTL);
+	r->cmd = cmd;
+	r->pad = 0;
+	r->arg = arg;
+	fill_file(&r->file, file);
+	END(r, key_file(mix(key_start(&r->hdr), r->cmd), &r->file));
+}
+
+SEC("lsm/socket_create")
+int BPF_PROG(vg_socket_create, int family, int type, int protocol, int kern, int ret)
+{
+	if (ret)
+		return ret;
+	BEGIN(struct rec_sock_create, r, VG_SOCKET_CREATE);
+	r->family = family;
+	r->type = type;
+	r->protocol = protocol;
+	r->kern = kern;
+	END(r, mix(mix(mix(mix(key_start(&r->hdr), r->family), r->type), r->protocol), r->kern));
+}
+
+static __always_inline __u64 key_sock_addr(const struct rec_sock_addr *r)
+{
+	__u64 k = key_start(&r->hdr);
+
+	k = mix(k, r->sock.family);
+	k = mix(k, r->sock.type);
+	k = mix(k, r->sock.protocol);
+	k = mix(k, r->addr.family);
+	if (r->addr.family == 2) {
+		k = mix(k, r->addr.port);
+		k = mix(k, r->addr.addr4);
+	} else if (r->addr.family == 10) {
+		k = mix(k, r->addr.port);
+		for (int i = 0; i < 16; i++)
+			k = mix(k, r->addr.addr6[i]);
+	} else if (r->addr.family == 1) {
+		k = mix_str(k, (const char *)r->addr.raw, cstrlen((const char *)r->addr.raw, 108), 108);
+	}
+	return k;
+}
+
+static __always_inline int sock_addr_event(__u16 type, struct socket *sock, struct sockaddr *address, int addrlen)
+{
+	BEGIN(struct rec_sock_addr, r, type);
+	__builtin_memset(&r->sock, 0, sizeof(r->sock) + sizeof(r->addr));
+	fill_sock(&r->sock, sock, st);
+	fill_addr(&r->addr, address, addrlen, 0);
+	END(r, key_sock_addr(r));
+}
+
+SEC("lsm/socket_connect")
+int BPF_PROG(vg_socket_connect, struct socket *sock, struct sockaddr *address, int addrlen, int ret)
+{
+	if (ret)
+		return ret;
+	return sock_addr_event(VG_SOCKET_CONNECT, sock, address, addrlen);
+}
+
+SEC("lsm/socket_bind")
+int BPF_PROG(vg_socket_bind, struct socket *sock, struct sockaddr *address, int addrlen, int ret)
+{
+	if (ret)
+		return ret;
+	return sock_addr_event(VG_SOCKET_BIND, sock, address, addrlen);
+}
+
+SEC("lsm/socket_accept")
+int BPF_PROG(vg_socket_accept, struct socket *sock, struct socket *newsock, int ret)
+{
+	struct sock *sk;
+
+	if (ret)
+		return ret;
+	BEGIN(struct rec_sock_addr, r, VG_SOCKET_ACCEPT);
+	__builtin_memset(&r->sock, 0, sizeof(r->sock) + sizeof(r->addr));
+	fill_sock(&r->sock, sock, st);
+	sk = BPF_CORE_READ(sock, sk);
+	r->addr.family = r->sock.family;
+	r->addr.port = bpf_htons(BPF_CORE_READ(sk, __sk_common.skc_num));
+	if (r->addr.family == 2) {
+		r->addr.addr4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+	} else if (r->addr.family == 10) {
+		bpf_core_read(r->addr.addr6, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+	}
+	END(r, key_sock_addr(r));
+}
+
+static __always_inline void fill_target(struct vg_target *t, struct task_struct *p)
+{
+	struct vg_task *ts = bpf_task_storage_get(&task_state, p, 0, 0);
+
+	t->pid = BPF_CORE_READ(p, pid);
+	t->tgid = BPF_CORE_READ(p, tgid);
+	t->ns = ts ? ts->ns : 0;
+	t->ttd = ts ? ts->ttd : 0;
+}
+
+SEC("lsm/task_kill")
+int BPF_PROG(vg_task_kill, struct task_struct *p, struct kernel_siginfo *info, int sig, const struct cred *cred, int ret)
+{
+	if (ret)
+		return ret;
+	BEGIN(struct rec_task_kill, r, VG_TASK_KILL);
+	fill_target(&r->target, p);
+	r->sig = sig;
+	r->cross_ns = r->target.ns != st->ns;
+	END(r, mix(mix(key_start(&r->hdr), r->sig), r->cross_ns));
+}
+
+SEC("lsm/ptrace_access_check")
+int BPF_PROG(vg_ptrace_access_check, struct task_struct *child, unsigned int mode, int ret)
+{
+	if (ret)
+		return ret;
+	BEGIN(struct rec_ptrace, r, VG_PTRACE_ACCESS_CHECK);
+	fill_target(&r->target, child);
+	r->mode = mode;
+	r->pad = 0;
+	END(r, mix(key_start(&r->hdr), r->mode));
+}
+
+static __always_inline int inode_create_event(__u16 type, struct inode *dir, struct dentry *dentry, umode_t mode)
+{
+	BEGIN(struct rec_inode_create, r, type);
+	__builtin_memset(&r->dir, 0, sizeof(r->dir));
+	fill_inode(&r->dir, dir);
+	r->mode = mode;
+	r->pad = 0;
+	walk_path(&r->path, dentry, NULL);
+	END(r, mix_str(mix(key_start(&r->hdr), r->mode), r->path.name, r->path.len, VG_PATH_MAX - 1));
+}
+
+SEC("lsm/inode_create")
+int BPF_PROG(vg_inode_create, struct inode *dir, struct dentry *dentry, umode_t mode, int ret)
+{
+	if (ret)
+		return ret;
+	return inode_create_event(VG_INODE_CREATE, dir, dentry, mode);
+}
+
+SEC("lsm/inode_mkdir")
+int BPF_PROG(vg_inode_mkdir, struct inode *dir, struct dentry *dentry, umode_t mode, int ret)
+{
+	if (ret)
+		return ret;
+	return inode_create_event(VG_INODE_MKDIR, dir, dentry, mode);
+}
+
+SEC("lsm/inode_unlink")
+int BPF_PROG(vg_inode_unlink, struct inode *dir, struct dentry *dentry, int ret)
+{
+	if (ret)
+		return ret;
+	BEGIN(struct rec_inode_unlink, r, VG_INODE_UNLINK);
+	__builtin_memset(&r->dir, 0, 2 * sizeof(r->dir));
+	fill_inode(&r->dir, dir);
+	fill_inode(&r->inode, BPF_CORE_READ(dentry, d_inode));
+	walk_path(&r->path, dentry, NULL);
+	END(r, mix_str(key_start(&r->hdr), r->path.name, r->path.len, VG_PATH_MAX - 1));
+}
+
+SEC("lsm/inode_rename")
+int BPF_PROG(vg_inode_rename, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
+	     struct dentry *new_dentry, int ret)
+{
+	if (ret)
+		return ret;
+	BEGIN(struct rec_inode_rename, r, VG_INODE_RENAME);
+	__builtin_memset(&r->old_dir, 0, 2 * sizeof(r->old_dir));
+	fill_inode(&r->old_dir, old_dir);
+	fill_inode(&r->new_dir, new_dir);
+	r->flags = 0;
+	r->pad = 0;
+	walk_path(&r->old_path, old_dentry, NULL);
+	walk_path(&r->new_path, new_dentry, NULL);
+	END(r, mix_str(mix_str(key_start(&r->hdr), r->old_path.name, r->old_path.len, VG_PATH_MAX - 1),
+		       r->new_path.name, r->new_path.len, VG_PATH_MAX - 1));
+}
+
+/* inode_setattr gained a leading mnt_idmap argument in 6.3; the dentry
+ * and the iattr are the last two arguments on every kernel. */
+SEC("lsm/inode_setattr")
+int vg_inode_setattr(unsigned long long *ctx)
+{
+	__u64 n = bpf_get_func_arg_cnt(ctx), a = 0, b = 0;
+	struct dentry *dentry;
+	struct iattr *attr;
+
+	if (n < 2 || bpf_get_func_arg(ctx, n - 2, &a) || bpf_get_func_arg(ctx, n - 1, &b))
+		return 0;
+	dentry = (void *)a;
+	attr = (void *)b;
+	BEGIN(struct rec_inode_setattr, r, VG_INODE_SETATTR);
+	__builtin_memset(&r->inode, 0, sizeof(r->inode));
+	fill_inode(&r->inode, BPF_CORE_READ(dentry, d_inode));
+	r->valid = BPF_CORE_READ(attr, ia_valid);
+	r->mode = BPF_CORE_READ(attr, ia_mode);
+	r->uid = BPF_CORE_READ(attr, ia_uid.val);
+	r->gid = BPF_CORE_READ(attr, ia_gid.val);
+	r->size = BPF_CORE_READ(attr, ia_size);
+	walk_path(&r->path, dentry, NULL);
+	END(r, mix_str(mix(key_start(&r->hdr), r->valid), r->path.name, r->path.len, VG_PATH_MAX - 1));
+}
+
+SEC("lsm/sb_mount")
+int BPF_PROG(vg_sb_mount, const char *dev_name, const struct path *path, const char *type, unsigned long flags,
+	     void *data, int ret)
+{
+	if (ret)
+		return ret;
+	BEGIN(struct rec_sb_mount, r, VG_SB_MOUNT);
+	r->flags = flags;
+	walk_path(&r->path, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
+	r->dev_name[0] = 0;
+	r->type[0] = 0;
+	if (dev_name)
+		bpf_probe_read_kernel_str(r->dev_name, sizeof(r->dev_name), dev_name);
+	if (type)
+		bpf_probe_read_kernel_str(r->type, sizeof(r->type), type);
+	END(r, mix_str(mix_str(mix(key_start(&r->hdr), r->flags), r->path.name, r->path.len, VG_PATH_MAX - 1),
+		       r->type, cstrlen(r->type, sizeof(r->type)), sizeof(r->type)));
+}
+
+SEC("lsm/kernel_module_request")
+int BPF_PROG(vg_kernel_module_request, char *kmod_name, int ret)
+{
+	if (ret)
+		return ret;
+	BEGIN(struct rec_kmod, r, VG_KERNEL_MODULE_REQUEST);
+	r->name[0] = 0;
+	bpf_probe_read_kernel_str(r->name, sizeof(r->name), kmod_name);
+	END(r, mix_str(key_start(&r->hdr), r->name, cstrlen(r->name, sizeof(r->name)), sizeof(r->name)));
+}
+
+SEC("lsm/kernel_read_file")
+int BPF_PROG(vg_kernel_read_file, struct file *file, enum kernel_read_file_id id, bool contents, int ret)
+{
+	if (ret)
+		return ret;
+	BEGIN(struct rec_kread, r, VG_KERNEL_READ_FILE);
+	r->id = id;
+	r->contents = contents;
+	fill_file(&r->file, file);
+	END(r, r->file.present ? key_file(mix(key_start(&r->hdr), r->id), &r->file) : mix(key_start(&r->hdr), r->id));
+}
+
+/* bpf gained a trailing argument in 6.16; cmd and size keep their place. */
+SEC("lsm/bpf")
+int vg_bpf(unsigned long long *ctx)
+{
+	BEGIN(struct rec_bpf, r, VG_BPF);
+	r->cmd = (__u32)ctx[0];
+	r->size = (__u32)ctx[2];
+	END(r, mix(key_start(&r->hdr), r->cmd));
+}
+
+SEC("lsm/capable")
+int BPF_PROG(vg_capable, const struct cred *cred, struct user_namespace *ns, int cap, unsigned int opts, int ret)
+{
+	struct vg_task *st;
+	struct vg_ns_cfg *cfg;
+	struct rec_capable *r;
+
+	if (ret)
+		return ret;
+	st = current_state();
+	if (!st)
+		return 0;
+	cfg = ns_cfg(st);
+	if (cfg && (cfg->flags & VG_NS_NO_CAPABLE))
+		return 0;
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r)
+		return lost(st, cfg);
+	fill_hdr(&r->hdr, VG_CAPABLE, sizeof(*r), st);
+	r->cap = cap;
+	r->opts = opts;
+	END(r, mix(mix(key_start(&r->hdr), r->cap), r->opts));
+}

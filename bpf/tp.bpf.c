@@ -1,0 +1,198 @@
+//go:build ignore
+
+/* The tracepoint backend, for kernels where BPF LSM programs cannot be
+ * loaded: it observes the same events after the fact from syscall and
+ * scheduler tracepoints and emits the same records (flagged observed). It
+ * never denies anything. */
+#include "vigil.h"
+#include "lifecycle.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* The syscalls:sys_{enter,exit}_* formats: 8 bytes of common fields, the
+ * syscall number, then 8-byte arguments or the return value. */
+struct sys_enter_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__u64 args[6];
+};
+
+struct sys_exit_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__s64 ret;
+};
+
+#define PROT_EXEC 0x4
+#define MAP_ANONYMOUS 0x20
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+static __always_inline struct file *fd_file(long fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *f = NULL;
+	unsigned int max;
+
+	if (!fdt || fd < 0)
+		return NULL;
+	max = BPF_CORE_READ(fdt, max_fds);
+	if (fd >= max)
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+#define BEGIN(T, var, rectype)                                      \
+	struct vg_task *st = current_state();                       \
+	T *var;                                                     \
+	if (!st)                                                    \
+		return 0;                                           \
+	var = bpf_ringbuf_reserve(&events, sizeof(T), 0);           \
+	if (!var) {                                                 \
+		count_loss(st->ns, VG_LOSS_RINGBUF);                \
+		return 0;                                           \
+	}                                                           \
+	fill_hdr(&var->hdr, rectype, sizeof(T), st);                \
+	var->hdr.flags |= VG_F_OBSERVED
+
+static __always_inline int open_exit(struct sys_exit_ctx *ctx)
+{
+	struct file *file;
+
+	if (ctx->ret < 0)
+		return 0;
+	BEGIN(struct rec_file, r, VG_FILE_OPEN);
+	file = fd_file(ctx->ret);
+	if (!file) {
+		bpf_ringbuf_discard(r, 0);
+		return 0;
+	}
+	fill_file(&r->file, file);
+	bpf_ringbuf_submit(r, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_open")
+int vg_exit_open(struct sys_exit_ctx *ctx)
+{
+	return open_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int vg_exit_openat(struct sys_exit_ctx *ctx)
+{
+	return open_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int vg_exit_openat2(struct sys_exit_ctx *ctx)
+{
+	return open_exit(ctx);
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int vg_exec(void *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct vg_task *st = current_state();
+	struct rec_exec *r;
+	__u64 prev;
+
+	if (!st)
+		return 0;
+	prev = st->ttd;
+	st->ttd = next_ttd();
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		count_loss(st->ns, VG_LOSS_RINGBUF);
+		return 0;
+	}
+	fill_hdr(&r->hdr, VG_EXEC, sizeof(*r), st);
+	r->hdr.flags |= VG_F_OBSERVED;
+	r->prev_ttd = prev;
+	fill_file(&r->file, BPF_CORE_READ(task, mm, exe_file));
+	bpf_ringbuf_submit(r, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int vg_enter_mmap(struct sys_enter_ctx *ctx)
+{
+	__u64 prot = ctx->args[2], flags = ctx->args[3];
+
+	if (!(prot & PROT_EXEC))
+		return 0;
+	BEGIN(struct rec_mmap, r, VG_MMAP_FILE);
+	r->prot = prot;
+	r->flags = flags;
+	if (flags & MAP_ANONYMOUS) {
+		r->file.present = 0;
+		r->file.flags = 0;
+	} else {
+		fill_file(&r->file, fd_file((long)ctx->args[4]));
+	}
+	bpf_ringbuf_submit(r, 0);
+	return 0;
+}
+
+static __always_inline int sock_addr_enter(struct sys_enter_ctx *ctx, __u16 type)
+{
+	struct file *file = fd_file((long)ctx->args[0]);
+	struct socket *sock;
+	__u32 mode;
+
+	if (!file)
+		return 0;
+	mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	BEGIN(struct rec_sock_addr, r, type);
+	__builtin_memset(&r->sock, 0, sizeof(r->sock) + sizeof(r->addr));
+	fill_sock(&r->sock, sock, st);
+	fill_addr(&r->addr, (const void *)ctx->args[1], (int)ctx->args[2], 1);
+	bpf_ringbuf_submit(r, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int vg_enter_connect(struct sys_enter_ctx *ctx)
+{
+	return sock_addr_enter(ctx, VG_SOCKET_CONNECT);
+}
+
+SEC("tracepoint/syscalls/sys_enter_bind")
+int vg_enter_bind(struct sys_enter_ctx *ctx)
+{
+	return sock_addr_enter(ctx, VG_SOCKET_BIND);
+}
+
+static __always_inline int kill_enter(__u32 pid, __u32 tgid, __u32 sig)
+{
+	BEGIN(struct rec_task_kill, r, VG_TASK_KILL);
+	r->target.pid = pid;
+	r->target.tgid = tgid;
+	r->target.ns = 0;
+	r->target.ttd = 0;
+	r->sig = sig;
+	r->cross_ns = 0;
+	bpf_ringbuf_submit(r, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_kill")
+int vg_enter_kill(struct sys_enter_ctx *ctx)
+{
+	return kill_enter(ctx->args[0], ctx->args[0], ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_tgkill")
+int vg_enter_tgkill(struct sys_enter_ctx *ctx)
+{
+	return kill_enter(ctx->args[1], ctx->args[0], ctx->args[2]);
+}

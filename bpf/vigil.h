@@ -1,0 +1,758 @@
+/* Shared by lsm.bpf.c and tp.bpf.c: the record layout (mirrored by
+ * record.go, checked by the spec tests), the maps and the helpers that
+ * fill records. Everything here is static: each object gets its own copy. */
+#ifndef VIGIL_H
+#define VIGIL_H
+
+#include "vmlinux.h"
+#include "bpf_helpers.h"
+#include "bpf_tracing.h"
+#include "bpf_core_read.h"
+#include "bpf_endian.h"
+
+#define EPERM 1
+#define VG_PATH_MAX 512 /* record path buffer, NUL included; power of two */
+#define VG_DEPTH 48     /* path components walked */
+#define VG_COMM 16
+
+enum vg_type {
+	VG_FILE_OPEN = 1,
+	VG_EXEC = 2,
+	VG_MMAP_FILE = 3,
+	VG_FILE_IOCTL = 4,
+	VG_SOCKET_CREATE = 5,
+	VG_SOCKET_CONNECT = 6,
+	VG_SOCKET_BIND = 7,
+	VG_SOCKET_ACCEPT = 8,
+	VG_TASK_KILL = 9,
+	VG_INODE_CREATE = 10,
+	VG_INODE_UNLINK = 11,
+	VG_INODE_MKDIR = 12,
+	VG_INODE_RENAME = 13,
+	VG_INODE_SETATTR = 14,
+	VG_SB_MOUNT = 15,
+	VG_PTRACE_ACCESS_CHECK = 16,
+	VG_KERNEL_MODULE_REQUEST = 17,
+	VG_KERNEL_READ_FILE = 18,
+	VG_BPF = 19,
+	VG_CAPABLE = 20,
+	VG_TASK_FORK = 21,
+	VG_TASK_EXIT = 22,
+};
+
+enum vg_hdr_flags {
+	VG_F_UNTRUSTED = 1 << 0,
+	VG_F_DENIED = 1 << 1,
+	VG_F_OBSERVED = 1 << 2,
+	VG_F_KEY = 1 << 3,
+};
+
+enum vg_path_flags {
+	VG_P_TRUNCATED = 1 << 0,
+	VG_P_NOMOUNT = 1 << 1,
+	VG_P_DETACHED = 1 << 2,
+};
+
+enum vg_task_flags {
+	VG_T_ENROLLED = 1 << 0,
+	VG_T_UNTRUSTED = 1 << 1,
+};
+
+enum vg_mode {
+	VG_LEARN = 0,
+	VG_SEAL = 1,
+	VG_ENFORCE = 2,
+};
+
+enum vg_ns_flags {
+	VG_NS_MODEL = 1 << 0,     /* for ns 0: model the host */
+	VG_NS_NO_CAPABLE = 1 << 1, /* skip capable events */
+	VG_NS_FAIL_CLOSED = 1 << 2, /* enforce: deny when the record is lost */
+};
+
+enum vg_loss_reason {
+	VG_LOSS_RINGBUF = 1,   /* ring buffer full */
+	VG_LOSS_TASK_STATE = 2, /* task storage could not be created */
+	VG_LOSS_PENDING = 3,   /* fork inheritance table full */
+};
+
+struct vg_coe {
+	__u32 uid, euid, suid, gid, egid, sgid, fsuid, fsgid;
+	__u64 capeff;
+};
+
+struct vg_hdr {
+	__u16 size;
+	__u16 type;
+	__u32 flags;
+	__u64 ns;
+	__u64 ktime;
+	__u32 pid;
+	__u32 tgid;
+	char comm[VG_COMM];
+	struct vg_coe coe;
+	__u64 ttd;
+	__u64 p_ttd;
+	__u64 key;
+};
+
+struct vg_inode {
+	__u64 ino;
+	__u64 size;
+	__s64 ctime_sec;
+	__s64 mtime_sec;
+	__u32 ctime_nsec;
+	__u32 mtime_nsec;
+	__u32 uid;
+	__u32 gid;
+	__u32 mode;
+	__u32 s_magic;
+	__u32 dev_major;
+	__u32 dev_minor;
+	__u8 s_id[32];
+	__u8 s_uuid[16];
+};
+
+struct vg_path {
+	__u32 len;
+	__u32 flags;
+	char name[VG_PATH_MAX];
+};
+
+struct vg_file {
+	__u32 flags;
+	__u32 present;
+	struct vg_inode inode;
+	struct vg_path path;
+};
+
+struct vg_sock {
+	__u32 family;
+	__u32 type;
+	__u32 protocol;
+	__u32 pad;
+	__u64 owner_ttd;
+};
+
+struct vg_addr {
+	__u16 family;
+	__u16 port;
+	__u32 addr4;
+	__u32 flow;
+	__u32 scope;
+	__u8 addr6[16];
+	__u32 len;
+	__u32 pad;
+	__u8 raw[128]; /* after the family: 126 bytes of a sockaddr_storage, 2 zero */
+};
+
+struct vg_target {
+	__u32 pid;
+	__u32 tgid;
+	__u64 ns;
+	__u64 ttd;
+};
+
+struct rec_file { struct vg_hdr hdr; struct vg_file file; };
+struct rec_exec { struct vg_hdr hdr; __u64 prev_ttd; struct vg_file file; };
+struct rec_mmap { struct vg_hdr hdr; __u32 prot; __u32 flags; struct vg_file file; };
+struct rec_ioctl { struct vg_hdr hdr; __u32 cmd; __u32 pad; __u64 arg; struct vg_file file; };
+struct rec_sock_create { struct vg_hdr hdr; __u32 family, type, protocol, kern; };
+struct rec_sock_addr { struct vg_hdr hdr; struct vg_sock sock; struct vg_addr addr; };
+struct rec_task_kill { struct vg_hdr hdr; struct vg_target target; __u32 sig; __u32 cross_ns; };
+struct rec_ptrace { struct vg_hdr hdr; struct vg_target target; __u32 mode; __u32 pad; };
+struct rec_inode_create { struct vg_hdr hdr; struct vg_inode dir; __u32 mode; __u32 pad; struct vg_path path; };
+struct rec_inode_unlink { struct vg_hdr hdr; struct vg_inode dir; struct vg_inode inode; struct vg_path path; };
+struct rec_inode_rename {
+	struct vg_hdr hdr;
+	struct vg_inode old_dir;
+	struct vg_inode new_dir;
+	__u32 flags;
+	__u32 pad;
+	struct vg_path old_path;
+	struct vg_path new_path;
+};
+struct rec_inode_setattr {
+	struct vg_hdr hdr;
+	struct vg_inode inode;
+	__u32 valid, mode, uid, gid;
+	__u64 size;
+	struct vg_path path;
+};
+struct rec_sb_mount { struct vg_hdr hdr; __u64 flags; struct vg_path path; char dev_name[256]; char type[64]; };
+struct rec_kmod { struct vg_hdr hdr; char name[64]; };
+struct rec_kread { struct vg_hdr hdr; __u32 id; __u32 contents; struct vg_file file; };
+struct rec_bpf { struct vg_hdr hdr; __u32 cmd; __u32 size; };
+struct rec_capable { struct vg_hdr hdr; __u32 cap; __u32 opts; };
+struct rec_fork { struct vg_hdr hdr; __u32 child_pid; __u32 child_tgid; __u64 child_ttd; };
+struct rec_exit { struct vg_hdr hdr; __u32 code; __u32 pad; };
+
+/* Per-task state, in task storage; Enroll writes it from userspace through
+ * a pidfd. */
+struct vg_task {
+	__u64 ns;
+	__u64 ttd;
+	__u64 p_ttd;
+	__u32 flags;
+	__u32 pad;
+};
+
+struct vg_ns_cfg {
+	__u32 mode;
+	__u32 flags;
+};
+
+struct vg_allow_key {
+	__u64 ns;
+	__u64 key;
+};
+
+struct vg_loss_key {
+	__u64 ns;
+	__u32 reason;
+	__u32 pad;
+};
+
+struct walk_ctx {
+	__u64 dentry;
+	__u64 vfsmnt;
+	__u64 mnt;
+	__u64 root_dentry;
+	__u64 root_mnt;
+	__u32 off;
+	__u32 flags;
+	__u32 reached;
+	__u32 pad;
+};
+
+/* Scratch space for building paths backwards (twice the path size so the
+ * verifier can bound every write) and the state of the walk, kept here
+ * rather than on the stack so that the verifier sees each bpf_loop step
+ * with unknown values and checks the step once. */
+struct vg_scratch {
+	char tmp[2 * VG_PATH_MAX];
+	struct walk_ctx w;
+};
+
+/* Record types referenced so bpf2go emits them and the spec tests can
+ * compare their sizes with record.go. */
+struct rec_file *unused_rec_file __attribute__((unused));
+struct rec_exec *unused_rec_exec __attribute__((unused));
+struct rec_mmap *unused_rec_mmap __attribute__((unused));
+struct rec_ioctl *unused_rec_ioctl __attribute__((unused));
+struct rec_sock_create *unused_rec_sock_create __attribute__((unused));
+struct rec_sock_addr *unused_rec_sock_addr __attribute__((unused));
+struct rec_task_kill *unused_rec_task_kill __attribute__((unused));
+struct rec_ptrace *unused_rec_ptrace __attribute__((unused));
+struct rec_inode_create *unused_rec_inode_create __attribute__((unused));
+struct rec_inode_unlink *unused_rec_inode_unlink __attribute__((unused));
+struct rec_inode_rename *unused_rec_inode_rename __attribute__((unused));
+struct rec_inode_setattr *unused_rec_inode_setattr __attribute__((unused));
+struct rec_sb_mount *unused_rec_sb_mount __attribute__((unused));
+struct rec_kmod *unused_rec_kmod __attribute__((unused));
+struct rec_kread *unused_rec_kread __attribute__((unused));
+struct rec_bpf *unused_rec_bpf __attribute__((unused));
+struct rec_capable *unused_rec_capable __attribute__((unused));
+struct rec_fork *unused_rec_fork __attribute__((unused));
+struct rec_exit *unused_rec_exit __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct vg_task);
+} task_state SEC(".maps");
+
+/* Fork inheritance: the parent's state for a child, keyed by the child's
+ * pid, taken over by the child at its first event. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct vg_task);
+} pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct vg_ns_cfg);
+} ns_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct vg_allow_key);
+	__type(value, __u8);
+} allow SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct vg_loss_key);
+	__type(value, __u64);
+} loss SEC(".maps");
+
+/* [0]: losses that could not be counted in loss (table full). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} loss_overflow SEC(".maps");
+
+/* [0]: the last TTD handed out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} ttd_counter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vg_scratch);
+} scratch SEC(".maps");
+
+/* Kernel-version dependent inode time fields, resolved by CO-RE. */
+struct inode___v611 {
+	time64_t i_ctime_sec;
+	time64_t i_mtime_sec;
+	u32 i_ctime_nsec;
+	u32 i_mtime_nsec;
+} __attribute__((preserve_access_index));
+
+struct inode___v66 {
+	struct timespec64 __i_ctime;
+	struct timespec64 __i_mtime;
+} __attribute__((preserve_access_index));
+
+struct inode___old {
+	struct timespec64 i_ctime;
+	struct timespec64 i_mtime;
+} __attribute__((preserve_access_index));
+
+static __always_inline void count_loss(__u64 ns, __u32 reason)
+{
+	struct vg_loss_key k = {.ns = ns, .reason = reason};
+	__u64 one = 1, *v;
+	__u32 zero = 0;
+
+	v = bpf_map_lookup_elem(&loss, &k);
+	if (v) {
+		*v += 1;
+		return;
+	}
+	if (bpf_map_update_elem(&loss, &k, &one, BPF_NOEXIST) == 0)
+		return;
+	v = bpf_map_lookup_elem(&loss, &k);
+	if (v) {
+		*v += 1;
+		return;
+	}
+	v = bpf_map_lookup_elem(&loss_overflow, &zero);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u64 next_ttd(void)
+{
+	__u32 zero = 0;
+	__u64 *c = bpf_map_lookup_elem(&ttd_counter, &zero);
+
+	if (!c)
+		return 0;
+	return __sync_fetch_and_add(c, 1) + 1;
+}
+
+/* current_state returns the state of the current task when it is in a
+ * modeling namespace (or the host is modeled), else NULL. A task forked by
+ * a member takes over its parent's state here, at its first event. */
+static __always_inline struct vg_task *current_state(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct vg_task *st, *pend;
+	__u32 pid;
+
+	st = bpf_task_storage_get(&task_state, task, 0, 0);
+	if (!st) {
+		pid = (__u32)bpf_get_current_pid_tgid();
+		pend = bpf_map_lookup_elem(&pending, &pid);
+		if (pend) {
+			st = bpf_task_storage_get(&task_state, task, pend, BPF_LOCAL_STORAGE_GET_F_CREATE);
+			if (!st)
+				count_loss(pend->ns, VG_LOSS_TASK_STATE);
+			bpf_map_delete_elem(&pending, &pid);
+		} else {
+			__u64 host = 0;
+			struct vg_ns_cfg *cfg = bpf_map_lookup_elem(&ns_config, &host);
+			struct vg_task init = {};
+
+			if (!cfg || !(cfg->flags & VG_NS_MODEL))
+				return NULL;
+			st = bpf_task_storage_get(&task_state, task, &init, BPF_LOCAL_STORAGE_GET_F_CREATE);
+			if (!st)
+				count_loss(0, VG_LOSS_TASK_STATE);
+		}
+		if (!st)
+			return NULL;
+	}
+	if (st->ttd == 0)
+		st->ttd = next_ttd();
+	return st;
+}
+
+static __always_inline void fill_coe(struct vg_coe *c, const struct cred *cred)
+{
+	c->uid = BPF_CORE_READ(cred, uid.val);
+	c->euid = BPF_CORE_READ(cred, euid.val);
+	c->suid = BPF_CORE_READ(cred, suid.val);
+	c->gid = BPF_CORE_READ(cred, gid.val);
+	c->egid = BPF_CORE_READ(cred, egid.val);
+	c->sgid = BPF_CORE_READ(cred, sgid.val);
+	c->fsuid = BPF_CORE_READ(cred, fsuid.val);
+	c->fsgid = BPF_CORE_READ(cred, fsgid.val);
+	/* kernel_cap_t is two u32 before 6.3 and one u64 after: the same 8
+	 * little-endian bytes. */
+	bpf_core_read(&c->capeff, sizeof(c->capeff), &cred->cap_effective);
+}
+
+static __always_inline void fill_hdr(struct vg_hdr *h, __u16 type, __u16 size, const struct vg_task *st)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 pt = bpf_get_current_pid_tgid();
+
+	h->size = size;
+	h->type = type;
+	h->flags = (st->flags & VG_T_UNTRUSTED) ? VG_F_UNTRUSTED : 0;
+	h->ns = st->ns;
+	h->ktime = bpf_ktime_get_ns();
+	h->pid = (__u32)pt;
+	h->tgid = pt >> 32;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	fill_coe(&h->coe, BPF_CORE_READ(task, cred));
+	h->ttd = st->ttd;
+	h->p_ttd = st->p_ttd;
+	h->key = 0;
+}
+
+static __always_inline void fill_inode(struct vg_inode *o, struct inode *ino)
+{
+	struct super_block *sb;
+	__u32 dev;
+
+	if (!ino)
+		return;
+	sb = BPF_CORE_READ(ino, i_sb);
+	o->ino = BPF_CORE_READ(ino, i_ino);
+	o->size = BPF_CORE_READ(ino, i_size);
+	o->uid = BPF_CORE_READ(ino, i_uid.val);
+	o->gid = BPF_CORE_READ(ino, i_gid.val);
+	o->mode = BPF_CORE_READ(ino, i_mode);
+	if (bpf_core_field_exists(((struct inode___v611 *)0)->i_ctime_sec)) {
+		struct inode___v611 *n = (void *)ino;
+		o->ctime_sec = BPF_CORE_READ(n, i_ctime_sec);
+		o->ctime_nsec = BPF_CORE_READ(n, i_ctime_nsec);
+	} else if (bpf_core_field_exists(((struct inode___v66 *)0)->__i_ctime)) {
+		struct inode___v66 *m = (void *)ino;
+		o->ctime_sec = BPF_CORE_READ(m, __i_ctime.tv_sec);
+		o->ctime_nsec = BPF_CORE_READ(m, __i_ctime.tv_nsec);
+	} else {
+		struct inode___old *d = (void *)ino;
+		o->ctime_sec = BPF_CORE_READ(d, i_ctime.tv_sec);
+		o->ctime_nsec = BPF_CORE_READ(d, i_ctime.tv_nsec);
+	}
+	if (bpf_core_field_exists(((struct inode___v611 *)0)->i_mtime_sec)) {
+		struct inode___v611 *n = (void *)ino;
+		o->mtime_sec = BPF_CORE_READ(n, i_mtime_sec);
+		o->mtime_nsec = BPF_CORE_READ(n, i_mtime_nsec);
+	} else if (bpf_core_field_exists(((struct inode___v66 *)0)->__i_mtime)) {
+		struct inode___v66 *m = (void *)ino;
+		o->mtime_sec = BPF_CORE_READ(m, __i_mtime.tv_sec);
+		o->mtime_nsec = BPF_CORE_READ(m, __i_mtime.tv_nsec);
+	} else {
+		struct inode___old *d = (void *)ino;
+		o->mtime_sec = BPF_CORE_READ(d, i_mtime.tv_sec);
+		o->mtime_nsec = BPF_CORE_READ(d, i_mtime.tv_nsec);
+	}
+	if (!sb)
+		return;
+	o->s_magic = BPF_CORE_READ(sb, s_magic);
+	dev = BPF_CORE_READ(sb, s_dev);
+	o->dev_major = dev >> 20;
+	o->dev_minor = dev & 0xfffff;
+	bpf_core_read(o->s_id, sizeof(o->s_id), &sb->s_id);
+	bpf_core_read(o->s_uuid, sizeof(o->s_uuid), &sb->s_uuid);
+}
+
+static __always_inline struct vfsmount *mount_vfs(struct mount *m)
+{
+	return (void *)m + bpf_core_field_offset(struct mount, mnt);
+}
+
+/* walk_step prepends one component of w->dentry to the scratch buffer, or
+ * crosses one mount, or stops (returns 1) at a root. */
+static long walk_step(__u32 i, void *unused)
+{
+	__u32 zero = 0, len, off;
+	struct vg_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	struct dentry *dentry, *parent;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	const unsigned char *name;
+	struct walk_ctx *w;
+
+	if (!s)
+		return 1;
+	w = &s->w;
+	dentry = (void *)w->dentry;
+	vfsmnt = (void *)w->vfsmnt;
+	mnt = (void *)w->mnt;
+	off = w->off;
+	if (vfsmnt && dentry == (void *)w->root_dentry && vfsmnt == (void *)w->root_mnt) {
+		w->reached = 1;
+		return 1;
+	}
+	if (vfsmnt && dentry == BPF_CORE_READ(vfsmnt, mnt_root)) {
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+
+		if (!up || up == mnt) {
+			w->reached = 1;
+			return 1;
+		}
+		w->dentry = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = (__u64)up;
+		w->vfsmnt = (__u64)mount_vfs(up);
+		return 0;
+	}
+	parent = BPF_CORE_READ(dentry, d_parent);
+	if (!parent || parent == dentry) {
+		/* A filesystem root: the end without a mount, else a root
+		 * that is not ours (detached). */
+		w->reached = !vfsmnt;
+		return 1;
+	}
+	name = BPF_CORE_READ(dentry, d_name.name);
+	len = BPF_CORE_READ(dentry, d_name.len) & 0xff;
+	if (len + 1 > off || off >= VG_PATH_MAX) {
+		w->flags |= VG_P_TRUNCATED;
+		w->reached = 1;
+		return 1;
+	}
+	off -= len;
+	bpf_probe_read_kernel(&s->tmp[off & (VG_PATH_MAX - 1)], len, name);
+	off -= 1;
+	s->tmp[off & (VG_PATH_MAX - 1)] = '/';
+	w->off = off;
+	w->dentry = (__u64)parent;
+	return 0;
+}
+
+/* walk_path writes the path of dentry into out. With a vfsmount it crosses
+ * mounts up to the task's root (as d_path does); without one it stops at
+ * the root of the dentry's filesystem. The name is built backwards in the
+ * per-CPU scratch buffer, one bpf_loop step per component, and copied
+ * once. */
+static __always_inline void walk_path(struct vg_path *out, struct dentry *dentry, struct vfsmount *vfsmnt)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 zero = 0, len, off;
+	struct vg_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	long steps;
+
+	out->len = 0;
+	out->flags = vfsmnt ? 0 : VG_P_NOMOUNT;
+	out->name[0] = 0;
+	if (!s || !dentry) {
+		out->flags |= VG_P_DETACHED;
+		return;
+	}
+	s->w.dentry = (__u64)dentry;
+	s->w.vfsmnt = (__u64)vfsmnt;
+	s->w.mnt = vfsmnt ? (__u64)((void *)vfsmnt - bpf_core_field_offset(struct mount, mnt)) : 0;
+	s->w.root_dentry = (__u64)BPF_CORE_READ(task, fs, root.dentry);
+	s->w.root_mnt = (__u64)BPF_CORE_READ(task, fs, root.mnt);
+	s->w.off = VG_PATH_MAX - 1;
+	s->w.flags = 0;
+	s->w.reached = 0;
+	steps = bpf_loop(VG_DEPTH, walk_step, NULL, 0);
+	if (steps >= VG_DEPTH && !s->w.reached)
+		s->w.flags |= VG_P_TRUNCATED;
+	else if (!s->w.reached)
+		s->w.flags |= VG_P_DETACHED;
+	off = s->w.off & (VG_PATH_MAX - 1);
+	if (off == VG_PATH_MAX - 1) {
+		off -= 1;
+		s->tmp[off] = '/';
+	}
+	len = (VG_PATH_MAX - 1 - off) & (VG_PATH_MAX - 1);
+	bpf_probe_read_kernel(out->name, len, &s->tmp[off]);
+	out->name[len & (VG_PATH_MAX - 1)] = 0;
+	out->len = len;
+	out->flags |= s->w.flags;
+}
+
+static __always_inline void fill_file(struct vg_file *f, struct file *file)
+{
+	if (!file) {
+		f->present = 0;
+		return;
+	}
+	f->present = 1;
+	f->flags = BPF_CORE_READ(file, f_flags);
+	fill_inode(&f->inode, BPF_CORE_READ(file, f_inode));
+	walk_path(&f->path, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt));
+}
+
+/* fill_addr copies a socket address (kernel or user memory). */
+static __always_inline void fill_addr(struct vg_addr *a, const void *addr, int addrlen, int user)
+{
+	__u32 n;
+
+	a->len = addrlen;
+	if (!addr || addrlen < 2)
+		return;
+	if (user)
+		bpf_probe_read_user(&a->family, 2, addr);
+	else
+		bpf_probe_read_kernel(&a->family, 2, addr);
+	n = addrlen - 2;
+	if (n > 126)
+		n = 126;
+	barrier_var(n);
+	n &= 0x7f;
+	if (user)
+		bpf_probe_read_user(a->raw, n & 0x7f, addr + 2);
+	else
+		bpf_probe_read_kernel(a->raw, n & 0x7f, addr + 2);
+	if (a->family == 2 || a->family == 10) {
+		a->port = a->raw[0] | (__u16)a->raw[1] << 8;
+	}
+	if (a->family == 2) {
+		__builtin_memcpy(&a->addr4, &a->raw[2], 4);
+	} else if (a->family == 10) {
+		__builtin_memcpy(&a->flow, &a->raw[2], 4);
+		__builtin_memcpy(a->addr6, &a->raw[6], 16);
+		__builtin_memcpy(&a->scope, &a->raw[22], 4);
+	}
+}
+
+static __always_inline void fill_sock(struct vg_sock *o, struct socket *sock, const struct vg_task *st)
+{
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+
+	o->type = BPF_CORE_READ(sock, type);
+	o->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	o->protocol = BPF_CORE_READ(sk, sk_protocol);
+	o->owner_ttd = st->ttd;
+}
+
+/* The allow key (see key.go for the definition and the Go twin). */
+#define KEY_OFFSET 0xcbf29ce484222325ULL
+#define KEY_PRIME 0x100000001b3ULL
+
+static __always_inline __u64 mix(__u64 h, __u64 v)
+{
+	return (h ^ v) * KEY_PRIME;
+}
+
+static __noinline __u64 mix_str(__u64 h, const char *s, __u32 len, __u32 max)
+{
+	__u32 i;
+
+	if (!s)
+		return h;
+	for (i = 0; i < VG_PATH_MAX; i++) {
+		if (i >= len || i >= max)
+			break;
+		h = mix(h, (__u8)s[i]);
+	}
+	return mix(h, i);
+}
+
+static __always_inline __u32 cstrlen(const char *s, __u32 max)
+{
+	__u32 i;
+
+	for (i = 0; i < 256; i++) {
+		if (i >= max || !s[i])
+			break;
+	}
+	return i;
+}
+
+static __always_inline __u64 key_start(const struct vg_hdr *h)
+{
+	__u64 k = mix(KEY_OFFSET, h->type);
+
+	k = mix(k, h->coe.uid);
+	k = mix(k, h->coe.euid);
+	k = mix(k, h->coe.suid);
+	k = mix(k, h->coe.gid);
+	k = mix(k, h->coe.egid);
+	k = mix(k, h->coe.sgid);
+	k = mix(k, h->coe.fsuid);
+	k = mix(k, h->coe.fsgid);
+	return mix(k, h->coe.capeff);
+}
+
+static __always_inline __u64 key_file(__u64 k, const struct vg_file *f)
+{
+	k = mix(k, f->flags);
+	k = mix(k, f->inode.uid);
+	k = mix(k, f->inode.gid);
+	k = mix(k, f->inode.mode);
+	k = mix(k, f->inode.s_magic);
+	return mix_str(k, f->path.name, f->path.len, VG_PATH_MAX - 1);
+}
+
+static __always_inline struct vg_ns_cfg *ns_cfg(const struct vg_task *st)
+{
+	__u64 ns = st->ns;
+
+	return bpf_map_lookup_elem(&ns_config, &ns);
+}
+
+static __always_inline int enforcing(const struct vg_ns_cfg *cfg)
+{
+	return cfg && cfg->mode == VG_ENFORCE;
+}
+
+/* check decides an event of an enforcing namespace whose key is in h. An
+ * event out of the allow set is denied and makes the task untrusted; every
+ * event of an untrusted task is denied. */
+static __always_inline int check(struct vg_task *st, struct vg_hdr *h)
+{
+	struct vg_allow_key k = {.ns = st->ns, .key = h->key};
+
+	h->flags |= VG_F_KEY;
+	if (st->flags & VG_T_UNTRUSTED) {
+		h->flags |= VG_F_DENIED;
+		return -EPERM;
+	}
+	if (bpf_map_lookup_elem(&allow, &k))
+		return 0;
+	st->flags |= VG_T_UNTRUSTED;
+	h->flags |= VG_F_DENIED | VG_F_UNTRUSTED;
+	return -EPERM;
+}
+
+/* lost decides an event whose record could not be reserved. */
+static __always_inline int lost(struct vg_task *st, const struct vg_ns_cfg *cfg)
+{
+	count_loss(st->ns, VG_LOSS_RINGBUF);
+	if (!enforcing(cfg))
+		return 0;
+	if ((st->flags & VG_T_UNTRUSTED) || (cfg->flags & VG_NS_FAIL_CLOSED))
+		return -EPERM;
+	return 0;
+}
+
+#endif

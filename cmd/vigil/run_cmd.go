@@ -1,0 +1,552 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/vigil-tsem/vigil/bpf"
+	"github.com/vigil-tsem/vigil/events"
+	"github.com/vigil-tsem/vigil/internal/lineio"
+	"github.com/vigil-tsem/vigil/measure"
+	"github.com/vigil-tsem/vigil/model"
+	"github.com/vigil-tsem/vigil/namespace"
+)
+
+// runExecArg makes the vigil binary act as the enrolled stub of 'vigil run':
+// "vigil <runExecArg> PATH ARG0 ARGS..." waits until its parent has enrolled
+// it in the modeling namespace, then executes PATH, so the command's exec is
+// the namespace's first event. The stub first says it is ready (closes file
+// descriptor 4): its own start-up (the Go runtime's file opens and threads)
+// happens before the enrollment and is not modeled. Then it waits for a
+// byte on file descriptor 3.
+const runExecArg = "__vigil-run-exec"
+
+// The stub must exec from the thread its parent enrolled: the kernel keeps
+// namespace membership per task, and the parent enrolled the process's main
+// thread (its pid). Go runs init functions on the main thread, locked to it,
+// so the stub does all its work here, before main, and never returns.
+func init() {
+	if len(os.Args) >= 4 && os.Args[1] == runExecArg {
+		runtime.LockOSThread()
+		os.Exit(enrolledExec(os.Args[2], os.Args[3:]))
+	}
+}
+
+// enrolledExec is the stub: wait for the go-ahead, then exec. It returns only
+// on failure, with env(1)'s exit codes: 126 cannot execute, 127 not found.
+func enrolledExec(path string, argv []string) int {
+	os.NewFile(4, "enroll-ready").Close()
+	gate := os.NewFile(3, "enroll-gate")
+	var b [1]byte
+	n, err := gate.Read(b[:])
+	if n != 1 || err != nil {
+		// The parent went away or could not enroll us: run nothing
+		// unobserved.
+		fmt.Fprintln(os.Stderr, "vigil: not enrolled in the modeling namespace; not running", path)
+		return 125
+	}
+	gate.Close()
+	err = syscall.Exec(path, argv, os.Environ())
+	fmt.Fprintf(os.Stderr, "vigil: exec %s: %v\n", path, err)
+	if errors.Is(err, syscall.ENOENT) {
+		return 127
+	}
+	return 126
+}
+
+// runFlags are the flags of 'vigil run'.
+type runFlags struct {
+	name       string
+	modelIn    string
+	enforce    bool
+	output     string
+	trajectory string
+	forensics  string
+	backend    string
+	noCapable  bool
+	reg        registerFlags
+}
+
+func newRunCmd() *cobra.Command {
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:   "run [flags] -- CMD [ARGS...]",
+		Short: "Run a command in a new security modeling namespace and model what it does",
+		Long: `Run CMD in a new security modeling namespace: the kernel reports every
+security event of CMD and of every task it starts (file opens, execs,
+mmaps, sockets, signals, ...), each becomes a TSEM event description with
+its credentials (COE) and coefficient, and the namespace's model learns
+them. CMD is enrolled before it execs, so nothing it does is missed.
+
+When CMD exits, the ring buffer is drained, and Vigil writes the learned
+model (-o, a TSEM/Quixote model file with its trajectory, replaced
+atomically) and the trajectory (--trajectory, one TSEM JSON line per model
+point). Lost records are never silent: they are reported on standard error
+and recorded as a gap in the measured log.
+
+With --model the namespace starts sealed to that model: events outside it
+are forensics, written to --forensics (TSEM JSON lines) or summarised on
+standard error. With --enforce (BPF LSM backend only) an out-of-model action
+fails with EPERM, and so does every later action of the task that made it.
+
+The exit status is CMD's (128+N when a signal N killed it); 127 when CMD is
+not found, 126 when it cannot be executed. Vigil's own failures exit 1 (2
+for bad flags). Needs root: loading eBPF programs takes CAP_BPF,
+CAP_PERFMON and CAP_SYS_ADMIN.`,
+		Example: `  sudo vigil run -o m.model -- sh -c 'cat /etc/hostname'
+  sudo vigil run --trajectory - -- curl -s http://127.0.0.1:8080/ | vigil model points
+  sudo vigil run --model m.model --forensics f.json -- sh -c 'cat /etc/hostname'
+  sudo vigil run --log events.log --register software -o m.model -- make`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dash := cmd.ArgsLenAtDash(); dash > 0 {
+				return badInput(fmt.Errorf("unexpected arguments before --: %q", args[:dash]))
+			}
+			return runRun(cmd, f, args)
+		},
+	}
+	fl := cmd.Flags()
+	fl.SetInterspersed(false)
+	fl.StringVar(&f.name, "name", "", "name of the modeling namespace (default run-<id>)")
+	fl.StringVar(&f.modelIn, "model", "", "seal the namespace to this model file; out-of-model events are forensics")
+	fl.BoolVar(&f.enforce, "enforce", false, "with --model: out-of-model actions fail with EPERM (BPF LSM backend only)")
+	fl.StringVarP(&f.output, "output", "o", "", "write the learned model to this file (atomically)")
+	fl.StringVar(&f.trajectory, "trajectory", "", "write the trajectory (TSEM JSON lines) to this file, - for standard output")
+	fl.StringVar(&f.forensics, "forensics", "", "with --model: write the forensics (TSEM JSON lines) to this file, - for standard output (default: a summary on standard error)")
+	fl.StringVar(&f.backend, "backend", "auto", "capture backend: auto, lsm or tracepoint")
+	fl.BoolVar(&f.noCapable, "no-capable", false, "do not model capable events")
+	f.reg.addFlags(cmd)
+	return cmd
+}
+
+// exitCode wraps a command's exit status.
+func exitCode(code int) error { return &exitError{code: code} }
+
+func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
+	backend, err := bpf.ParseBackend(f.backend)
+	if err != nil {
+		return badInput(fmt.Errorf("--backend: %w", err))
+	}
+	if f.enforce && f.modelIn == "" {
+		return badInput(errors.New("--enforce needs --model: there is no model to enforce"))
+	}
+	if f.forensics != "" && f.modelIn == "" {
+		return badInput(errors.New("--forensics needs --model: only a sealed model has forensics"))
+	}
+	if f.enforce && backend == bpf.BackendTracepoint {
+		return badInput(fmt.Errorf("--enforce: %w; use --backend lsm (or auto) on a kernel with the BPF LSM active", bpf.ErrObserveOnly))
+	}
+	path, err := exec.LookPath(args[0])
+	if err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "vigil: %v\n", err)
+		return exitCode(127)
+	}
+	if os.Geteuid() != 0 {
+		return failed(errors.New("vigil run needs root: loading and attaching eBPF programs takes CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN; run it with sudo"))
+	}
+
+	var m *model.Model
+	if f.modelIn != "" {
+		if m, err = model.LoadFile(f.modelIn); err != nil {
+			return badInput(fmt.Errorf("--model: %w", err))
+		}
+		m.Seal()
+	} else {
+		m = model.New(model.Options{})
+	}
+
+	capture, err := bpf.Open(bpf.Options{Backend: backend})
+	if err != nil {
+		return failed(err)
+	}
+	defer capture.Close()
+	if f.enforce && !capture.CanEnforce() {
+		return failed(fmt.Errorf("--enforce: the %s backend was selected: %w", capture.Backend(), bpf.ErrObserveOnly))
+	}
+	slog.Debug("capture open", "backend", capture.Backend())
+
+	// The measured log, when asked for: the namespace's points, seal,
+	// enforcement and gaps become records extended into the register.
+	meas, err := f.reg.open(cmd)
+	if err != nil {
+		return err
+	}
+	firstID := uint64(1)
+	var logNS *measure.Namespace
+	if meas != nil {
+		defer meas.close()
+		firstID = meas.log.NextNamespaceID()
+	}
+	reg := namespace.NewRegistry(namespace.RegistryOptions{FirstID: firstID})
+	ns, err := reg.Create(namespace.Options{Name: f.name, Origin: namespace.OriginRun, Model: m, KTime: monotonicNow()})
+	if err != nil {
+		return failed(err)
+	}
+	if meas != nil {
+		if logNS, err = startLogNamespace(meas, ns, f.enforce); err != nil {
+			return failed(err)
+		}
+	}
+
+	mode := bpf.ModeLearn
+	if m.Sealed() {
+		mode = bpf.ModeSeal
+	}
+	if f.enforce {
+		if err := ns.Enforce(); err != nil {
+			return failed(err)
+		}
+		keys, skipped := events.KernelKeys(m.Trajectory())
+		if skipped > 0 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "vigil: %d model points have no description or no kernel key: the kernel will deny those events\n", skipped)
+		}
+		if err := capture.Allow(ns.ID(), keys...); err != nil {
+			return failed(err)
+		}
+		mode = bpf.ModeEnforce
+	}
+	if err := capture.SetNamespace(ns.ID(), bpf.NamespaceConfig{Mode: mode, NoCapable: f.noCapable}); err != nil {
+		return failed(err)
+	}
+
+	digests := events.NewDigestCache(events.DigestOptions{})
+	disp := namespace.NewDispatcher(reg, digests)
+	var (
+		obsMu  sync.Mutex
+		obsErr error
+	)
+	disp.OnEvent = func(n *namespace.Namespace, e *events.Event, res namespace.Result) {
+		if res.Forensic && f.enforce {
+			// The kernel passed an event its coarser key allowed;
+			// userspace found it out of the model: no more trust.
+			if err := capture.MarkUntrusted(int(e.Header.Pid)); err != nil {
+				slog.Debug("mark untrusted", "pid", e.Header.Pid, "err", err)
+			}
+		}
+	}
+	stop := make(chan struct{})
+	readDone := make(chan error, 1)
+	go func() {
+		readDone <- readRecords(capture, stop, func(r bpf.Record) {
+			if err := disp.Dispatch(r); err != nil {
+				obsMu.Lock()
+				if obsErr == nil {
+					obsErr = err
+				}
+				obsMu.Unlock()
+			}
+		})
+	}()
+
+	status, runErr := runEnrolled(cmd, capture, ns.ID(), path, args)
+
+	// Every record of CMD is in the ring buffer once it has exited: drain
+	// it to the end before looking at the model.
+	close(stop)
+	if err := <-readDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("read records: %w", err)
+	}
+	lost := recordLoss(cmd.ErrOrStderr(), capture, ns, logNS)
+	if runErr != nil {
+		return failed(runErr)
+	}
+	if obsErr != nil {
+		return failed(fmt.Errorf("--log: %w", obsErr))
+	}
+	if err := writeRunOutputs(cmd, f, ns); err != nil {
+		return failed(err)
+	}
+	printRunSummary(cmd.ErrOrStderr(), f, capture, ns, disp, digests, lost)
+	if status != 0 {
+		return exitCode(status)
+	}
+	return nil
+}
+
+// readInterval bounds how long the reader goes without looking at stop.
+const readInterval = 100 * time.Millisecond
+
+// readRecords reads records and calls fn for each until stop is closed,
+// then drains the ring buffer: every record committed before stop was
+// closed is handed to fn before readRecords returns. The deadline is only
+// ever set from this goroutine: a reader blocked without one holds the
+// lock SetDeadline needs.
+func readRecords(capture *bpf.Capture, stop <-chan struct{}, fn func(bpf.Record)) error {
+	capture.SetDeadline(time.Now().Add(readInterval))
+	stopping := false
+	for {
+		r, err := capture.ReadRecord()
+		switch {
+		case err == nil:
+			fn(r)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if stopping {
+				return nil // drained
+			}
+			select {
+			case <-stop:
+				// One more pass with a deadline in the past reads
+				// what is left and then reports the deadline.
+				stopping = true
+				capture.SetDeadline(time.Now())
+			default:
+				capture.SetDeadline(time.Now().Add(readInterval))
+			}
+		case errors.Is(err, bpf.ErrClosed):
+			return nil
+		case errors.Is(err, bpf.ErrShortRecord), errors.Is(err, bpf.ErrUnknownRecord), errors.Is(err, bpf.ErrRecordSize):
+			// Counted by the capture as lost (LossDecode).
+		default:
+			return err
+		}
+	}
+}
+
+// startLogNamespace records the namespace in the measured log: created,
+// the points of a loaded model, sealed and enforcing as they apply, and
+// makes the log observe the model's later points.
+func startLogNamespace(meas *measured, ns *namespace.Namespace, enforce bool) (*measure.Namespace, error) {
+	m := ns.Model()
+	logNS, err := meas.log.Namespace(ns.ID(), ns.Name(), m.Aggregate(), m.Base())
+	if err != nil {
+		return nil, fmt.Errorf("--log: %w", err)
+	}
+	for _, p := range m.SetObserver(logNS) {
+		if err := logNS.NewPoint(p); err != nil {
+			return nil, fmt.Errorf("--log: %w", err)
+		}
+	}
+	if m.Sealed() {
+		if err := logNS.Sealed(); err != nil {
+			return nil, fmt.Errorf("--log: %w", err)
+		}
+	}
+	if enforce {
+		if err := logNS.Enforcing(); err != nil {
+			return nil, fmt.Errorf("--log: %w", err)
+		}
+	}
+	return logNS, nil
+}
+
+// runEnrolled starts the stub, enrolls it into namespace nsID, lets it exec
+// CMD and waits for CMD. It returns CMD's exit status.
+func runEnrolled(cmd *cobra.Command, capture *bpf.Capture, nsID uint64, path string, args []string) (int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, fmt.Errorf("find the vigil executable: %w", err)
+	}
+	gateR, gateW, err := os.Pipe()
+	if err != nil {
+		return 0, fmt.Errorf("create enroll gate: %w", err)
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		gateR.Close()
+		gateW.Close()
+		return 0, fmt.Errorf("create enroll gate: %w", err)
+	}
+	child := exec.Command(self, append([]string{runExecArg, path}, args...)...)
+	child.Args[0] = "vigil"
+	child.Stdin, child.Stdout, child.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+	child.ExtraFiles = []*os.File{gateR, readyW}
+	err = child.Start()
+	gateR.Close()
+	readyW.Close()
+	if err != nil {
+		gateW.Close()
+		readyR.Close()
+		return 0, fmt.Errorf("start %s: %w", path, err)
+	}
+	// Wait until the stub has started and waits at the gate (it closes
+	// its end of the ready pipe: EOF here).
+	io.Copy(io.Discard, readyR)
+	readyR.Close()
+	if err := capture.Enroll(child.Process.Pid, nsID); err != nil {
+		gateW.Close() // the stub sees EOF and exits without running CMD
+		child.Wait()
+		return 0, fmt.Errorf("enroll %s (pid %d): %w", path, child.Process.Pid, err)
+	}
+	if _, err := gateW.Write([]byte{1}); err != nil {
+		gateW.Close()
+		child.Wait()
+		return 0, fmt.Errorf("release %s: %w", path, err)
+	}
+	gateW.Close()
+
+	// Signals meant for the command go to it; vigil stays to finish.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				child.Process.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+
+	err = child.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("wait for %s: %w", path, err)
+	}
+	return 0, nil
+}
+
+// recordLoss reads the kernel's loss counters after the drain. Losses of
+// the namespace, and those the kernel or the reader could not attribute
+// (they may be the namespace's), are reported and recorded as gaps.
+func recordLoss(stderr io.Writer, capture *bpf.Capture, ns *namespace.Namespace, logNS *measure.Namespace) uint64 {
+	lost, err := capture.Lost()
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil: WARNING: cannot read the loss counters, the model may be incomplete: %v\n", err)
+		ns.RecordGap(1, "loss counters unreadable")
+		return 0
+	}
+	keys := make([]bpf.LossKey, 0, len(lost))
+	for k := range lost {
+		if k.NS == ns.ID() || k.NS == 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Reason < keys[j].Reason })
+	var total uint64
+	for _, k := range keys {
+		n := lost[k]
+		total += n
+		reason := k.Reason.String()
+		fmt.Fprintf(stderr, "vigil: WARNING: %d records of namespace %q lost (%s): its model and measurement are incomplete\n", n, ns.Name(), reason)
+		ns.RecordGap(n, reason)
+		if logNS != nil {
+			if err := logNS.Gap(n, reason); err != nil {
+				fmt.Fprintf(stderr, "vigil: record the gap in the log: %v\n", err)
+			}
+		}
+	}
+	return total
+}
+
+func writeRunOutputs(cmd *cobra.Command, f *runFlags, ns *namespace.Namespace) error {
+	m := ns.Model()
+	if f.output != "" {
+		if err := m.SaveFile(f.output); err != nil {
+			return fmt.Errorf("-o: %w", err)
+		}
+	}
+	if f.trajectory != "" {
+		if err := writeLines(cmd.OutOrStdout(), f.trajectory, m.Trajectory()); err != nil {
+			return fmt.Errorf("--trajectory: %w", err)
+		}
+	}
+	if f.forensics != "" {
+		fs := m.Forensics()
+		lines := make([][]byte, len(fs))
+		for i, p := range fs {
+			lines[i] = p.Description
+		}
+		if err := writeLines(cmd.OutOrStdout(), f.forensics, lines); err != nil {
+			return fmt.Errorf("--forensics: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeLines writes one line per entry (nil entries skipped) to path,
+// atomically, or to stdout for "-".
+func writeLines(stdout io.Writer, path string, lines [][]byte) error {
+	write := func(w *bufio.Writer) error {
+		for _, l := range lines {
+			if l == nil {
+				continue
+			}
+			w.Write(l)
+			if err := w.WriteByte('\n'); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if path == "-" {
+		w := bufio.NewWriter(stdout)
+		if err := write(w); err != nil {
+			return err
+		}
+		return w.Flush()
+	}
+	return lineio.WriteFileAtomic(path, 0o644, write)
+}
+
+func printRunSummary(w io.Writer, f *runFlags, capture *bpf.Capture, ns *namespace.Namespace, disp *namespace.Dispatcher, digests *events.DigestCache, lost uint64) {
+	st := ns.Stats()
+	m := ns.Model()
+	fmt.Fprintf(w, "vigil: namespace %q (context %d, %s backend): %d events, %d model points, %d forensics points (%d events), %d lost\n",
+		ns.Name(), ns.ID(), capture.Backend(), st.Events, m.Len(), len(m.Forensics()), st.ForensicEvents, lost)
+	if st.Unmodeled > 0 {
+		types := make([]string, 0, len(st.UnmodeledTypes))
+		for t, n := range st.UnmodeledTypes {
+			types = append(types, t+" "+strconv.FormatUint(n, 10))
+		}
+		sort.Strings(types)
+		fmt.Fprintf(w, "vigil: %d events have no TSEM coefficient layout and are not modeled: %v\n", st.Unmodeled, types)
+	}
+	if n := disp.Converter().DigestFailures(); n > 0 {
+		fmt.Fprintf(w, "vigil: WARNING: %d file digests could not be read (file changed or unreachable); their events carry a zero digest\n", n)
+	}
+	if n := ns.Model().Forensics(); len(n) > 0 && f.forensics == "" {
+		fmt.Fprintf(w, "vigil: %d events outside the model %s (use --forensics FILE for their descriptions):\n", len(n), f.modelIn)
+		for i, p := range n {
+			if i == 10 {
+				fmt.Fprintf(w, "  ... %d more\n", len(n)-10)
+				break
+			}
+			fmt.Fprintf(w, "  %s x%d %s\n", p.Coefficient, p.Count, describeLine(p.Description))
+		}
+	}
+	slog.Debug("digest cache", "stats", digests.Stats())
+}
+
+// describeLine names an event for people: "type process".
+func describeLine(desc []byte) string {
+	e, err := events.Parse(desc)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s %q", e.Header.Type, e.Header.Process)
+}
+
+// monotonicNow is CLOCK_MONOTONIC in nanoseconds, the clock of the kernel's
+// record timestamps.
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return uint64(ts.Sec)*uint64(time.Second) + uint64(ts.Nsec)
+}

@@ -1,0 +1,278 @@
+package events
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/vigil-tsem/vigil/bpf"
+)
+
+// EmptyDigest is H(""), the digest TSEM gives a file whose content it does
+// not hash: an empty file, anything that is not a regular file, a file on a
+// pseudo filesystem, a pseudonym.
+var EmptyDigest = [32]byte(sha256.Sum256(nil))
+
+// Conclusive reasons a file's digest is not known. The event still gets a
+// description; its digest is all zero bytes, which no content hashes to, so
+// a model learned from it will not match the file's real content later.
+var (
+	// ErrFileChanged: the file was modified or replaced between the event
+	// and the moment userspace read it, so its content at the event is
+	// lost.
+	ErrFileChanged = errors.New("file changed since the event")
+	// ErrFileUnreachable: no path userspace can open leads to the file the
+	// kernel reported (deleted, detached, another mount namespace whose
+	// tasks are gone).
+	ErrFileUnreachable = errors.New("file not reachable from userspace")
+)
+
+// FileKey identifies one version of a file: the same key means the same
+// content, so the content is hashed once per key.
+type FileKey struct {
+	DevMajor, DevMinor   uint32
+	Ino                  uint64
+	CTimeSec, MTimeSec   int64
+	CTimeNsec, MTimeNsec uint32
+	Size                 uint64
+}
+
+// KeyOf returns the cache key of an inode as the kernel reported it.
+func KeyOf(in *bpf.Inode) FileKey {
+	return FileKey{
+		DevMajor: in.DevMajor, DevMinor: in.DevMinor, Ino: in.Ino,
+		CTimeSec: in.CTimeSec, MTimeSec: in.MTimeSec,
+		// Kernels with multigrain timestamps keep a flag in the top bits of
+		// the ctime nanoseconds; a nanosecond count needs only 30 bits.
+		CTimeNsec: in.CTimeNsec & nsecMask, MTimeNsec: in.MTimeNsec & nsecMask,
+		Size: in.Size,
+	}
+}
+
+const nsecMask = 1<<30 - 1
+
+func keyOfStat(st *syscall.Stat_t) FileKey {
+	dev := uint64(st.Dev)
+	return FileKey{
+		DevMajor:  uint32((dev>>8)&0xfff | (dev>>32)&^0xfff),
+		DevMinor:  uint32(dev&0xff | (dev>>12)&^0xff),
+		Ino:       st.Ino,
+		CTimeSec:  st.Ctim.Sec,
+		MTimeSec:  st.Mtim.Sec,
+		CTimeNsec: uint32(st.Ctim.Nsec),
+		MTimeNsec: uint32(st.Mtim.Nsec),
+		Size:      uint64(st.Size),
+	}
+}
+
+// Filesystem magic numbers (statfs f_type) of the pseudo filesystems whose
+// files get EmptyDigest: their content is generated on read, so a digest
+// would describe the moment of reading, not the file.
+var pseudoFS = map[uint32]string{
+	0x9fa0:     "proc",
+	0x62656572: "sysfs",
+	0x1cd1:     "devpts",
+	0x50495045: "pipefs",
+	0x534f434b: "sockfs",
+	0x09041934: "anon_inodefs",
+	0x73636673: "securityfs",
+	0x64626720: "debugfs",
+	0x74726163: "tracefs",
+	0x6e736673: "nsfs",
+	0x42494e4d: "binfmt_misc",
+	0x27e0eb:   "cgroup",
+	0x63677270: "cgroup2",
+	0xcafe4a11: "bpf",
+	0x19800202: "mqueue",
+	0x62656570: "configfs",
+	0x6165676c: "pstore",
+	0xde5e81e4: "efivarfs",
+	0xf97cff8c: "selinuxfs",
+	0x43415d53: "smackfs",
+	0x62646576: "bdev",
+	0x444d4142: "dmabuf",
+	0x5345434d: "secretmem",
+}
+
+// IsPseudoFS reports whether s_magic names a pseudo filesystem (proc,
+// sysfs, devpts, pipes, sockets, ...), whose files get EmptyDigest.
+// tmpfs is not one: its files hold data, and TSEM hashes them.
+func IsPseudoFS(magic uint32) bool {
+	_, ok := pseudoFS[magic]
+	return ok
+}
+
+const sIFMT, sIFREG = 0o170000, 0o100000
+
+// DigestOptions configures a DigestCache.
+type DigestOptions struct {
+	// ProcRoot is where proc is mounted, default "/proc". A file that is
+	// not reachable by its path (another mount namespace) is opened
+	// through ProcRoot/TGID/root.
+	ProcRoot string
+	// MaxEntries bounds the cache, default 65536; when it is full an
+	// eighth of the entries are dropped.
+	MaxEntries int
+}
+
+// DigestStats counts what a DigestCache did.
+type DigestStats struct {
+	// Hits and Misses count lookups of regular files with content;
+	// Hashed counts the bytes read for misses.
+	Hits, Misses, Hashed uint64
+	// Empty counts files that got EmptyDigest without being read.
+	Empty uint64
+	// Failed counts files whose digest could not be known.
+	Failed uint64
+}
+
+// DigestCache computes the content digests of file cells: SHA-256 of the
+// content, once per file version (FileKey). It is safe for concurrent use.
+type DigestCache struct {
+	procRoot string
+	max      int
+
+	mu sync.Mutex
+	m  map[FileKey][32]byte
+
+	hits, misses, hashed, empty, failed atomic.Uint64
+}
+
+// NewDigestCache returns an empty cache.
+func NewDigestCache(opts DigestOptions) *DigestCache {
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = 65536
+	}
+	return &DigestCache{procRoot: opts.ProcRoot, max: opts.MaxEntries, m: make(map[FileKey][32]byte)}
+}
+
+// Stats returns the counters.
+func (c *DigestCache) Stats() DigestStats {
+	return DigestStats{
+		Hits: c.hits.Load(), Misses: c.misses.Load(), Hashed: c.hashed.Load(),
+		Empty: c.empty.Load(), Failed: c.failed.Load(),
+	}
+}
+
+// Len returns the number of cached digests.
+func (c *DigestCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
+
+// Digest returns the digest of the file f that task tgid opened, as TSEM
+// puts it in a file cell: EmptyDigest for a file that is not regular, is
+// empty or lives on a pseudo filesystem, else the SHA-256 of its content.
+// On error the digest is all zero bytes and the error wraps ErrFileChanged
+// or ErrFileUnreachable.
+func (c *DigestCache) Digest(f *bpf.File, tgid uint32) ([32]byte, error) {
+	in := &f.Inode
+	if in.Mode&sIFMT != sIFREG || in.Size == 0 || IsPseudoFS(in.SMagic) {
+		c.empty.Add(1)
+		return EmptyDigest, nil
+	}
+	key := KeyOf(in)
+	c.mu.Lock()
+	d, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		c.hits.Add(1)
+		return d, nil
+	}
+	c.misses.Add(1)
+	d, err := c.hash(f, key, tgid)
+	if err != nil {
+		c.failed.Add(1)
+		return [32]byte{}, err
+	}
+	return d, nil
+}
+
+// hash finds the file by its path, directly or through the task's root,
+// and hashes it if it is still the version the kernel reported.
+func (c *DigestCache) hash(f *bpf.File, key FileKey, tgid uint32) ([32]byte, error) {
+	name := f.Path.Name
+	if len(name) == 0 || name[0] != '/' || f.Path.Flags&(bpf.PathTruncated|bpf.PathDetached|bpf.PathNoMount) != 0 {
+		return [32]byte{}, fmt.Errorf("digest %q: %w", name, ErrFileUnreachable)
+	}
+	candidates := [2]string{name, c.procRoot + "/" + strconv.FormatUint(uint64(tgid), 10) + "/root" + name}
+	changed := false
+	for _, p := range candidates {
+		d, err := c.hashPath(p, key)
+		if err == nil {
+			return d, nil
+		}
+		if errors.Is(err, ErrFileChanged) {
+			changed = true
+		}
+	}
+	if changed {
+		return [32]byte{}, fmt.Errorf("digest %q: %w", name, ErrFileChanged)
+	}
+	return [32]byte{}, fmt.Errorf("digest %q: %w", name, ErrFileUnreachable)
+}
+
+func (c *DigestCache) hashPath(path string, want FileKey) ([32]byte, error) {
+	fd, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	defer fd.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(fd.Fd()), &st); err != nil {
+		return [32]byte{}, err
+	}
+	got := keyOfStat(&st)
+	if got.DevMajor != want.DevMajor || got.DevMinor != want.DevMinor || got.Ino != want.Ino {
+		return [32]byte{}, ErrFileUnreachable // another file by that name
+	}
+	if st.Mode&sIFMT != sIFREG {
+		return [32]byte{}, ErrFileChanged
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, fd)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	c.hashed.Add(uint64(n))
+	var d [32]byte
+	h.Sum(d[:0])
+	// The content read belongs to the version fstat saw, if nothing
+	// changed while reading; cache it under that key.
+	var after syscall.Stat_t
+	if syscall.Fstat(int(fd.Fd()), &after) == nil && keyOfStat(&after) == got && uint64(n) == got.Size {
+		c.store(got, d)
+	}
+	if got != want {
+		return [32]byte{}, ErrFileChanged
+	}
+	return d, nil
+}
+
+func (c *DigestCache) store(k FileKey, d [32]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		drop := c.max / 8
+		if drop < 1 {
+			drop = 1
+		}
+		for k := range c.m { // map order is random: a random eighth goes
+			delete(c.m, k)
+			if drop--; drop == 0 {
+				break
+			}
+		}
+	}
+	c.m[k] = d
+}

@@ -1,0 +1,198 @@
+package events
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vigil-tsem/vigil/bpf"
+)
+
+type recStatT = syscall.Stat_t
+
+func recStat(path string, st *recStatT) error { return syscall.Stat(path, st) }
+
+// recFileOf describes a real file as the kernel would report it.
+func recFileOf(tb testing.TB, path string) *bpf.File {
+	tb.Helper()
+	in := recStatInode(tb, path)
+	in.SMagic = 0xef53
+	return &bpf.File{Present: true, Inode: in, Path: bpf.Path{Name: path}}
+}
+
+func TestDigest(t *testing.T) {
+	dir := t.TempDir()
+	content := bytes.Repeat([]byte("vigil "), 1000)
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := [32]byte(sha256.Sum256(content))
+
+	tests := []struct {
+		name    string
+		file    func() *bpf.File
+		want    [32]byte
+		wantErr error
+	}{
+		{"regular file", func() *bpf.File { return recFileOf(t, p) }, want, nil},
+		{"empty file", func() *bpf.File { return recFileOf(t, empty) }, EmptyDigest, nil},
+		{"directory", func() *bpf.File { return recFileOf(t, dir) }, EmptyDigest, nil},
+		{"proc file is not read", func() *bpf.File {
+			f := recFileOf(t, p)
+			f.Inode.SMagic = 0x9fa0
+			return f
+		}, EmptyDigest, nil},
+		{"tmpfs file is read", func() *bpf.File {
+			f := recFileOf(t, p)
+			f.Inode.SMagic = 0x01021994
+			return f
+		}, want, nil},
+		{"another file by that name", func() *bpf.File {
+			f := recFileOf(t, p)
+			f.Inode.Ino++
+			return f
+		}, [32]byte{}, ErrFileUnreachable},
+		{"changed since the event", func() *bpf.File {
+			f := recFileOf(t, p)
+			f.Inode.MTimeSec--
+			return f
+		}, [32]byte{}, ErrFileChanged},
+		{"relative path", func() *bpf.File {
+			f := recFileOf(t, p)
+			f.Path.Name = "f"
+			return f
+		}, [32]byte{}, ErrFileUnreachable},
+		{"truncated path", func() *bpf.File {
+			f := recFileOf(t, p)
+			f.Path.Flags = bpf.PathTruncated
+			return f
+		}, [32]byte{}, ErrFileUnreachable},
+		{"gone", func() *bpf.File {
+			f := recFileOf(t, p)
+			f.Path.Name = filepath.Join(dir, "nonexistent")
+			return f
+		}, [32]byte{}, ErrFileUnreachable},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewDigestCache(DigestOptions{ProcRoot: filepath.Join(dir, "noproc")})
+			got, err := c.Digest(tc.file(), 1)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Fatalf("Digest error = %v; want %v", err, tc.wantErr)
+			}
+			if got != tc.want {
+				t.Errorf("Digest = %x; want %x", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDigestCacheHashesOnce(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, []byte("one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := NewDigestCache(DigestOptions{})
+	f := recFileOf(t, p)
+	for i := 0; i < 3; i++ {
+		if d, err := c.Digest(f, 1); err != nil || d != sha256.Sum256([]byte("one")) {
+			t.Fatalf("Digest #%d = %x, %v", i, d, err)
+		}
+	}
+	if st := c.Stats(); st.Misses != 1 || st.Hits != 2 || st.Hashed != 3 {
+		t.Errorf("stats = %+v; want 1 miss, 2 hits, 3 bytes hashed", st)
+	}
+
+	// A new version of the file (new mtime, size) is a new key: hashed
+	// again, and the old version's key still gives the old digest.
+	time.Sleep(10 * time.Millisecond)
+	if err := os.WriteFile(p, []byte("two!"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f2 := recFileOf(t, p)
+	if d, err := c.Digest(f2, 1); err != nil || d != sha256.Sum256([]byte("two!")) {
+		t.Fatalf("Digest(new version) = %x, %v", d, err)
+	}
+	if d, err := c.Digest(f, 1); err != nil || d != sha256.Sum256([]byte("one")) {
+		t.Errorf("Digest(old version) = %x, %v; want the cached old digest", d, err)
+	}
+}
+
+func TestDigestCacheBounded(t *testing.T) {
+	c := NewDigestCache(DigestOptions{MaxEntries: 16})
+	for i := 0; i < 100; i++ {
+		c.store(FileKey{Ino: uint64(i)}, [32]byte{byte(i)})
+	}
+	if n := c.Len(); n > 16 {
+		t.Errorf("Len = %d; want at most 16", n)
+	}
+}
+
+func TestDigestThroughTaskRoot(t *testing.T) {
+	// A file outside vigil's mount namespace is opened as
+	// PROCROOT/TGID/root/PATH; a fake proc tree stands in for it.
+	dir := t.TempDir()
+	root := filepath.Join(dir, "proc", "42", "root")
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, "etc", "os-release-in-container")
+	if err := os.WriteFile(p, []byte("ID=test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := recFileOf(t, p)
+	f.Path.Name = "/etc/os-release-in-container" // not there in vigil's view
+	c := NewDigestCache(DigestOptions{ProcRoot: filepath.Join(dir, "proc")})
+	d, err := c.Digest(f, 42)
+	if err != nil || d != sha256.Sum256([]byte("ID=test\n")) {
+		t.Errorf("Digest = %x, %v; want the file's digest through the task root", d, err)
+	}
+}
+
+func BenchmarkDigestCacheHit(b *testing.B) {
+	dir := b.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, bytes.Repeat([]byte{1}, 1<<20), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	c := NewDigestCache(DigestOptions{})
+	f := recFileOf(b, p)
+	if _, err := c.Digest(f, 1); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Digest(f, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDigestMiss1MiB(b *testing.B) {
+	dir := b.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, bytes.Repeat([]byte{1}, 1<<20), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	f := recFileOf(b, p)
+	b.SetBytes(1 << 20)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c := NewDigestCache(DigestOptions{})
+		if _, err := c.Digest(f, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

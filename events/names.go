@@ -1,0 +1,120 @@
+package events
+
+import "sort"
+
+// names is every event name the TSEM kernel module prints, in the order of
+// its event enumeration (the kernel's name table without "undefined").
+var names = [...]string{
+	"bprm_committed_creds",
+	"task_kill",
+	"task_setpgid",
+	"task_getpgid",
+	"task_getsid",
+	"task_setnice",
+	"task_setioprio",
+	"task_getioprio",
+	"task_prlimit",
+	"task_setrlimit",
+	"task_setscheduler",
+	"task_getscheduler",
+	"task_prctl",
+	"file_open",
+	"mmap_file",
+	"file_ioctl",
+	"file_ioctl_compat",
+	"file_lock",
+	"file_fcntl",
+	"file_receive",
+	"file_truncate",
+	"unix_stream_connect",
+	"unix_may_send",
+	"socket_create",
+	"socket_connect",
+	"socket_bind",
+	"socket_accept",
+	"socket_listen",
+	"socket_socketpair",
+	"socket_sendmsg",
+	"socket_recvmsg",
+	"socket_getsockname",
+	"socket_getpeername",
+	"socket_setsockopt",
+	"socket_shutdown",
+	"ptrace_traceme",
+	"kernel_module_request",
+	"kernel_load_data",
+	"kernel_read_file",
+	"sb_mount",
+	"sb_umount",
+	"sb_remount",
+	"sb_pivotroot",
+	"sb_statfs",
+	"move_mount",
+	"shm_associate",
+	"shm_shmctl",
+	"shm_shmat",
+	"sem_associate",
+	"sem_semctl",
+	"sem_semop",
+	"syslog",
+	"settime",
+	"quotactl",
+	"quota_on",
+	"msg_queue_associate",
+	"msg_queue_msgctl",
+	"msg_queue_msgsnd",
+	"msg_queue_msgrcv",
+	"ipc_permission",
+	"key_alloc",
+	"key_permission",
+	"netlink_send",
+	"inode_create",
+	"inode_link",
+	"inode_unlink",
+	"inode_symlink",
+	"inode_mkdir",
+	"inode_rmdir",
+	"inode_mknod",
+	"inode_rename",
+	"inode_setattr",
+	"inode_getattr",
+	"inode_setxattr",
+	"inode_getxattr",
+	"inode_listxattr",
+	"inode_removexattr",
+	"inode_killpriv",
+	"tun_dev_create",
+	"tun_dev_attach_queue",
+	"tun_dev_attach",
+	"tun_dev_open",
+	"bpf",
+	"bpf_map",
+	"bpf_prog",
+	"ptrace_access_check",
+	"capable",
+	"capget",
+	"capset",
+	"task_alloc",
+	"bprm_check_security",
+	"cred_prepare",
+	"path_truncate",
+	"path_unlink",
+	"path_mkdir",
+	"path_rmdir",
+	"path_symlink",
+}
+
+var sortedNames = func() []string {
+	s := append([]string(nil), names[:]...)
+	sort.Strings(s)
+	return s
+}()
+
+// Names returns every TSEM event name, in the kernel's order.
+func Names() []string { return append([]string(nil), names[:]...) }
+
+// Known reports whether name is a TSEM event name.
+func Known(name string) bool {
+	i := sort.SearchStrings(sortedNames, name)
+	return i < len(sortedNames) && sortedNames[i] == name
+}

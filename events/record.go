@@ -1,0 +1,261 @@
+package events
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/vigil-tsem/vigil/bpf"
+)
+
+// ErrNotEvent is returned by Convert for a record that carries task
+// lifecycle only (bpf.TaskFork, bpf.TaskExit) or task identity (bpf.Exec);
+// the namespace layer consumes those itself.
+var ErrNotEvent = errors.New("record is not a security event")
+
+// TaskIDs resolves the kernel's task trust domain numbers (bpf.Header.TTD)
+// to TSEM task ids. The namespace layer implements it; TaskID of an unknown
+// TTD, and of 0, is 32 zero bytes.
+type TaskIDs interface {
+	TaskID(ttd uint64) [32]byte
+}
+
+// Converter turns ring-buffer records into TSEM event descriptions: the
+// header and COE from the record header, task ids through Tasks, file
+// digests through Digests, pathnames, devices, addresses and the rest as
+// TSEM writes them. It is safe for concurrent use when Digests and Tasks
+// are.
+type Converter struct {
+	// Digests computes file content digests; nil gives every file
+	// EmptyDigest (for tests and benchmarks that have no files).
+	Digests *DigestCache
+	Tasks   TaskIDs
+
+	digestFailures atomic.Uint64
+}
+
+// DigestFailures counts files whose digest could not be known (their cell
+// carries a zero digest).
+func (c *Converter) DigestFailures() uint64 { return c.digestFailures.Load() }
+
+// Convert returns the TSEM event description of a security event record.
+// Header.Number is left 0 (the namespace numbers its events) and Header.TS
+// is the kernel's timestamp (nanoseconds since boot). A record that is no
+// security event returns an error wrapping ErrNotEvent.
+func (c *Converter) Convert(r bpf.Record) (*Event, error) {
+	h := r.Head()
+	e := &Event{Header: c.header(h, h.TTD, h.PTTD), COE: COE(h.COE)}
+	e.Header.Type = h.Type.String()
+	tgid := h.TGID
+	switch r := r.(type) {
+	case *bpf.FileOpen:
+		e.Payload = &FileEvent{File: c.file(&r.File, tgid)}
+	case *bpf.MmapFile:
+		p := &MmapFile{HasFile: r.File.Present, Prot: r.Prot, Flags: r.MmapFlags}
+		if r.File.Present {
+			p.File = c.file(&r.File, tgid)
+		}
+		e.Payload = p
+	case *bpf.FileIoctl:
+		e.Payload = &FileCmd{File: c.file(&r.File, tgid), Cmd: r.Cmd}
+	case *bpf.SocketCreate:
+		e.Payload = &SocketCreate{Family: r.Family, Type: r.Type, Protocol: r.Protocol, Kern: r.Kern}
+	case *bpf.SocketAddr:
+		e.Payload = &SocketAddr{
+			Sock: Sock{Family: r.Sock.Family, Type: r.Sock.Type, Protocol: r.Sock.Protocol, Owner: c.taskID(r.Sock.OwnerTTD)},
+			Addr: sockAddr(&r.Addr, h.Type != bpf.RecSocketAccept),
+		}
+	case *bpf.TaskKill:
+		e.Payload = &TaskKill{Target: c.target(&r.Target), Sig: r.Sig, CrossNS: r.CrossNS}
+	case *bpf.PtraceAccessCheck:
+		e.Payload = &PtraceAccessCheck{Child: c.target(&r.Target), Mode: r.Mode}
+	case *bpf.InodeCreate:
+		e.Payload = &InodeCreate{Dir: inode(&r.Dir), Dentry: Dentry{Path: path(&r.Path, &r.Dir)}, Mode: r.Mode}
+	case *bpf.InodeUnlink:
+		e.Payload = &InodeRemove{Dir: inode(&r.Dir), Dentry: Dentry{HasInode: true, Inode: inode(&r.Inode), Path: path(&r.Path, &r.Inode)}}
+	case *bpf.InodeRename:
+		e.Payload = &InodeRename{
+			OldDir: inode(&r.OldDir), OldDentry: Dentry{Path: path(&r.OldPath, &r.OldDir)},
+			NewDir: inode(&r.NewDir), NewDentry: Dentry{Path: path(&r.NewPath, &r.NewDir)},
+		}
+	case *bpf.InodeSetattr:
+		e.Payload = &InodeSetattr{
+			Dentry: Dentry{HasInode: true, Inode: inode(&r.Inode), Path: path(&r.Path, &r.Inode)},
+			Valid:  r.Valid, Mode: r.Mode, UID: r.UID, GID: r.GID, Size: r.Size,
+		}
+	case *bpf.SbMount:
+		e.Payload = &SbMount{
+			HasDevName: true, DevName: r.DevName,
+			Path:      Path{Type: pathTypeRoot, Pathname: r.Path.Name},
+			HasFSType: true, FSType: r.FSType, Flags: r.MountFlags,
+		}
+	case *bpf.Capable:
+		e.Payload = &Capable{Cap: r.Cap, Opts: r.Opts}
+	case *bpf.KernelModuleRequest:
+		e.Payload = &Generic{Fields: []Field{{Key: "kmod_name", Value: r.Name}}}
+	case *bpf.KernelReadFile:
+		// TSEM has no cell layout for kernel_read_file: a generic
+		// payload keeps the description and the model reports the
+		// event as unmodeled.
+		fields := []Field{{Key: "id", Value: utoa(uint64(r.ID))}, {Key: "contents", Value: utoa(uint64(r.Contents))}}
+		if r.File.Present {
+			fields = append(fields, Field{Key: "pathname", Value: r.File.Path.Name})
+		}
+		e.Payload = &Generic{Fields: fields}
+	case *bpf.Bpf:
+		e.Payload = &Generic{Fields: []Field{{Key: "cmd", Value: utoa(uint64(r.Cmd))}, {Key: "size", Value: utoa(uint64(r.AttrSize))}}}
+	case *bpf.Exec, *bpf.TaskFork, *bpf.TaskExit:
+		return nil, fmt.Errorf("convert %s record: %w", h.Type, ErrNotEvent)
+	default:
+		return nil, fmt.Errorf("convert %s record: %w", h.Type, ErrNotEvent)
+	}
+	return e, nil
+}
+
+// ExecFile returns the file cell of the file an exec record says the task
+// executed: the cell model.TaskID hashes into the task's new identity.
+func (c *Converter) ExecFile(r *bpf.Exec) File { return c.file(&r.File, r.TGID) }
+
+// ExecOpen returns the file_open event of an exec's file as the BPF LSM's
+// file_open hook reports it: made by the task before the exec (its
+// previous TTD, task id and process name), with the exec's credentials.
+// The tracepoint backend cannot see that open, so its exec records stand in
+// for it; file is ExecFile(r) and process the task's name before the exec.
+func (c *Converter) ExecOpen(r *bpf.Exec, file File, process string) *Event {
+	e := &Event{Header: c.header(&r.Header, r.PrevTTD, r.PTTD), COE: COE(r.COE)}
+	e.Header.Type = "file_open"
+	e.Header.Process = process
+	e.Payload = &FileEvent{File: file}
+	return e
+}
+
+func (c *Converter) header(h *bpf.Header, ttd, pttd uint64) Header {
+	return Header{
+		Pid:     h.PID,
+		Context: h.NS,
+		Process: h.Process(),
+		TTD:     ttd,
+		PTTD:    pttd,
+		TaskID:  c.taskID(ttd),
+		PTaskID: c.taskID(pttd),
+		TS:      h.KTime,
+	}
+}
+
+func (c *Converter) taskID(ttd uint64) [32]byte {
+	if ttd == 0 || c.Tasks == nil {
+		return [32]byte{}
+	}
+	return c.Tasks.TaskID(ttd)
+}
+
+// target is the task id of a task_kill or ptrace target; zero when the
+// backend could not name the target's trust domain.
+func (c *Converter) target(t *bpf.TaskTarget) [32]byte {
+	if !t.TargetKnown {
+		return [32]byte{}
+	}
+	return c.taskID(t.TTD)
+}
+
+func (c *Converter) file(f *bpf.File, tgid uint32) File {
+	out := File{Flags: f.Flags, Inode: inode(&f.Inode), Path: path(&f.Path, &f.Inode)}
+	if c.Digests == nil {
+		out.Digest = EmptyDigest
+		return out
+	}
+	d, err := c.Digests.Digest(f, tgid)
+	if err != nil {
+		c.digestFailures.Add(1)
+	}
+	out.Digest = d
+	return out
+}
+
+func inode(in *bpf.Inode) Inode {
+	return Inode{UID: in.UID, GID: in.GID, Mode: in.Mode, SMagic: in.SMagic, SID: in.SIDString(), SUUID: in.SUUID}
+}
+
+// pathTypeRoot is the path type TSEM prints for a path of the modeling
+// namespace's file system view.
+const pathTypeRoot = "root"
+
+// noDevFS lists the pseudo filesystems on an anonymous device whose root
+// directory cannot rename: TSEM prints their paths without a device, and a
+// name the filesystem generates ("pipe:[1234]") as its prefix and ":/"
+// ("pipe:/"), so that such names do not change the coefficient from one
+// run to the next.
+var noDevFS = map[uint32]bool{
+	0x9fa0: true, 0x1cd1: true, 0x50495045: true, 0x534f434b: true,
+	0x09041934: true, 0x73636673: true, 0x64626720: true, 0x74726163: true,
+	0x6e736673: true, 0x42494e4d: true, 0x19800202: true, 0x62656570: true,
+	0x6165676c: true, 0xde5e81e4: true, 0xf97cff8c: true, 0x43415d53: true,
+	0x62646576: true, 0x444d4142: true, 0x5345434d: true,
+}
+
+// path converts a kernel path of a file on the filesystem of in.
+func path(p *bpf.Path, in *bpf.Inode) Path {
+	out := Path{Type: pathTypeRoot, Pathname: p.Name}
+	if in.DevMajor != 0 || !noDevFS[in.SMagic] {
+		out.HasDev = in.DevMajor != 0 || in.DevMinor != 0
+		out.Dev = Dev{Major: in.DevMajor, Minor: in.DevMinor}
+		return out
+	}
+	if i := strings.IndexByte(p.Name, ':'); i > 0 && !strings.Contains(p.Name[:i], "/") {
+		out.Pathname = p.Name[:i] + ":/"
+	}
+	return out
+}
+
+// sockAddr converts an address; flowScope is false for socket_accept,
+// whose IPv6 flow and scope TSEM neither prints nor hashes.
+func sockAddr(a *bpf.Addr, flowScope bool) SockAddr {
+	switch a.Family {
+	case AFInet:
+		return SockAddr{Kind: AddrInet, Port: uint32(a.Port), Address: a.Addr4}
+	case AFInet6:
+		return SockAddr{Kind: AddrInet6, Port: uint32(a.Port), Addr6: a.Addr6, HasFlowScope: flowScope, Flow: a.Flow, Scope: a.Scope}
+	case AFUnix:
+		// TSEM copies at most the address length's worth of sun_path,
+		// up to the first NUL: an abstract address prints as "".
+		n := int(a.Len) - 2
+		if n < 0 {
+			n = 0
+		}
+		if n > 108 {
+			n = 108
+		}
+		b := a.Raw[:n]
+		for i, ch := range b {
+			if ch == 0 {
+				b = b[:i]
+				break
+			}
+		}
+		return SockAddr{Kind: AddrUnix, Unix: string(b)}
+	}
+	// Any other family: the digest of the address bytes after the family.
+	n := int(a.Len) - 2
+	if n < 0 {
+		n = 0
+	}
+	if n > len(a.Raw) {
+		n = len(a.Raw)
+	}
+	return SockAddr{Kind: AddrOther, Other: sha256.Sum256(a.Raw[:n])}
+}
+
+func utoa(v uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			return string(b[i:])
+		}
+	}
+}

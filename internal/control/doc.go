@@ -1,0 +1,33 @@
+// Package control is the agent's control API: HTTP with JSON bodies over a
+// unix socket (default /run/vigil/vigil.sock), through which `vigil ns`
+// lists the security modeling namespaces of a running agent, shows their
+// state and measurement, seals and enforces them, and reads their
+// trajectories, forensics and models.
+//
+// The Server serves a Backend, the agent's view of its namespaces, and
+// refuses every peer that is not root: it reads the peer's credentials from
+// the socket (SO_PEERCRED) when the connection is accepted, so a process
+// cannot borrow another's identity, and the socket itself is mode 0600 in a
+// 0700 directory. The Client is what the CLI uses.
+//
+// Routes (all under /v1):
+//
+//	GET  /namespaces                          {"namespaces":[NamespaceInfo...]}
+//	GET  /namespaces/{ns}                     NamespaceInfo
+//	POST /namespaces/{ns}/seal                NamespaceInfo after sealing
+//	POST /namespaces/{ns}/enforce             NamespaceInfo after enforcing
+//	GET  /namespaces/{ns}/trajectory          TSEM event descriptions, one a line (application/x-ndjson)
+//	GET  /namespaces/{ns}/trajectory/points   {"points":[{"coefficient":HEX,"count":N}...]}
+//	GET  /namespaces/{ns}/forensics           as trajectory, for the forensics
+//	GET  /namespaces/{ns}/forensics/points    as trajectory/points
+//	GET  /namespaces/{ns}/model               the model file (TSEM/Quixote format, text/plain)
+//	PUT  /namespaces/{ns}/model               load a model file into the namespace
+//
+// Errors are {"error": "..."} with 400 (bad input), 403 (peer not allowed),
+// 404 (no such namespace), 409 (not possible in the namespace's mode) or
+// 500; the Client maps them back to this package's sentinel errors.
+//
+// Concurrency: a Server handles requests concurrently and calls the Backend
+// from several goroutines at once, so a Backend must be safe for that. A
+// Client is safe for concurrent use.
+package control

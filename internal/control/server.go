@@ -1,0 +1,333 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Peer is the process at the other end of a control connection, as the
+// kernel reports it (SO_PEERCRED) at accept time.
+type Peer struct {
+	PID int32
+	UID uint32
+	GID uint32
+}
+
+// RootOnly is the default Authorize: only uid 0 may use the control API.
+func RootOnly(p Peer) error {
+	if p.UID != 0 {
+		return fmt.Errorf("uid %d is not root; the vigil control socket serves root only (run the command with sudo): %w", p.UID, ErrPermission)
+	}
+	return nil
+}
+
+// maxModelSize bounds a model file sent to PUT .../model.
+const maxModelSize = 64 << 20
+
+// Server serves the control API for a Backend.
+type Server struct {
+	Backend Backend
+	// Authorize decides whether a peer may use the API; nil means RootOnly.
+	Authorize func(Peer) error
+	// Log receives one line per refused peer and per failed request; nil
+	// means slog.Default().
+	Log *slog.Logger
+}
+
+type peerKey struct{}
+
+// Listen creates the control socket at path: its directory is created with
+// mode 0700 if missing, a stale socket left by a dead agent is removed (a
+// live one is an error), and the socket is made mode 0600.
+func Listen(path string) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create socket directory: %w", err)
+		}
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("listen on %s: exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("listen on %s: another agent is serving it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("restrict control socket: %w", err)
+	}
+	return l, nil
+}
+
+// Serve answers requests on l until ctx is done, then shuts down gracefully
+// (waiting up to 5 seconds for requests in flight) and returns nil.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if p, err := peerOf(c); err == nil {
+				return context.WithValue(ctx, peerKey{}, p)
+			}
+			return ctx // no peer: the handler refuses the request
+		},
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve control API: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shut down control API: %w", err)
+	}
+	return nil
+}
+
+func peerOf(c net.Conn) (Peer, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return Peer{}, fmt.Errorf("peer credentials: %T is not a unix socket", c)
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return Peer{}, fmt.Errorf("peer credentials: %w", err)
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return Peer{}, fmt.Errorf("peer credentials: %w", err)
+	}
+	if cerr != nil {
+		return Peer{}, fmt.Errorf("peer credentials: %w", cerr)
+	}
+	return Peer{PID: cred.Pid, UID: cred.Uid, GID: cred.Gid}, nil
+}
+
+// Handler returns the API's handler. Requests must carry a Peer in their
+// context, which Serve puts there; without one they are refused.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/namespaces", func(w http.ResponseWriter, r *http.Request) {
+		list := s.Backend.Namespaces()
+		if list == nil {
+			list = []NamespaceInfo{}
+		}
+		writeJSON(w, http.StatusOK, namespacesBody{Namespaces: list})
+	})
+	mux.HandleFunc("GET /v1/namespaces/{ns}", s.info)
+	mux.HandleFunc("POST /v1/namespaces/{ns}/seal", s.transition(Backend.Seal))
+	mux.HandleFunc("POST /v1/namespaces/{ns}/enforce", s.transition(Backend.Enforce))
+	mux.HandleFunc("GET /v1/namespaces/{ns}/trajectory", s.events(Backend.Trajectory))
+	mux.HandleFunc("GET /v1/namespaces/{ns}/trajectory/points", s.points(Backend.Trajectory))
+	mux.HandleFunc("GET /v1/namespaces/{ns}/forensics", s.events(Backend.Forensics))
+	mux.HandleFunc("GET /v1/namespaces/{ns}/forensics/points", s.points(Backend.Forensics))
+	mux.HandleFunc("GET /v1/namespaces/{ns}/model", func(w http.ResponseWriter, r *http.Request) {
+		ns, err := s.name(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		m, err := s.Backend.Model(ns)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write(m)
+	})
+	mux.HandleFunc("PUT /v1/namespaces/{ns}/model", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxModelSize))
+		if err != nil {
+			s.fail(w, r, fmt.Errorf("read model: %v: %w", err, ErrInvalid))
+			return
+		}
+		ns, err := s.name(r)
+		if err == nil {
+			err = s.Backend.Load(ns, body)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := r.Context().Value(peerKey{}).(Peer)
+		var err error
+		if !ok {
+			err = fmt.Errorf("peer credentials unavailable: %w", ErrPermission)
+		} else if auth := s.Authorize; auth != nil {
+			err = auth(p)
+		} else {
+			err = RootOnly(p)
+		}
+		if err != nil {
+			s.log().Warn("control API: refused peer", "pid", p.PID, "uid", p.UID, "err", err)
+			writeJSON(w, http.StatusForbidden, errorBody{Error: err.Error()})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// name resolves the namespace named in the request path. Container
+// namespaces have long names (runtime and 64-digit id), so a prefix that
+// names exactly one namespace stands for it, as container CLIs accept
+// short ids; an ambiguous prefix is an error listing the candidates, and
+// an unknown name is left for the Backend to refuse.
+func (s *Server) name(r *http.Request) (string, error) {
+	name := r.PathValue("ns")
+	var match []string
+	for _, n := range s.Backend.Namespaces() {
+		if n.Name == name {
+			return name, nil
+		}
+		if strings.HasPrefix(n.Name, name) {
+			match = append(match, n.Name)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return name, nil
+	case 1:
+		return match[0], nil
+	}
+	sort.Strings(match)
+	return "", fmt.Errorf("namespace %q is ambiguous: it begins %s: %w", name, strings.Join(match, ", "), ErrInvalid)
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+func (s *Server) info(w http.ResponseWriter, r *http.Request) {
+	var info NamespaceInfo
+	ns, err := s.name(r)
+	if err == nil {
+		info, err = s.Backend.Namespace(ns)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) transition(op func(Backend, string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ns, err := s.name(r)
+		if err == nil {
+			err = op(s.Backend, ns)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.info(w, r)
+	}
+}
+
+func (s *Server) events(get func(Backend, string) ([]Point, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ns, err := s.name(r)
+		var pts []Point
+		if err == nil {
+			pts, err = get(s.Backend, ns)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		var buf bytes.Buffer
+		for _, p := range pts {
+			buf.Write(p.Event)
+			buf.WriteByte('\n')
+			if buf.Len() > 64<<10 {
+				if _, err := w.Write(buf.Bytes()); err != nil {
+					return
+				}
+				buf.Reset()
+			}
+		}
+		w.Write(buf.Bytes())
+	}
+}
+
+func (s *Server) points(get func(Backend, string) ([]Point, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ns, err := s.name(r)
+		var pts []Point
+		if err == nil {
+			pts, err = get(s.Backend, ns)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		body := pointsBody{Points: make([]wirePoint, len(pts))}
+		for i, p := range pts {
+			body.Points[i] = wirePoint{Coefficient: p.Coefficient.String(), Count: p.Count}
+		}
+		writeJSON(w, http.StatusOK, body)
+	}
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrInvalid):
+		code = http.StatusBadRequest
+	case errors.Is(err, ErrConflict):
+		code = http.StatusConflict
+	case errors.Is(err, ErrPermission):
+		code = http.StatusForbidden
+	}
+	if code == http.StatusInternalServerError {
+		s.log().Error("control API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, code, errorBody{Error: err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

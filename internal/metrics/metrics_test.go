@@ -1,0 +1,181 @@
+package metrics
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// populated returns metrics with a fixed set of observations, two
+// namespaces' worth.
+func populated() *Metrics {
+	m := New(Options{})
+	for i := 0; i < 5; i++ {
+		m.Event("containerd-1a2b", "file_open")
+	}
+	m.EventCounter("containerd-1a2b", "bprm_committed_creds").Add(2)
+	m.Event("run-7", "socket_connect")
+	m.RecordsLost("containerd-1a2b", "ringbuf_full", 3)
+	m.Forensics("run-7")
+	m.Denial("run-7")
+	m.SetPoints("containerd-1a2b", 42)
+	m.SetPoints("run-7", 9)
+	m.SetNamespaces(2)
+	m.RegisterExtend("software", 30*time.Microsecond)
+	m.RegisterExtend("software", 2*time.Millisecond)
+	m.PipelineLatency(5 * time.Microsecond)
+	m.PipelineLatency(300 * time.Microsecond)
+	m.DigestCache(true)
+	m.DigestCache(true)
+	m.DigestCache(false)
+	m.SetRingFill(0.25)
+	m.SetBackend("lsm")
+	m.SetBackend("tracepoint")
+	return m
+}
+
+func exposition(t *testing.T, m *Metrics) []byte {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("exposition differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func TestExpositionGolden(t *testing.T) {
+	golden(t, "exposition.txt", exposition(t, populated()))
+}
+
+func TestRemoveNamespace(t *testing.T) {
+	m := populated()
+	m.RemoveNamespace("containerd-1a2b")
+	got := string(exposition(t, m))
+	if strings.Contains(got, "containerd-1a2b") {
+		t.Errorf("exposition after RemoveNamespace(containerd-1a2b) still names it:\n%s", got)
+	}
+	if !strings.Contains(got, `vigil_model_points{namespace="run-7"} 9`) {
+		t.Errorf("RemoveNamespace removed another namespace's series:\n%s", got)
+	}
+	golden(t, "exposition_removed.txt", []byte(got))
+}
+
+func TestLint(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    *Metrics
+	}{
+		{"vigil metrics", populated()},
+		{"with runtime collectors", New(Options{Runtime: true})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			problems, err := testutil.GatherAndLint(tc.m.Registry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range problems {
+				t.Errorf("lint: %s: %s", p.Metric, p.Text)
+			}
+		})
+	}
+}
+
+// TestPromtool runs `promtool check metrics` on the exposition. CI installs
+// promtool (Debian package prometheus); elsewhere the test skips without it.
+func TestPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("promtool not found and CI=true: %v", err)
+		}
+		t.Skip("skipping: promtool not installed (apt-get install prometheus)")
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(exposition(t, populated()))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestServe(t *testing.T) {
+	if _, err := Listen(":9476"); err == nil || !strings.Contains(err.Error(), "give a host") {
+		t.Errorf("Listen(:9476) = %v; want it refused for naming no host", err)
+	}
+	if _, err := Listen("nonsense"); err == nil || !strings.Contains(err.Error(), `"nonsense"`) {
+		t.Errorf("Listen(nonsense) = %v; want an error naming the address", err)
+	}
+	l, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Skipf("skipping: no loopback: %v", err)
+	}
+	m := populated()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Serve(ctx, l) }()
+	resp, err := http.Get("http://" + l.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `vigil_events_total{namespace="containerd-1a2b",type="file_open"} 5`) {
+		t.Errorf("GET /metrics = %s\n%s\nwant 200 with the event counter", resp.Status, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve() = %v; want nil after cancel", err)
+	}
+}
+
+func BenchmarkEventCounter(b *testing.B) {
+	m := New(Options{})
+	c := m.EventCounter("containerd-1a2b", "file_open")
+	for b.Loop() {
+		c.Inc()
+	}
+}
+
+func BenchmarkEventLookup(b *testing.B) {
+	m := New(Options{})
+	for b.Loop() {
+		m.Event("containerd-1a2b", "file_open")
+	}
+}

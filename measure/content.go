@@ -1,0 +1,224 @@
+package measure
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	gojson "github.com/goccy/go-json"
+
+	"github.com/vigil-tsem/vigil/model"
+)
+
+// Kinds of content record (the "record" field of a record's content).
+const (
+	// RecordCreated opens a namespace: its id, name, aggregate and base.
+	RecordCreated = "created"
+	// RecordPoint is a new unique coefficient of a namespace, with the event
+	// description that first produced it.
+	RecordPoint = "point"
+	// RecordSealed: the namespace's model was sealed.
+	RecordSealed = "sealed"
+	// RecordEnforcing: the namespace's model is enforced.
+	RecordEnforcing = "enforcing"
+	// RecordGap: events of the namespace were lost, so its model and
+	// measurement are incomplete from here on.
+	RecordGap = "gap"
+)
+
+// Content is the decoded content of a record. Only the fields of its kind
+// are set.
+type Content struct {
+	Record    string           `json:"record"`
+	Time      string           `json:"time,omitempty"`
+	Namespace ContentNamespace `json:"namespace"`
+	Aggregate string           `json:"aggregate,omitempty"`
+	Base      string           `json:"base,omitempty"`
+	Coef      string           `json:"coefficient,omitempty"`
+	Forensic  bool             `json:"forensic,omitempty"`
+	Event     json.RawMessage  `json:"event,omitempty"`
+	EventB64  string           `json:"event_base64,omitempty"`
+	Lost      uint64           `json:"lost,omitempty"`
+	Reason    string           `json:"reason,omitempty"`
+}
+
+// ContentNamespace names the modeling namespace a record belongs to.
+type ContentNamespace struct {
+	ID   uint64 `json:"id"`
+	Name string `json:"name"`
+}
+
+// ParseContent decodes a record's content and checks the fields its kind
+// needs.
+func ParseContent(b []byte) (Content, error) {
+	var c Content
+	d := gojson.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&c); err != nil {
+		return Content{}, fmt.Errorf("%w: content: %v", ErrMalformed, err)
+	}
+	if d.More() {
+		return Content{}, fmt.Errorf("%w: content: data after the object", ErrMalformed)
+	}
+	need := func(field, v string) error {
+		if v == "" {
+			return fmt.Errorf("%w: content: %s record without %q", ErrMalformed, c.Record, field)
+		}
+		if _, err := model.ParseCoefficient(v); err != nil {
+			return fmt.Errorf("%w: content: %s: %v", ErrMalformed, field, err)
+		}
+		return nil
+	}
+	switch c.Record {
+	case RecordCreated:
+		if err := need("aggregate", c.Aggregate); err != nil {
+			return Content{}, err
+		}
+		if err := need("base", c.Base); err != nil {
+			return Content{}, err
+		}
+	case RecordPoint:
+		if err := need("coefficient", c.Coef); err != nil {
+			return Content{}, err
+		}
+	case RecordSealed, RecordEnforcing, RecordGap:
+	default:
+		return Content{}, fmt.Errorf("%w: content: unknown record kind %q", ErrMalformed, c.Record)
+	}
+	return c, nil
+}
+
+// Coefficient returns the point's coefficient (zero if c is no point record
+// or the field is malformed; ParseContent has checked it).
+func (c *Content) Coefficient() model.Coefficient {
+	v, _ := model.ParseCoefficient(c.Coef)
+	return v
+}
+
+// Description returns the event description line stored with a point.
+func (c *Content) Description() ([]byte, error) {
+	if c.EventB64 != "" {
+		return base64.StdEncoding.DecodeString(c.EventB64)
+	}
+	return c.Event, nil
+}
+
+// contentWriter builds content objects in a fixed key order. It writes JSON
+// itself (rather than through encoding/json) so that an event description is
+// stored byte for byte: encoding/json would re-escape it.
+type contentWriter struct{ b []byte }
+
+func (w *contentWriter) begin(kind string, t time.Time, id uint64, name string) {
+	w.b = append(w.b[:0], `{"record":"`...)
+	w.b = append(w.b, kind...)
+	w.b = append(w.b, `","time":"`...)
+	w.b = t.UTC().AppendFormat(w.b, time.RFC3339Nano)
+	w.b = append(w.b, `","namespace":{"id":`...)
+	w.b = strconv.AppendUint(w.b, id, 10)
+	w.b = append(w.b, `,"name":`...)
+	w.b = appendJSONString(w.b, name)
+	w.b = append(w.b, '}')
+}
+
+func (w *contentWriter) str(key, v string) {
+	w.b = append(w.b, `,"`...)
+	w.b = append(w.b, key...)
+	w.b = append(w.b, `":`...)
+	w.b = appendJSONString(w.b, v)
+}
+
+func (w *contentWriter) uint(key string, v uint64) {
+	w.b = append(w.b, `,"`...)
+	w.b = append(w.b, key...)
+	w.b = append(w.b, `":`...)
+	w.b = strconv.AppendUint(w.b, v, 10)
+}
+
+func (w *contentWriter) hexCoef(key string, c model.Coefficient) {
+	w.b = append(w.b, `,"`...)
+	w.b = append(w.b, key...)
+	w.b = append(w.b, `":"`...)
+	w.b = appendHex(w.b, c[:])
+	w.b = append(w.b, '"')
+}
+
+// event stores an event description: as a JSON value when it is a strict
+// JSON object (the usual case), else base64 (TSEM prints raw bytes that are
+// not always valid JSON or UTF-8).
+func (w *contentWriter) event(desc []byte) {
+	d := bytes.TrimSpace(desc)
+	if len(d) == 0 {
+		return
+	}
+	if d[0] == '{' && utf8.Valid(d) && json.Valid(d) {
+		w.b = append(w.b, `,"event":`...)
+		w.b = append(w.b, d...)
+		return
+	}
+	w.b = append(w.b, `,"event_base64":"`...)
+	w.b = base64.StdEncoding.AppendEncode(w.b, desc)
+	w.b = append(w.b, '"')
+}
+
+func (w *contentWriter) end() []byte {
+	w.b = append(w.b, '}')
+	return w.b
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendHex(dst, src []byte) []byte {
+	for _, b := range src {
+		dst = append(dst, hexDigits[b>>4], hexDigits[b&0x0f])
+	}
+	return dst
+}
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD:
+// names are labels, the exact bytes of event descriptions go through event.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			dst = append(dst, '\\', byte(r))
+		case r < 0x20:
+			switch r {
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[r>>4], hexDigits[r&0xf])
+			}
+		case r == 0x2028 || r == 0x2029:
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			dst = utf8.AppendRune(dst, r)
+		}
+	}
+	return append(dst, '"')
+}
+
+// contentNamespaceID pulls the namespace id out of content Vigil wrote,
+// without decoding the rest.
+func contentNamespaceID(b []byte) (uint64, bool) {
+	const key = `"namespace":{"id":`
+	i := bytes.Index(b, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	var v uint64
+	j := i + len(key)
+	start := j
+	for ; j < len(b) && '0' <= b[j] && b[j] <= '9' && j-start < 19; j++ {
+		v = v*10 + uint64(b[j]-'0')
+	}
+	return v, j > start
+}

@@ -1,0 +1,33 @@
+// Package measure is Vigil's measurement stage: every new point of a
+// namespace's model becomes one record of an event log and one extend of a
+// measurement register, so that a verifier can replay the log, check that it
+// explains the register (read directly or from a TDX quote), and recompute
+// each namespace's measurement and state.
+//
+// How the parts fit:
+//
+//   - Register (register.go) is the register behind a 5-method interface: a
+//     TDX RTMR (measure/tdx), a TPM PCR (measure/tpm) or Software, a
+//     SHA-384 register in memory. OpenRegister and Detect choose one.
+//   - Record (record.go) is one line of the log in the TCG Canonical Event
+//     Log JSON shape, written in one fixed layout by AppendLine and read back
+//     by ParseLine. The digest is the register's hash of the exact bytes of
+//     the record's "content" value, never of a re-serialisation.
+//   - Content (content.go) is Vigil's record of a namespace: created (with
+//     aggregate and base), point (coefficient and event description),
+//     sealed, enforcing, gap (lost events).
+//   - Log (log.go) appends records: write, fdatasync, then extend, all under
+//     the log's mutex and an exclusive flock held from OpenLog to Close.
+//     OpenLog detects and repairs what a crash can leave (a partial last line,
+//     a missing last extend) and refuses anything else. Namespace adapts a
+//     Log to model.Observer for one modeling namespace.
+//   - Replayer, Scan and Verify (replay.go, verify.go) recompute a register
+//     value from a log and check it; ExportCEL (cel.go) writes CEL TLV.
+//   - QuoteReportData (quote.go) is the binding of a verifier's nonce and a
+//     log position into a TDX quote's report data.
+//
+// Concurrency: Log, Namespace and Software are safe for concurrent use; a
+// Replayer belongs to one goroutine. One process appends to a log at a time
+// (the flock), and a register should be owned by one log: anything else
+// extending it makes the log fail verification, which is the point.
+package measure

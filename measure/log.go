@@ -1,0 +1,426 @@
+package measure
+
+import (
+	"bytes"
+	"crypto"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vigil-tsem/vigil/model"
+)
+
+// LogOptions tune OpenLog.
+type LogOptions struct {
+	// Now stamps records; time.Now when nil.
+	Now func() time.Time
+}
+
+// Repair says what OpenLog fixed after a crash.
+type Repair struct {
+	Line   int    // line of the log it concerns
+	Action string // what was done, for people
+}
+
+// Log is a measured event log bound to one register: every record appended
+// is written, synced, and then its digest is extended into the register.
+//
+// The log file is held under an exclusive flock(2) from OpenLog to Close, so
+// one process appends at a time. A Log is safe for concurrent use.
+type Log struct {
+	mu      sync.Mutex
+	f       *os.File
+	path    string
+	reg     Register
+	kind    string
+	index   int
+	alg     crypto.Hash
+	size    int64
+	records uint64
+	value   []byte
+	maxNS   uint64
+	broken  error
+	repairs []Repair
+	now     func() time.Time
+	line    []byte
+	content contentWriter
+}
+
+// volatile registers start at zero in every process; a log opened on one is
+// replayed into it.
+type volatile interface {
+	volatile()
+}
+
+// OpenLog opens (creating it if needed) the event log at path for appending
+// records measured into reg. It replays the existing records and compares the
+// result with the register:
+//
+//   - a partial last line (a crash during an append, before the extend) is
+//     cut off;
+//   - a register that lacks exactly the last record's extend (a crash between
+//     the sync and the extend) is extended with it;
+//   - a software register (zero in every new process) is set by replay
+//     (that is normal, not a repair);
+//   - anything else that leaves the register unexplained fails with
+//     ErrRegisterMismatch, and a malformed or tampered record with ErrMalformed
+//     or an error naming its line.
+//
+// Repairs lists what was fixed.
+func OpenLog(path string, reg Register, opts LogOptions) (*Log, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("open log %s: %w", path, ErrLogLocked)
+		}
+		return nil, fmt.Errorf("lock log %s: %w", path, err)
+	}
+	l := &Log{f: f, path: path, reg: reg, kind: reg.Name(), index: reg.Index(), alg: reg.Alg(), now: opts.Now}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if err := l.recover(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Log) recover() error {
+	rp := NewReplayer(l.kind, l.index, l.alg)
+	var prev, last []byte // value before the last record; the last digest
+	lines := 0
+	tail, tailOff, err := eachLine(l.f, func(line []byte, n int, off int64) error {
+		lines = n
+		rec, err := ParseLine(line)
+		if err != nil {
+			return &LineError{File: l.path, Line: n, Offset: off, Err: err}
+		}
+		prev = append(prev[:0], rp.Value()...)
+		if err := rp.Add(rec); err != nil {
+			return &LineError{File: l.path, Line: n, Offset: off, Err: err}
+		}
+		last = append(last[:0], rec.Digest...)
+		if rec.Content != nil {
+			if id, ok := contentNamespaceID(rec.Content); ok && id > l.maxNS {
+				l.maxNS = id
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	l.size = tailOff
+	if len(tail) > 0 {
+		// Appends write a whole line, sync, and only then extend: a partial
+		// line was never extended and is cut off.
+		if err := l.f.Truncate(tailOff); err != nil {
+			return fmt.Errorf("cut partial line %d of %s: %w", lines+1, l.path, err)
+		}
+		if err := l.f.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", l.path, err)
+		}
+		l.repairs = append(l.repairs, Repair{Line: lines + 1,
+			Action: fmt.Sprintf("cut off a partial last line of %d bytes (an append interrupted before its extend)", len(tail))})
+	}
+	l.records, l.value = rp.Records(), rp.Value()
+	cur, err := l.reg.Read()
+	if err != nil {
+		return fmt.Errorf("read register: %w", err)
+	}
+	switch {
+	case bytes.Equal(cur, l.value):
+	case isZero(cur) && isVolatile(l.reg):
+		// Not a repair: a software register starts at zero in every process.
+		if err := l.replayInto(); err != nil {
+			return err
+		}
+	case l.records > 0 && bytes.Equal(cur, prev):
+		if err := l.reg.Extend(last); err != nil {
+			return fmt.Errorf("extend register with record %d: %w", l.records-1, err)
+		}
+		l.repairs = append(l.repairs, Repair{Line: lines,
+			Action: fmt.Sprintf("extended the register with record %d, whose extend was interrupted", l.records-1)})
+	case isZero(cur):
+		return fmt.Errorf("open log %s: %w: the register is zero but the log has %d records: it was reset (a reboot?) and the log belongs to an earlier boot; move the log away to start a new one",
+			l.path, ErrRegisterMismatch, l.records)
+	case l.records == 0:
+		return fmt.Errorf("open log %s: %w: the log is empty but register %s %d is %x: it was extended before (by something else, or for another log); use the log that explains it, another register, or start after a reboot",
+			l.path, ErrRegisterMismatch, l.kind, l.index, cur)
+	default:
+		return fmt.Errorf("open log %s: %w: register %s %d is %x, the %d records replay to %x: something else extended it, or the log was changed",
+			l.path, ErrRegisterMismatch, l.kind, l.index, cur, l.records, l.value)
+	}
+	return nil
+}
+
+// replayInto re-extends every digest of the log into a volatile register.
+func (l *Log) replayInto() error {
+	if _, err := l.f.Seek(0, 0); err != nil {
+		return err
+	}
+	_, _, err := eachLine(l.f, func(line []byte, n int, _ int64) error {
+		rec, err := ParseLine(line)
+		if err != nil {
+			return err
+		}
+		return l.reg.Extend(rec.Digest)
+	})
+	if err != nil {
+		return fmt.Errorf("replay log into register: %w", err)
+	}
+	cur, err := l.reg.Read()
+	if err != nil {
+		return fmt.Errorf("read register: %w", err)
+	}
+	if !bytes.Equal(cur, l.value) {
+		return fmt.Errorf("replay log into register: %w: got %x, want %x", ErrRegisterMismatch, cur, l.value)
+	}
+	return nil
+}
+
+func isVolatile(r Register) bool {
+	_, ok := r.(volatile)
+	return ok
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Repairs returns what OpenLog fixed after a crash (nil normally).
+func (l *Log) Repairs() []Repair { return l.repairs }
+
+// Path returns the log's file name.
+func (l *Log) Path() string { return l.path }
+
+// Register returns the register the log is measured into.
+func (l *Log) Register() Register { return l.reg }
+
+// Position is a point in a log: the number of records and the register value
+// they explain.
+type Position struct {
+	Records uint64
+	Value   []byte
+}
+
+// Position returns the current position.
+func (l *Log) Position() Position {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Position{Records: l.records, Value: append([]byte(nil), l.value...)}
+}
+
+// AtPosition runs fn with appends held off, so that what fn reads from the
+// register (a quote, for example) matches the position.
+func (l *Log) AtPosition(fn func(Position) error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fn(Position{Records: l.records, Value: append([]byte(nil), l.value...)})
+}
+
+// NextNamespaceID returns an id no namespace of the log has used.
+func (l *Log) NextNamespaceID() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.maxNS + 1
+}
+
+// Append writes content as the next record and extends its digest into the
+// register: write, sync, extend. If the extend fails the record is taken
+// back; if that is impossible the log is broken (ErrLogBroken) and the next
+// OpenLog sorts it out.
+func (l *Log) Append(content []byte) (Record, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.appendLocked(content)
+}
+
+func (l *Log) appendLocked(content []byte) (Record, error) {
+	if l.broken != nil {
+		return Record{}, fmt.Errorf("append to %s: %w: %v", l.path, ErrLogBroken, l.broken)
+	}
+	h := l.alg.New()
+	h.Write(content)
+	rec := Record{Recnum: l.records, Kind: l.kind, Index: l.index, Alg: l.alg, Digest: h.Sum(nil), Content: content}
+	l.line = AppendLine(l.line[:0], rec)
+	if _, err := l.f.Write(l.line); err != nil {
+		return Record{}, l.takeBack(fmt.Errorf("write record %d to %s: %w", rec.Recnum, l.path, err))
+	}
+	if err := syscall.Fdatasync(int(l.f.Fd())); err != nil {
+		return Record{}, l.takeBack(fmt.Errorf("sync %s: %w", l.path, err))
+	}
+	next := ExtendValue(l.alg, l.value, rec.Digest)
+	if err := l.reg.Extend(rec.Digest); err != nil {
+		// The device may have extended before failing: look.
+		cur, rerr := l.reg.Read()
+		switch {
+		case rerr == nil && bytes.Equal(cur, next):
+		case rerr == nil && bytes.Equal(cur, l.value):
+			return Record{}, l.takeBack(fmt.Errorf("extend register with record %d: %w", rec.Recnum, err))
+		default:
+			l.broken = fmt.Errorf("extend register with record %d: %w", rec.Recnum, err)
+			return Record{}, fmt.Errorf("append to %s: %w: %v", l.path, ErrLogBroken, l.broken)
+		}
+	}
+	l.size += int64(len(l.line))
+	l.records++
+	l.value = next
+	rec.Content = append([]byte(nil), content...)
+	return rec, nil
+}
+
+// takeBack cuts the log back to its last good size after a failed append.
+func (l *Log) takeBack(cause error) error {
+	if err := l.f.Truncate(l.size); err != nil {
+		l.broken = cause
+		return fmt.Errorf("%w (%w: cut back: %v)", cause, ErrLogBroken, err)
+	}
+	if err := l.f.Sync(); err != nil {
+		l.broken = cause
+		return fmt.Errorf("%w (%w: sync: %v)", cause, ErrLogBroken, err)
+	}
+	return cause
+}
+
+// Close releases the log and its lock; the register stays open.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	if err != nil {
+		return fmt.Errorf("close log %s: %w", l.path, err)
+	}
+	return nil
+}
+
+// Namespace is the log's view of one modeling namespace. It implements
+// model.Observer: the model calls NewPoint once per new unique coefficient.
+type Namespace struct {
+	log    *Log
+	id     uint64
+	name   string
+	sealed bool // guarded by log.mu
+}
+
+var _ model.Observer = (*Namespace)(nil)
+
+// Namespace appends the "created" record of a modeling namespace and returns
+// the observer that records its points and lifecycle.
+func (l *Log) Namespace(id uint64, name string, aggregate, base model.Coefficient) (*Namespace, error) {
+	n := &Namespace{log: l, id: id, name: name}
+	err := n.append(RecordCreated, func(w *contentWriter) {
+		w.hexCoef("aggregate", aggregate)
+		w.hexCoef("base", base)
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	if id > l.maxNS {
+		l.maxNS = id
+	}
+	l.mu.Unlock()
+	return n, nil
+}
+
+// ID returns the namespace id.
+func (n *Namespace) ID() uint64 { return n.id }
+
+func (n *Namespace) append(kind string, fields func(w *contentWriter)) error {
+	l := n.log
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return n.appendLocked(kind, fields)
+}
+
+func (n *Namespace) appendLocked(kind string, fields func(w *contentWriter)) error {
+	l := n.log
+	w := &l.content
+	w.begin(kind, l.now(), n.id, n.name)
+	if fields != nil {
+		fields(w)
+	}
+	if _, err := l.appendLocked(w.end()); err != nil {
+		return fmt.Errorf("record %s of namespace %d: %w", kind, n.id, err)
+	}
+	return nil
+}
+
+// NewPoint records a new model point. A forensic point of a namespace not
+// yet recorded as sealed records the seal first: a verifier expects points
+// before the seal and forensics after it.
+func (n *Namespace) NewPoint(p model.Point) error {
+	n.log.mu.Lock()
+	defer n.log.mu.Unlock()
+	if p.Forensic && !n.sealed {
+		if err := n.sealLocked(); err != nil {
+			return err
+		}
+	}
+	return n.appendLocked(RecordPoint, func(w *contentWriter) {
+		w.hexCoef("coefficient", p.Coefficient)
+		if p.Forensic {
+			w.b = append(w.b, `,"forensic":true`...)
+		}
+		w.event(p.Description)
+	})
+}
+
+// Sealed records that the namespace's model was sealed (once; later calls
+// do nothing).
+func (n *Namespace) Sealed() error {
+	n.log.mu.Lock()
+	defer n.log.mu.Unlock()
+	if n.sealed {
+		return nil
+	}
+	return n.sealLocked()
+}
+
+func (n *Namespace) sealLocked() error {
+	if err := n.appendLocked(RecordSealed, nil); err != nil {
+		return err
+	}
+	n.sealed = true
+	return nil
+}
+
+// Enforcing records that the namespace's model is now enforced, recording
+// the seal first if that was not done.
+func (n *Namespace) Enforcing() error {
+	n.log.mu.Lock()
+	defer n.log.mu.Unlock()
+	if !n.sealed {
+		if err := n.sealLocked(); err != nil {
+			return err
+		}
+	}
+	return n.appendLocked(RecordEnforcing, nil)
+}
+
+// Gap records that lost events of the namespace (lost of them, for reason)
+// were never modeled: its model and measurement are incomplete from here.
+func (n *Namespace) Gap(lost uint64, reason string) error {
+	return n.append(RecordGap, func(w *contentWriter) {
+		w.uint("lost", lost)
+		w.str("reason", reason)
+	})
+}

@@ -1,0 +1,83 @@
+// Package model owns TSEM's security model of one modeling namespace: the
+// coefficients events map to, and what a namespace accumulates from them.
+//
+// # Points, trajectory, forensics
+//
+// Every security event maps to a coefficient (a SHA-256 digest; the mapping
+// from an event description lives in coefficient.go). A Model keeps each
+// unique coefficient once, as a Point with a count and the TSEM JSON
+// description of its first event. While the model is learning, a new
+// coefficient becomes a model point; the descriptions of the model points,
+// in arrival order, are the trajectory. Seal freezes the model: a later
+// coefficient outside it becomes a forensics point (again once, with a
+// count and first description) and Add reports it as Forensic, so the
+// caller can mark the task untrusted and, when enforcing, deny. Repeated
+// events only bump counts, so memory grows with unique points, never with
+// the event rate.
+//
+// # Measurement and state
+//
+// With H = SHA-256 and extend(m, x) = H(m ‖ H(base ‖ x)):
+//
+//   - the measurement starts as extend(0, aggregate) and is extended with
+//     each new unique coefficient in arrival order, model and forensics
+//     points alike, as TSEM's kernel agent does: a sealed namespace that
+//     strays no longer reproduces its model's values;
+//   - the state is the same fold over those coefficients sorted bytewise,
+//     so it does not depend on scheduling order.
+//
+// MeasurementOf and StateOf compute both from a list of coefficients, for a
+// verifier replaying a log. An Observer set in Options (or with
+// SetObserver) is told about each new unique coefficient exactly once, in
+// the order the measurement took them; the measurement stage extends a
+// register from it.
+//
+// # Pseudonyms
+//
+// A pseudonym, PseudonymOf(pathname) = H(u32 length ‖ pathname), marks a
+// file whose content digest is replaced by H("") when its events are
+// mapped; IsPseudonym is what the event mapping asks.
+//
+// # Model files
+//
+// Load and WriteTo use TSEM's model file format as the Quixote tools read
+// and write it, one command a line:
+//
+//	aggregate HEX    the aggregate (zero when absent)
+//	base HEX         the base (written only when not zero)
+//	pseudonym HEX    a pseudonym
+//	state HEX        a model point, in arrival order
+//	seal             the model is sealed
+//	end              the end of the model
+//
+// aggregate and base must precede the first state line (each state is
+// extended with them) and appear at most once; a repeated state line is one
+// point. Quixote's loader takes any line starting with '#' as a comment, so
+// Vigil stores the trajectory, which it needs to build the kernel's allow
+// sets when sealing, in comment lines right after each state line:
+//
+//	state 2984ad01...
+//	#trajectory 2984ad01... {"event":{...},"COE":{...},"file_open":{...}}
+//
+// The description is written verbatim; one holding a '\r' or '\n' (never
+// the case for a TSEM line) is written as "#trajectory-base64 HEX BASE64".
+// Keeping the trajectory inside the model file, instead of a sidecar file,
+// means one atomic SaveFile replaces model and trajectory together and a
+// copied model cannot lose its trajectory. Quixote, and the TSEM kernel fed
+// through it, load such a file as if the comments were absent. Other
+// comments are ignored on load and not written back. Forensics and counts
+// are run-time data and are not part of a model file. Signed models (key,
+// signature) are refused rather than loaded unverified.
+//
+// Errors from Load name the file and line (*lineio.PlaceError) and match
+// ErrInvalidModel; SaveFile replaces a file atomically or not at all.
+//
+// # Concurrency
+//
+// A Model is safe for concurrent use. Adding a repeated coefficient takes a
+// read lock and an atomic increment; a new one takes the write lock briefly.
+// Observer calls happen outside that lock but are serialised and ordered by
+// arrival, so the measurement and a register extended by the observer take
+// the points in the same order; a slow observer delays only other new
+// points, not repeated events.
+package model

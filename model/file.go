@@ -1,0 +1,353 @@
+package model
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/vigil-tsem/vigil/internal/lineio"
+)
+
+// ErrInvalidModel is matched (errors.Is) by every error that says a model
+// file is malformed, as opposed to unreadable. Such errors are
+// *lineio.PlaceError values naming the file and line.
+var ErrInvalidModel = errors.New("invalid model file")
+
+// MaxModelLine is the longest model file line Load accepts, in bytes.
+const MaxModelLine = 4 << 20
+
+// Trajectory lines are comments to Quixote, whose loader accepts any line
+// starting with '#'. See doc.go.
+const (
+	trajectoryPrefix       = "#trajectory "
+	trajectoryBase64Prefix = "#trajectory-base64 "
+)
+
+type modelFileError struct{ msg string }
+
+func (e *modelFileError) Error() string        { return e.msg }
+func (e *modelFileError) Is(target error) bool { return target == ErrInvalidModel }
+
+func invalid(format string, args ...any) error {
+	return &modelFileError{msg: fmt.Sprintf(format, args...)}
+}
+
+// LoadFile reads the model file at path; see Load.
+func LoadFile(path string) (*Model, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open model: %w", err)
+	}
+	defer f.Close()
+	return Load(f, path)
+}
+
+// modelFile is what a model file says, before it becomes a Model.
+type modelFile struct {
+	aggregate, base        Coefficient
+	aggregateAt, baseAt    int // line numbers, 0 when absent
+	states                 []Coefficient
+	stateAt                map[Coefficient]int
+	descriptions           map[Coefficient][]byte
+	descriptionAt          map[Coefficient]int
+	pseudonyms             []Coefficient
+	sealed                 bool
+	endAt                  int
+	lastLine, firstStateAt int
+}
+
+// Load reads a model file in the TSEM/Quixote format (aggregate, state,
+// pseudonym, base, seal, end; see doc.go) plus Vigil's trajectory lines.
+// name is used in errors. A loaded point has count zero; a model file that
+// says seal gives a sealed model.
+func Load(r io.Reader, name string) (*Model, error) {
+	f := modelFile{
+		stateAt:       make(map[Coefficient]int),
+		descriptions:  make(map[Coefficient][]byte),
+		descriptionAt: make(map[Coefficient]int),
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	var buf []byte
+	for n := 1; ; n++ {
+		line, rerr := readModelLine(br, buf[:0])
+		buf = line
+		if rerr != nil && !errors.Is(rerr, io.EOF) {
+			if errors.Is(rerr, errLineTooLong) {
+				return nil, &lineio.PlaceError{Name: name, Number: n, Err: invalid("line longer than %d bytes", MaxModelLine)}
+			}
+			return nil, fmt.Errorf("read model %s: %w", name, rerr)
+		}
+		if len(line) == 0 && rerr != nil { // EOF with nothing left
+			break
+		}
+		f.lastLine = n
+		if err := f.parseLine(trimLineEnd(line), n); err != nil {
+			return nil, &lineio.PlaceError{Name: name, Number: n, Err: err}
+		}
+		if rerr != nil {
+			break
+		}
+	}
+	if f.lastLine == 0 {
+		return nil, fmt.Errorf("%s: %w", name, invalid("empty model file"))
+	}
+	if f.endAt == 0 {
+		return nil, &lineio.PlaceError{Name: name, Number: f.lastLine,
+			Err: invalid("missing end after the last line (truncated file?)")}
+	}
+	return f.model(), nil
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readModelLine appends the next line, with its terminator, to buf.
+func readModelLine(br *bufio.Reader, buf []byte) ([]byte, error) {
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(buf)+len(chunk) > MaxModelLine+2 {
+			return buf, errLineTooLong
+		}
+		buf = append(buf, chunk...)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return buf, err
+		}
+	}
+}
+
+// trimLineEnd drops "\n" or "\r\n". Vigil never writes a raw '\r' inside a
+// line (such descriptions are stored in base64), so this is lossless.
+func trimLineEnd(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
+}
+
+func (f *modelFile) parseLine(line []byte, n int) error {
+	if f.endAt != 0 {
+		if len(bytes.TrimSpace(line)) == 0 {
+			return nil
+		}
+		return invalid("%s after end (line %d)", quoteStart(line), f.endAt)
+	}
+	switch {
+	case len(line) == 0:
+		return nil
+	case bytes.HasPrefix(line, []byte(trajectoryPrefix)):
+		return f.parseTrajectory(line[len(trajectoryPrefix):], n, false)
+	case bytes.HasPrefix(line, []byte(trajectoryBase64Prefix)):
+		return f.parseTrajectory(line[len(trajectoryBase64Prefix):], n, true)
+	case line[0] == '#':
+		return nil // a comment, as for Quixote
+	}
+	keyword, arg, hasArg := bytes.Cut(line, []byte(" "))
+	switch string(keyword) {
+	case "aggregate", "base":
+		at, v := &f.aggregateAt, &f.aggregate
+		if string(keyword) == "base" {
+			at, v = &f.baseAt, &f.base
+		}
+		if *at != 0 {
+			return invalid("duplicate %s (first at line %d)", keyword, *at)
+		}
+		if f.firstStateAt != 0 {
+			// Each state line is extended with the aggregate and base in
+			// force at that point; Vigil keeps one of each per model.
+			return invalid("%s after the first state line (line %d); it must come before", keyword, f.firstStateAt)
+		}
+		c, err := parseArg(keyword, arg, hasArg)
+		if err != nil {
+			return err
+		}
+		*at, *v = n, c
+	case "state":
+		c, err := parseArg(keyword, arg, hasArg)
+		if err != nil {
+			return err
+		}
+		if f.firstStateAt == 0 {
+			f.firstStateAt = n
+		}
+		if _, ok := f.stateAt[c]; ok {
+			return nil // a repeated point is one point, as in TSEM
+		}
+		f.stateAt[c] = n
+		f.states = append(f.states, c)
+	case "pseudonym":
+		c, err := parseArg(keyword, arg, hasArg)
+		if err != nil {
+			return err
+		}
+		f.pseudonyms = append(f.pseudonyms, c)
+	case "seal", "end":
+		if hasArg {
+			return invalid("%s takes no argument, got %s", keyword, quoteStart(arg))
+		}
+		if string(keyword) == "seal" {
+			f.sealed = true
+		} else {
+			f.endAt = n
+		}
+	case "key", "signature":
+		return invalid("signed model files (%s) are not supported", keyword)
+	default:
+		return invalid("unknown keyword %s (want aggregate, base, state, pseudonym, seal or end)", quoteStart(keyword))
+	}
+	return nil
+}
+
+func parseArg(keyword, arg []byte, hasArg bool) (Coefficient, error) {
+	if !hasArg || len(arg) == 0 {
+		return Coefficient{}, invalid("%s: missing coefficient", keyword)
+	}
+	c, err := ParseCoefficient(string(arg))
+	if err != nil {
+		return c, invalid("%s: %v", keyword, err)
+	}
+	return c, nil
+}
+
+func (f *modelFile) parseTrajectory(rest []byte, n int, encoded bool) error {
+	const what = "trajectory"
+	hexc, desc, ok := bytes.Cut(rest, []byte(" "))
+	c, err := parseArg([]byte(what), hexc, len(hexc) > 0)
+	if err != nil {
+		return err
+	}
+	if !ok || len(desc) == 0 {
+		return invalid("%s %s: missing description", what, c)
+	}
+	if _, ok := f.stateAt[c]; !ok {
+		return invalid("%s %s: no state line for it before this line", what, c)
+	}
+	if at, ok := f.descriptionAt[c]; ok {
+		return invalid("%s %s: duplicate (first at line %d)", what, c, at)
+	}
+	if encoded {
+		raw := make([]byte, base64.StdEncoding.DecodedLen(len(desc)))
+		k, err := base64.StdEncoding.Decode(raw, desc)
+		if err != nil {
+			return invalid("%s %s: bad base64: %v", what, c, err)
+		}
+		if k == 0 {
+			return invalid("%s %s: missing description", what, c)
+		}
+		desc = raw[:k]
+	} else {
+		desc = bytes.Clone(desc)
+	}
+	f.descriptions[c] = desc
+	f.descriptionAt[c] = n
+	return nil
+}
+
+// quoteStart quotes b for an error, shortened when long.
+func quoteStart(b []byte) string {
+	const max = 40
+	if len(b) > max {
+		return fmt.Sprintf("%q...", b[:max])
+	}
+	return fmt.Sprintf("%q", b)
+}
+
+func (f *modelFile) model() *Model {
+	m := New(Options{Aggregate: f.aggregate, Base: f.base})
+	for _, c := range f.states {
+		m.record(c, f.descriptions[c], false)
+	}
+	for _, p := range f.pseudonyms {
+		m.AddPseudonym(p)
+	}
+	m.sealed = f.sealed
+	m.notified = len(m.all) // loaded points are not news to an observer
+	return m
+}
+
+// WriteTo writes the model in the model file format: aggregate, base (when
+// not zero), pseudonyms, each model point's state line followed by its
+// trajectory line when the description is known, seal when sealed, end.
+// Forensics and counts are not part of a model file.
+func (m *Model) WriteTo(w io.Writer) (int64, error) {
+	m.mu.RLock()
+	sealed := m.sealed
+	pseudonyms := append([]Coefficient(nil), m.pseudoOrder...)
+	pts := append([]*entry(nil), m.points...) // entries' c and desc never change
+	m.mu.RUnlock()
+
+	cw := &countingWriter{w: w}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	var hexbuf [2 * len(Coefficient{})]byte
+	line := func(keyword string, c Coefficient) {
+		bw.WriteString(keyword)
+		bw.WriteByte(' ')
+		bw.Write(hexCoefficient(&hexbuf, c))
+		bw.WriteByte('\n')
+	}
+	line("aggregate", m.aggregate)
+	if m.base != (Coefficient{}) {
+		line("base", m.base)
+	}
+	for _, p := range pseudonyms {
+		line("pseudonym", p)
+	}
+	for _, e := range pts {
+		line("state", e.c)
+		if len(e.desc) == 0 {
+			continue
+		}
+		if bytes.ContainsAny(e.desc, "\r\n") {
+			bw.WriteString(trajectoryBase64Prefix)
+			bw.Write(hexCoefficient(&hexbuf, e.c))
+			bw.WriteByte(' ')
+			enc := base64.NewEncoder(base64.StdEncoding, bw)
+			enc.Write(e.desc)
+			enc.Close()
+		} else {
+			bw.WriteString(trajectoryPrefix)
+			bw.Write(hexCoefficient(&hexbuf, e.c))
+			bw.WriteByte(' ')
+			bw.Write(e.desc)
+		}
+		bw.WriteByte('\n')
+	}
+	if sealed {
+		bw.WriteString("seal\n")
+	}
+	bw.WriteString("end\n")
+	if err := bw.Flush(); err != nil {
+		return cw.n, fmt.Errorf("write model: %w", err)
+	}
+	return cw.n, nil
+}
+
+func hexCoefficient(buf *[2 * len(Coefficient{})]byte, c Coefficient) []byte {
+	const digits = "0123456789abcdef"
+	for i, b := range c {
+		buf[2*i] = digits[b>>4]
+		buf[2*i+1] = digits[b&0x0f]
+	}
+	return buf[:]
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// SaveFile writes the model to path atomically: to a temporary file in the
+// same directory, synced, then renamed over path. On error path is left as
+// it was.
+func (m *Model) SaveFile(path string) error {
+	return lineio.WriteFileAtomic(path, 0o644, func(w *bufio.Writer) error {
+		_, err := m.WriteTo(w)
+		return err
+	})
+}

@@ -1,0 +1,348 @@
+package model
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Options configures a new Model.
+type Options struct {
+	// Aggregate is the value the measurement and the state start from
+	// (TSEM's hardware aggregate); zero when the platform has none.
+	Aggregate Coefficient
+	// Base is hashed in front of every coefficient before it is extended;
+	// zero unless a relying party asked for a freshness value.
+	Base Coefficient
+	// Observer, if set, is told about every new unique coefficient.
+	Observer Observer
+}
+
+// Observer is told about each new unique coefficient of a model exactly
+// once, in arrival order: model points while learning and forensics points
+// after the seal. Calls are serialised, so an Observer need not be safe for
+// concurrent use; the measurement stage uses it to extend a register. The
+// Point's Description is shared with the model and must not be modified.
+type Observer interface {
+	NewPoint(p Point) error
+}
+
+// Point is one unique coefficient of a model and what is known about it.
+type Point struct {
+	Coefficient Coefficient
+	// Count is how many events mapped to the coefficient. Points loaded
+	// from a model file start at zero: no event has been seen yet.
+	Count uint64
+	// Description is the TSEM JSON line of the coefficient's first event;
+	// nil when the point was loaded from a model file without trajectory.
+	Description []byte
+	// Forensic is set for a coefficient that arrived after the model was
+	// sealed and is not part of it.
+	Forensic bool
+}
+
+// AddResult says what Add did with a coefficient.
+type AddResult struct {
+	// New is set when the coefficient had not been seen before: it became
+	// a model point (learning) or a forensics point (sealed).
+	New bool
+	// Forensic is set when the coefficient is outside the sealed model,
+	// whether new or repeated; the task that caused it is untrusted.
+	Forensic bool
+}
+
+// entry is a recorded coefficient. Everything but count is fixed once the
+// entry is published in Model.index.
+type entry struct {
+	c        Coefficient
+	count    atomic.Uint64
+	desc     []byte
+	forensic bool
+}
+
+func (e *entry) point() Point {
+	return Point{Coefficient: e.c, Count: e.count.Load(), Description: bytes.Clone(e.desc), Forensic: e.forensic}
+}
+
+// Model is the model of one security modeling namespace: its points with
+// counts and first descriptions, its forensics, pseudonyms, measurement and
+// state. All methods are safe for concurrent use.
+type Model struct {
+	aggregate, base Coefficient // fixed at construction
+
+	mu          sync.RWMutex
+	index       map[Coefficient]*entry
+	points      []*entry // model points, arrival order
+	forensics   []*entry // forensics points, arrival order
+	all         []*entry // both, arrival order: what the measurement covers
+	measurement Coefficient
+	sealed      bool
+	pseudonyms  map[Coefficient]struct{}
+	pseudoOrder []Coefficient
+	npseudo     atomic.Int64 // len(pseudonyms), read without mu on the hot path
+
+	stateMu sync.Mutex
+	stateN  int // len(all) that state was computed for; -1 for none
+	state   Coefficient
+
+	// Observer calls happen outside mu, in the order in which entries were
+	// appended to all: the Add that appended entry n waits until notified
+	// is n-1.
+	obsMu    sync.Mutex
+	obsCond  sync.Cond
+	notified int
+	observer Observer
+}
+
+// New returns an empty model that is learning.
+func New(opts Options) *Model {
+	m := &Model{
+		aggregate:  opts.Aggregate,
+		base:       opts.Base,
+		index:      make(map[Coefficient]*entry),
+		pseudonyms: make(map[Coefficient]struct{}),
+		stateN:     -1,
+		observer:   opts.Observer,
+	}
+	m.obsCond.L = &m.obsMu
+	m.measurement = initialValue(m.aggregate, m.base)
+	return m
+}
+
+// Add records an event whose coefficient is c and whose TSEM description
+// is description (copied when kept). While learning, a new coefficient
+// becomes a model point and is extended into the measurement. Once sealed,
+// a coefficient outside the model is recorded as forensics (and extended
+// into the measurement when new, as TSEM does). Repeats only count.
+//
+// A non-nil error comes from the Observer; the point is recorded anyway.
+func (m *Model) Add(c Coefficient, description []byte) (AddResult, error) {
+	m.mu.RLock()
+	e, ok := m.index[c]
+	if ok {
+		e.count.Add(1)
+		m.mu.RUnlock()
+		return AddResult{Forensic: e.forensic}, nil
+	}
+	m.mu.RUnlock()
+
+	m.mu.Lock()
+	if e, ok := m.index[c]; ok { // added since the read lock was dropped
+		e.count.Add(1)
+		m.mu.Unlock()
+		return AddResult{Forensic: e.forensic}, nil
+	}
+	e = m.record(c, bytes.Clone(description), m.sealed)
+	e.count.Store(1)
+	seq := len(m.all)
+	// The observer shares the stored description instead of a copy: one
+	// allocation per new point, not two.
+	p := Point{Coefficient: c, Count: 1, Description: e.desc, Forensic: e.forensic}
+	m.mu.Unlock()
+
+	res := AddResult{New: true, Forensic: p.Forensic}
+	if err := m.notify(seq, p); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// record appends a new entry; m.mu must be held for writing.
+func (m *Model) record(c Coefficient, desc []byte, forensic bool) *entry {
+	e := &entry{c: c, desc: desc, forensic: forensic}
+	m.index[c] = e
+	if forensic {
+		m.forensics = append(m.forensics, e)
+	} else {
+		m.points = append(m.points, e)
+	}
+	m.all = append(m.all, e)
+	m.measurement = Extend(m.measurement, m.base, c)
+	return e
+}
+
+// notify delivers entry number seq (1-based, in all) to the observer after
+// every earlier entry was delivered.
+func (m *Model) notify(seq int, p Point) (err error) {
+	m.obsMu.Lock()
+	defer m.obsMu.Unlock()
+	for m.notified != seq-1 {
+		m.obsCond.Wait()
+	}
+	defer func() {
+		m.notified = seq
+		m.obsCond.Broadcast()
+	}()
+	if m.observer == nil {
+		return nil
+	}
+	if err := m.observer.NewPoint(p); err != nil {
+		return fmt.Errorf("observe point %s: %w", p.Coefficient, err)
+	}
+	return nil
+}
+
+// SetObserver replaces the observer. It waits until the previous observer
+// was told about every coefficient recorded so far, then returns those
+// coefficients (model and forensics points, arrival order): the new
+// observer is told only about later ones. After Load this is how the
+// measurement stage learns the loaded points without missing or repeating
+// any.
+func (m *Model) SetObserver(o Observer) []Point {
+	m.obsMu.Lock()
+	defer m.obsMu.Unlock()
+	for {
+		m.mu.RLock()
+		if len(m.all) == m.notified {
+			break
+		}
+		m.mu.RUnlock()
+		m.obsCond.Wait()
+	}
+	defer m.mu.RUnlock()
+	m.observer = o
+	return points(m.all)
+}
+
+// Seal freezes the model: from now on coefficients outside it are
+// forensics. Sealing a sealed model does nothing.
+func (m *Model) Seal() {
+	m.mu.Lock()
+	m.sealed = true
+	m.mu.Unlock()
+}
+
+// Sealed reports whether the model is sealed.
+func (m *Model) Sealed() bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.sealed
+}
+
+// Contains reports whether c is a point of the model (not a forensics
+// point).
+func (m *Model) Contains(c Coefficient) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, ok := m.index[c]
+	return ok && !e.forensic
+}
+
+// Len returns the number of model points.
+func (m *Model) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.points)
+}
+
+// Points returns copies of the model points in arrival order.
+func (m *Model) Points() []Point {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return points(m.points)
+}
+
+// Forensics returns copies of the forensics points in arrival order.
+func (m *Model) Forensics() []Point {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return points(m.forensics)
+}
+
+func points(es []*entry) []Point {
+	out := make([]Point, len(es))
+	for i, e := range es {
+		out[i] = e.point()
+	}
+	return out
+}
+
+// Trajectory returns the first description of each model point, in the
+// order of Points; an entry is nil where the description is unknown (a
+// point loaded from a model file without trajectory).
+func (m *Model) Trajectory() [][]byte {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([][]byte, len(m.points))
+	for i, e := range m.points {
+		out[i] = bytes.Clone(e.desc)
+	}
+	return out
+}
+
+// Measurement returns the time-ordered measurement: the aggregate and every
+// unique coefficient (model points and forensics) in arrival order,
+// extended into a zero register.
+func (m *Model) Measurement() Coefficient {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.measurement
+}
+
+// State returns the order-independent state: like the measurement, over
+// the same coefficients sorted bytewise. It is computed on demand and
+// cached until the next new coefficient.
+func (m *Model) State() Coefficient {
+	m.mu.RLock()
+	n := len(m.all)
+	m.stateMu.Lock()
+	if m.stateN == n {
+		s := m.state
+		m.stateMu.Unlock()
+		m.mu.RUnlock()
+		return s
+	}
+	m.stateMu.Unlock()
+	cs := make([]Coefficient, n)
+	for i, e := range m.all {
+		cs[i] = e.c
+	}
+	m.mu.RUnlock()
+
+	s := StateOf(m.aggregate, m.base, cs)
+	m.stateMu.Lock()
+	if n > m.stateN {
+		m.stateN, m.state = n, s
+	}
+	m.stateMu.Unlock()
+	return s
+}
+
+// Aggregate returns the model's aggregate.
+func (m *Model) Aggregate() Coefficient { return m.aggregate }
+
+// Base returns the model's base.
+func (m *Model) Base() Coefficient { return m.base }
+
+// AddPseudonym adds a pseudonym (see PseudonymOf) to the model.
+func (m *Model) AddPseudonym(p Coefficient) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.pseudonyms[p]; ok {
+		return
+	}
+	m.pseudonyms[p] = struct{}{}
+	m.pseudoOrder = append(m.pseudoOrder, p)
+	m.npseudo.Store(int64(len(m.pseudoOrder)))
+}
+
+// IsPseudonym reports whether the file at pathname has a pseudonym in the
+// model. It costs nothing while the model has no pseudonyms.
+func (m *Model) IsPseudonym(pathname string) bool {
+	if m.npseudo.Load() == 0 {
+		return false
+	}
+	p := PseudonymOf(pathname)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, ok := m.pseudonyms[p]
+	return ok
+}
+
+// Pseudonyms returns the model's pseudonyms in the order they were added.
+func (m *Model) Pseudonyms() []Coefficient {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return append([]Coefficient(nil), m.pseudoOrder...)
+}

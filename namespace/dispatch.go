@@ -1,0 +1,83 @@
+package namespace
+
+import (
+	"sync/atomic"
+
+	"github.com/vigil-tsem/vigil/bpf"
+	"github.com/vigil-tsem/vigil/events"
+)
+
+// Dispatcher routes decoded records to their namespaces: lifecycle and
+// exec records update the task table, security event records become TSEM
+// descriptions in their namespace's model. Records of a namespace the
+// registry does not hold (another capture's, the host's when not modeled)
+// are counted and dropped. Dispatch may be called from one goroutine at a
+// time per capture (records of one task must stay in order).
+type Dispatcher struct {
+	reg  *Registry
+	conv *events.Converter
+	// OnEvent, if set, is called after each event is added.
+	OnEvent func(n *Namespace, e *events.Event, res Result)
+
+	foreign atomic.Uint64
+}
+
+// NewDispatcher returns a dispatcher into reg whose file digests come from
+// digests (nil: every file gets events.EmptyDigest).
+func NewDispatcher(reg *Registry, digests *events.DigestCache) *Dispatcher {
+	return &Dispatcher{reg: reg, conv: &events.Converter{Digests: digests, Tasks: reg.Tasks()}}
+}
+
+// Converter returns the record converter the dispatcher uses.
+func (d *Dispatcher) Converter() *events.Converter { return d.conv }
+
+// Foreign counts records dropped because their namespace is not in the
+// registry.
+func (d *Dispatcher) Foreign() uint64 { return d.foreign.Load() }
+
+// Dispatch handles one record. The error comes from a namespace's model
+// observer (the measurement); the event is recorded anyway.
+func (d *Dispatcher) Dispatch(r bpf.Record) error {
+	h := r.Head()
+	n, ok := d.reg.Get(h.NS)
+	if !ok {
+		d.foreign.Add(1)
+		return nil
+	}
+	tasks := d.reg.tasks
+	switch r := r.(type) {
+	case *bpf.TaskFork:
+		tasks.Fork(r)
+		return nil
+	case *bpf.TaskExit:
+		tasks.Exit(r)
+		return nil
+	case *bpf.Exec:
+		file := d.conv.ExecFile(r)
+		// The name before the exec, for the open the exec made.
+		process, ok := tasks.Process(r.PrevTTD)
+		if !ok {
+			process = r.Process()
+		}
+		tasks.Exec(r, &file)
+		if h.Flags&bpf.FlagObserved == 0 {
+			// The LSM backend reports the exec's open itself.
+			return nil
+		}
+		return d.add(n, d.conv.ExecOpen(r, file, process))
+	}
+	tasks.Seen(h)
+	e, err := d.conv.Convert(r)
+	if err != nil {
+		return nil // not a security event: nothing for the model
+	}
+	return d.add(n, e)
+}
+
+func (d *Dispatcher) add(n *Namespace, e *events.Event) error {
+	res, err := n.Add(e)
+	if d.OnEvent != nil {
+		d.OnEvent(n, e, res)
+	}
+	return err
+}
