@@ -130,6 +130,14 @@ type Options struct {
 	RingBufferBytes uint32
 	// AllowEntries bounds the allow set map (all namespaces); 0 means 65536.
 	AllowEntries uint32
+	// WakeupBytes is how many bytes of records wait in the ring buffer
+	// before the kernel wakes the reader; 0 means 64 KiB, and values above
+	// half the ring buffer are lowered to half. Waking on every record
+	// costs the producing task several microseconds per event.
+	WakeupBytes uint64
+	// PollInterval bounds how long records below WakeupBytes wait for the
+	// reader; 0 means 20ms.
+	PollInterval time.Duration
 	// TracefsDir is where tracefs is mounted when it is not yet; "" means
 	// /sys/kernel/tracing.
 	TracefsDir string
@@ -161,6 +169,7 @@ type Capture struct {
 
 	readMu     sync.Mutex
 	rec        ringbuf.Record
+	poll       time.Duration
 	onRaw      func([]byte) // tests: sees each raw record before decoding
 	decodeErrs atomic.Uint64
 	closeOnce  sync.Once
@@ -219,6 +228,16 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	if opts.AllowEntries != 0 {
 		spec.Maps["allow"].MaxEntries = opts.AllowEntries
 	}
+	wake := opts.WakeupBytes
+	if wake == 0 {
+		wake = 64 << 10
+	}
+	if half := uint64(spec.Maps["events"].MaxEntries / 2); wake > half {
+		wake = half
+	}
+	if err := spec.Variables["wakeup_bytes"].Set(wake); err != nil {
+		return nil, fmt.Errorf("set wakeup threshold: %w", err)
+	}
 	if b == BackendTracepoint {
 		if err := ensureTracefs(opts.TracefsDir); err != nil {
 			return nil, err
@@ -234,6 +253,7 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	}
 	c = &Capture{
 		backend:      b,
+		poll:         opts.PollInterval,
 		coll:         coll,
 		events:       coll.Maps["events"],
 		taskState:    coll.Maps["task_state"],
@@ -262,6 +282,9 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 			return nil, err
 		}
 		c.links = append(c.links, l)
+	}
+	if c.poll <= 0 {
+		c.poll = 20 * time.Millisecond
 	}
 	c.rd, err = ringbuf.NewReader(c.events)
 	if err != nil {
@@ -307,37 +330,46 @@ func (c *Capture) Backend() Backend { return c.backend }
 // CanEnforce reports whether the backend can deny events (LSM only).
 func (c *Capture) CanEnforce() bool { return c.backend == BackendLSM }
 
-// ReadRecord blocks until the next record and decodes it. It returns
-// ErrClosed after Close and os.ErrDeadlineExceeded when a deadline set by
-// SetDeadline passes. A record that does not decode is counted
-// (LossDecode) and returned as an error with the raw bytes' size.
-func (c *Capture) ReadRecord() (Record, error) {
+// Read blocks until the next record and decodes it, or until ctx ends
+// (ctx.Err()) or the Capture is closed (ErrClosed). A record that does not
+// decode is counted (LossDecode) and returned as an error saying why.
+func (c *Capture) Read(ctx context.Context) (Record, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
-	return c.readLocked()
+	stop := context.AfterFunc(ctx, func() { c.rd.Flush() })
+	defer stop()
+	return c.readLocked(ctx)
 }
 
-func (c *Capture) readLocked() (Record, error) {
-	if err := c.rd.ReadInto(&c.rec); err != nil {
-		if errors.Is(err, ringbuf.ErrClosed) {
+func (c *Capture) readLocked(ctx context.Context) (Record, error) {
+	for {
+		// The kernel wakes the reader only every WakeupBytes; the
+		// deadline bounds how long fewer bytes wait.
+		c.rd.SetDeadline(time.Now().Add(c.poll))
+		err := c.rd.ReadInto(&c.rec)
+		switch {
+		case err == nil:
+		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
 			return nil, ErrClosed
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			continue
+		default:
+			return nil, fmt.Errorf("read ring buffer: %w", err)
 		}
-		return nil, fmt.Errorf("read ring buffer: %w", err)
+		if c.onRaw != nil {
+			c.onRaw(c.rec.RawSample)
+		}
+		r, err := ParseRecord(c.rec.RawSample)
+		if err != nil {
+			c.decodeErrs.Add(1)
+			return nil, err
+		}
+		return r, nil
 	}
-	if c.onRaw != nil {
-		c.onRaw(c.rec.RawSample)
-	}
-	r, err := ParseRecord(c.rec.RawSample)
-	if err != nil {
-		c.decodeErrs.Add(1)
-		return nil, err
-	}
-	return r, nil
 }
-
-// SetDeadline makes a blocked ReadRecord return os.ErrDeadlineExceeded at t
-// (zero: no deadline).
-func (c *Capture) SetDeadline(t time.Time) { c.rd.SetDeadline(t) }
 
 // Run reads records until ctx is done or the Capture is closed, calling fn
 // for each in order. The kernel never waits for Run: when fn is slower
@@ -347,20 +379,15 @@ func (c *Capture) SetDeadline(t time.Time) { c.rd.SetDeadline(t) }
 func (c *Capture) Run(ctx context.Context, fn func(Record)) error {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
-	stop := context.AfterFunc(ctx, func() { c.rd.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { c.rd.Flush() })
 	defer stop()
-	defer c.rd.SetDeadline(time.Time{})
 	for {
-		r, err := c.readLocked()
+		r, err := c.readLocked(ctx)
 		switch {
 		case err == nil:
 			fn(r)
-		case errors.Is(err, ErrClosed):
+		case errors.Is(err, ErrClosed), ctx.Err() != nil:
 			return nil
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if ctx.Err() != nil {
-				return nil
-			}
 		case errors.Is(err, ErrShortRecord), errors.Is(err, ErrUnknownRecord), errors.Is(err, ErrRecordSize):
 			// counted in readLocked
 		default:

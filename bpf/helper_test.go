@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,14 +30,19 @@ import (
 //	           VIGIL_BPF_NEXT, so everything after the exec is captured
 //	open       open, read and close each file of VIGIL_BPF_FILES (':'
 //	           separated); print "PATH ok" or "PATH ERRNO-NAME" per file
+//	wait-open  print "ready", read one byte from stdin (the test switches
+//	           the namespace to enforce meanwhile), then act as open
 //	fork       run this binary in mode "open" as a child and wait for it;
 //	           print "child PID"
+//	openloop   open and close VIGIL_BPF_FILES (one file) VIGIL_BPF_N times,
+//	           print the nanoseconds the loop took
 //	connect    connect a TCP socket to VIGIL_BPF_ADDR, print "ok" or the error
 const (
 	envHelper = "VIGIL_BPF_HELPER"
 	envNext   = "VIGIL_BPF_NEXT"
 	envFiles  = "VIGIL_BPF_FILES"
 	envAddr   = "VIGIL_BPF_ADDR"
+	envN      = "VIGIL_BPF_N"
 )
 
 func init() {
@@ -66,10 +73,24 @@ func helperMain(mode string) int {
 			fmt.Fprintln(os.Stderr, "helper: wait:", err)
 			return 3
 		}
-		env := append(os.Environ(), envHelper+"="+os.Getenv(envNext))
+		var env []string
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, envHelper+"=") {
+				env = append(env, kv)
+			}
+		}
+		env = append(env, envHelper+"="+os.Getenv(envNext))
 		err := syscall.Exec(self, []string{self}, env)
 		fmt.Fprintln(os.Stderr, "helper: exec:", err)
 		return 3
+	case "wait-open":
+		os.Stdout.WriteString("ready\n")
+		var b [1]byte
+		if _, err := io.ReadFull(os.Stdin, b[:]); err != nil {
+			fmt.Fprintln(os.Stderr, "helper: wait:", err)
+			return 3
+		}
+		return helperMain("open")
 	case "open":
 		var out strings.Builder
 		for _, p := range strings.Split(os.Getenv(envFiles), ":") {
@@ -95,6 +116,24 @@ func helperMain(mode string) int {
 			return 3
 		}
 		fmt.Printf("child %d\n", cmd.Process.Pid)
+		return 0
+	case "openloop":
+		n, err := strconv.Atoi(os.Getenv(envN))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "helper: openloop:", err)
+			return 3
+		}
+		path := os.Getenv(envFiles)
+		start := time.Now()
+		for range n {
+			fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "helper: openloop:", err)
+				return 3
+			}
+			unix.Close(fd)
+		}
+		fmt.Println(time.Since(start).Nanoseconds())
 		return 0
 	case "connect":
 		conn, err := net.Dial("tcp", os.Getenv(envAddr))
@@ -208,11 +247,13 @@ func (col *collector) snapshot() []Record {
 
 // workload describes one helper run.
 type workload struct {
-	next  string // mode after the exec
-	env   []string
-	cred  *syscall.Credential
-	bin   string // default: this test binary
-	stdin []byte
+	next string // mode after the exec
+	env  []string
+	cred *syscall.Credential
+	bin  string // default: this test binary
+	// midway, when set, runs after the helper printed "ready" (mode
+	// wait-open); the helper goes on when it returns.
+	midway func()
 }
 
 type ran struct {
@@ -234,12 +275,16 @@ func runEnrolled(t testing.TB, c *Capture, ns uint64, w workload) ran {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), envHelper+"=wait-exec", envNext+"="+w.next)
 	cmd.Env = append(cmd.Env, w.env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	if w.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: w.cred}
 	}
 	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdoutPipe, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,11 +298,23 @@ func runEnrolled(t testing.TB, c *Capture, ns uint64, w workload) ran {
 		t.Fatalf("Enroll(%d, %d): %v", pid, ns, err)
 	}
 	stdin.Write([]byte{'g'})
+	out := bufio.NewReader(stdoutPipe)
+	if w.midway != nil {
+		line, err := out.ReadString('\n')
+		if line != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("helper said %q, %v; want ready", line, err)
+		}
+		w.midway()
+		stdin.Write([]byte{'g'})
+	}
 	stdin.Close()
+	rest, _ := io.ReadAll(out)
 	if err := cmd.Wait(); err != nil {
 		t.Logf("helper %s exited: %v; stderr: %s", w.next, err, stderr.String())
 	}
-	return ran{pid: pid, out: stdout.String()}
+	return ran{pid: pid, out: string(rest)}
 }
 
 // sharedDir makes a directory every uid can read and execute, with a copy

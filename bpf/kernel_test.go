@@ -72,22 +72,25 @@ func checkFileOpen(t *testing.T, recs []Record, ns uint64, pid int, path string,
 	return nil
 }
 
-// checkOnly fails for records of ns from tasks other than pids, and for
-// records of other namespaces.
+// checkOnly fails for records of ns from tasks other than pids and the
+// tasks they forked, and for records of other namespaces.
 func checkOnly(t *testing.T, recs []Record, ns uint64, pids ...int) {
 	t.Helper()
+	allowed := map[uint32]bool{}
+	for _, p := range pids {
+		allowed[uint32(p)] = true
+	}
 	for _, r := range recs {
 		h := r.Head()
 		if h.NS != ns {
 			t.Errorf("record %s of pid %d in namespace %d; only %d is modeled", h.Type, h.PID, h.NS, ns)
 			continue
 		}
-		found := false
-		for _, p := range pids {
-			found = found || int(h.TGID) == p
+		if !allowed[h.TGID] && !allowed[h.PID] {
+			t.Errorf("record %s of pid %d/%d (%s) in namespace %d; want only pids %v and their children", h.Type, h.PID, h.TGID, h.Process(), ns, pids)
 		}
-		if !found {
-			t.Errorf("record %s of pid %d/%d (%s) in namespace %d; want only pids %v", h.Type, h.PID, h.TGID, h.Process(), ns, pids)
+		if f, ok := r.(*TaskFork); ok {
+			allowed[f.ChildPID] = true
 		}
 	}
 }
@@ -185,6 +188,7 @@ func TestTracepointConnect(t *testing.T) {
 
 func testConnect(t *testing.T, b Backend) {
 	c := openCapture(t, b)
+	raw := keepRaw(c)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -209,6 +213,7 @@ func testConnect(t *testing.T, b Backend) {
 	col.until(exitedMain(run.pid))
 	recs := col.finish(t)
 	checkOnly(t, recs, ns, run.pid)
+	raw.save(t, ns, b)
 	// TSEM's convention: the network-order port read as a host integer.
 	var be [2]byte
 	binary.BigEndian.PutUint16(be[:], uint16(port))
@@ -314,7 +319,9 @@ func TestLSMEnforce(t *testing.T) {
 	writeFile(t, outOfModel, "b")
 	col := collect(t, c)
 	ns := nextNS()
-	learn := workload{next: "open", env: []string{envFiles + "=" + inModel}, bin: bin}
+	// GOMAXPROCS set: the Go runtime then does not read /proc/PID/cgroup,
+	// a path that differs from run to run.
+	learn := workload{next: "open", env: []string{envFiles + "=" + inModel, "GOMAXPROCS=2"}, bin: bin}
 	var keys []uint64
 	for range 2 {
 		run := runEnrolled(t, c, ns, learn)
@@ -328,13 +335,17 @@ func TestLSMEnforce(t *testing.T) {
 			keys = append(keys, k)
 		}
 	}
-	if err := c.Allow(ns, keys...); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetMode(ns, ModeEnforce); err != nil {
-		t.Fatal(err)
-	}
-	enforce := workload{next: "open", env: []string{envFiles + "=" + inModel + ":" + outOfModel}, bin: bin}
+	// The Go runtime's start reads /proc/PID/cgroup, a path no model of
+	// another run holds; the enforced run switches to enforce after it.
+	enforce := workload{next: "wait-open", env: []string{envFiles + "=" + inModel + ":" + outOfModel, "GOMAXPROCS=2"}, bin: bin,
+		midway: func() {
+			if err := c.Allow(ns, keys...); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.SetMode(ns, ModeEnforce); err != nil {
+				t.Fatal(err)
+			}
+		}}
 	run := runEnrolled(t, c, ns, enforce)
 	if want := inModel + " ok\n" + outOfModel + " EPERM\n"; run.out != want {
 		t.Errorf("enforced run output %q; want %q", run.out, want)
@@ -346,6 +357,9 @@ func TestLSMEnforce(t *testing.T) {
 		h := r.Head()
 		if int(h.TGID) != run.pid || h.Flags&FlagKey == 0 {
 			continue
+		}
+		if h.Flags&FlagDenied != 0 {
+			t.Logf("denied: %s %+v", h.Type, describe(r))
 		}
 		if k, _ := Key(r); k != h.Key {
 			t.Errorf("%s: kernel key %#x, Key() = %#x", h.Type, h.Key, k)
@@ -372,4 +386,19 @@ func TestTracepointRefusesEnforce(t *testing.T) {
 	if err := c.SetMode(1, ModeEnforce); err == nil {
 		t.Error("SetMode(enforce) on the tracepoint backend succeeded")
 	}
+}
+
+// describe prints a record's payload for failure messages.
+func describe(r Record) string {
+	switch r := r.(type) {
+	case *FileOpen:
+		return fmt.Sprintf("path=%q flags=%#o", r.File.Path.Name, r.File.Flags)
+	case *MmapFile:
+		return fmt.Sprintf("prot=%#x flags=%#x file=%v %q", r.Prot, r.MmapFlags, r.File.Present, r.File.Path.Name)
+	case *Capable:
+		return fmt.Sprintf("cap=%d opts=%#x", r.Cap, r.Opts)
+	case *Exec:
+		return fmt.Sprintf("path=%q", r.File.Path.Name)
+	}
+	return fmt.Sprintf("%+v", r)
 }

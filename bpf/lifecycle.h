@@ -32,7 +32,7 @@ int vg_fork(struct trace_event_raw_sched_process_fork *ctx)
 	r->child_pid = pid;
 	r->child_tgid = 0;
 	r->child_ttd = st->ttd;
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, wake_flags());
 	return 0;
 }
 
@@ -53,7 +53,7 @@ int vg_exit(void *ctx)
 	fill_hdr(&r->hdr, VG_TASK_EXIT, sizeof(*r), st);
 	r->code = BPF_CORE_READ(task, exit_code);
 	r->pad = 0;
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, wake_flags());
 	return 0;
 }
 

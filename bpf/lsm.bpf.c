@@ -32,7 +32,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 			var->hdr.key = (keyexpr);                   \
 			rc_ = check(st, &var->hdr);                 \
 		}                                                   \
-		bpf_ringbuf_submit(var, 0);                         \
+		bpf_ringbuf_submit(var, wake_flags());                         \
 		return rc_;                                         \
 	} while (0)
 
@@ -84,7 +84,7 @@ int BPF_PROG(vg_bprm_check_security, struct linux_binprm *bprm, int ret)
 	fill_file(&r->file, BPF_CORE_READ(bprm, file));
 	r->hdr.key = key_file(key_start(&r->hdr), &r->file);
 	rc = check(st, &r->hdr);
-	if (rc && bpf_ringbuf_output(&events, r, sizeof(*r), 0))
+	if (rc && bpf_ringbuf_output(&events, r, sizeof(*r), wake_flags()))
 		count_loss(st->ns, VG_LOSS_RINGBUF);
 	return rc;
 }
@@ -108,7 +108,7 @@ int BPF_PROG(vg_bprm_committed_creds, struct linux_binprm *bprm)
 	fill_hdr(&r->hdr, VG_EXEC, sizeof(*r), st);
 	r->prev_ttd = prev;
 	fill_file(&r->file, BPF_CORE_READ(bprm, file));
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, wake_flags());
 	return 0;
 }
 

@@ -586,6 +586,7 @@ const (
 	lsmVarUnusedRecSockAddr      = "unused_rec_sock_addr"
 	lsmVarUnusedRecSockCreate    = "unused_rec_sock_create"
 	lsmVarUnusedRecTaskKill      = "unused_rec_task_kill"
+	lsmVarWakeupBytes            = "wakeup_bytes"
 )
 
 // loadLsm returns the embedded CollectionSpec for lsm.
@@ -694,6 +695,7 @@ type lsmVariableSpecs struct {
 	UnusedRecSockAddr     *ebpf.VariableSpec `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.VariableSpec `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.VariableSpec `ebpf:"unused_rec_task_kill"`
+	WakeupBytes           *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // lsmObjects contains all objects after they have been loaded into the kernel.
@@ -766,6 +768,7 @@ type lsmVariables struct {
 	UnusedRecSockAddr     *ebpf.Variable `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.Variable `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.Variable `ebpf:"unused_rec_task_kill"`
+	WakeupBytes           *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // lsmPrograms contains all programs after they have been loaded into the kernel.

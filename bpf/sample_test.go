@@ -10,7 +10,12 @@ import (
 	"testing"
 )
 
-var updateRecords = flag.Bool("update-records", false, "save real captured records to testdata/records (kernel tests)")
+var (
+	updateRecords = flag.Bool("update-records", false, "save real captured records to testdata/records (kernel tests)")
+	// In the VM the repository is a throwaway copy: -dump-records prints
+	// the records as "RECORD NAME HEX" lines for the host to save.
+	dumpRecords = flag.Bool("dump-records", false, "print real captured records as RECORD lines (kernel tests)")
+)
 
 // rawRecords keeps copies of the raw records a Capture reads.
 type rawRecords struct {
@@ -33,7 +38,7 @@ func keepRaw(c *Capture) *rawRecords {
 // FuzzParseRecord and the input of TestParseCaptured.
 func (r *rawRecords) save(t *testing.T, ns uint64, b Backend) {
 	t.Helper()
-	if !*updateRecords {
+	if !*updateRecords && !*dumpRecords {
 		return
 	}
 	r.mu.Lock()
@@ -49,6 +54,10 @@ func (r *rawRecords) save(t *testing.T, ns uint64, b Backend) {
 		}
 		seen[typ] = true
 		name := filepath.Join("testdata", "records", fmt.Sprintf("%s-%s.bin", b, typ))
+		if *dumpRecords {
+			t.Logf("RECORD %s %x", filepath.Base(name), raw)
+			continue
+		}
 		if err := os.WriteFile(name, raw, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -73,7 +73,7 @@ static __always_inline int open_exit(struct sys_exit_ctx *ctx)
 		return 0;
 	}
 	fill_file(&r->file, file);
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, wake_flags());
 	return 0;
 }
 
@@ -116,7 +116,7 @@ int vg_exec(void *ctx)
 	r->hdr.flags |= VG_F_OBSERVED;
 	r->prev_ttd = prev;
 	fill_file(&r->file, BPF_CORE_READ(task, mm, exe_file));
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, wake_flags());
 	return 0;
 }
 
@@ -136,7 +136,7 @@ int vg_enter_mmap(struct sys_enter_ctx *ctx)
 	} else {
 		fill_file(&r->file, fd_file((long)ctx->args[4]));
 	}
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, wake_flags());
 	return 0;
 }
 
@@ -156,7 +156,7 @@ static __always_inline int sock_addr_enter(struct sys_enter_ctx *ctx, __u16 type
 	__builtin_memset(&r->sock, 0, sizeof(r->sock) + sizeof(r->addr));
 	fill_sock(&r->sock, sock, st);
 	fill_addr(&r->addr, (const void *)ctx->args[1], (int)ctx->args[2], 1);
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, wake_flags());
 	return 0;
 }
 
@@ -181,7 +181,7 @@ static __always_inline int kill_enter(__u32 pid, __u32 tgid, __u32 sig)
 	r->target.ttd = 0;
 	r->sig = sig;
 	r->cross_ns = 0;
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, wake_flags());
 	return 0;
 }
 

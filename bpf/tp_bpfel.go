@@ -101,6 +101,7 @@ const (
 	tpVarUnusedRecSockAddr     = "unused_rec_sock_addr"
 	tpVarUnusedRecSockCreate   = "unused_rec_sock_create"
 	tpVarUnusedRecTaskKill     = "unused_rec_task_kill"
+	tpVarWakeupBytes           = "wakeup_bytes"
 )
 
 // loadTp returns the embedded CollectionSpec for tp.
@@ -196,6 +197,7 @@ type tpVariableSpecs struct {
 	UnusedRecSockAddr     *ebpf.VariableSpec `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.VariableSpec `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.VariableSpec `ebpf:"unused_rec_task_kill"`
+	WakeupBytes           *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // tpObjects contains all objects after they have been loaded into the kernel.
@@ -266,6 +268,7 @@ type tpVariables struct {
 	UnusedRecSockAddr     *ebpf.Variable `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.Variable `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.Variable `ebpf:"unused_rec_task_kill"`
+	WakeupBytes           *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // tpPrograms contains all programs after they have been loaded into the kernel.

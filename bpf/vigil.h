@@ -339,6 +339,18 @@ struct inode___old {
 	struct timespec64 i_mtime;
 } __attribute__((preserve_access_index));
 
+/* Records wake the reader only once this many bytes wait in the ring (the
+ * loader sets it; 0 wakes on every record). Waking per record costs the
+ * producing task microseconds; the reader also polls on a short timer. */
+const volatile __u64 wakeup_bytes = 0;
+
+static __always_inline __u64 wake_flags(void)
+{
+	if (!wakeup_bytes || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void count_loss(__u64 ns, __u32 reason)
 {
 	struct vg_loss_key k = {.ns = ns, .reason = reason};

@@ -18,6 +18,11 @@ type Dispatcher struct {
 	conv *events.Converter
 	// OnEvent, if set, is called after each event is added.
 	OnEvent func(n *Namespace, e *events.Event, res Result)
+	// RootProcess names an enrolled task before its first exec when no
+	// event of it was seen (the tracepoint backend sees no open before an
+	// exec): `vigil run` names its stub so, and the BPF LSM reports the
+	// stub's open under the same name.
+	RootProcess string
 
 	foreign atomic.Uint64
 }
@@ -30,6 +35,9 @@ func NewDispatcher(reg *Registry, digests *events.DigestCache) *Dispatcher {
 
 // Converter returns the record converter the dispatcher uses.
 func (d *Dispatcher) Converter() *events.Converter { return d.conv }
+
+// Tasks returns the task table of the dispatcher's registry.
+func (d *Dispatcher) Tasks() *Tasks { return d.reg.tasks }
 
 // Foreign counts records dropped because their namespace is not in the
 // registry.
@@ -56,7 +64,11 @@ func (d *Dispatcher) Dispatch(r bpf.Record) error {
 		file := d.conv.ExecFile(r)
 		// The name before the exec, for the open the exec made.
 		process, ok := tasks.Process(r.PrevTTD)
-		if !ok {
+		switch {
+		case ok:
+		case r.PTTD == 0 && d.RootProcess != "":
+			process = d.RootProcess
+		default:
 			process = r.Process()
 		}
 		tasks.Exec(r, &file)

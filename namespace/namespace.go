@@ -153,11 +153,19 @@ func (n *Namespace) Add(e *events.Event) (Result, error) {
 		n.mu.Unlock()
 		return Result{Unmodeled: true}, nil
 	}
-	bp := descPool.Get().(*[]byte)
-	desc := e.AppendTSEM((*bp)[:0])
-	res, err := n.model.Add(model.Coefficient(c), desc)
-	*bp = desc
-	descPool.Put(bp)
+	var res model.AddResult
+	if n.model.Contains(c) {
+		// A repeat of a model point only counts: the model keeps the
+		// description of the first event, so skip writing this one
+		// (half the cost of a repeated event).
+		res, err = n.model.Add(c, nil)
+	} else {
+		bp := descPool.Get().(*[]byte)
+		desc := e.AppendTSEM((*bp)[:0])
+		res, err = n.model.Add(c, desc)
+		*bp = desc
+		descPool.Put(bp)
+	}
 	n.events.Add(1)
 	if res.Forensic {
 		n.forensicEvents.Add(1)
@@ -165,7 +173,7 @@ func (n *Namespace) Add(e *events.Event) (Result, error) {
 		n.untrusted[e.Header.TTD] = struct{}{}
 		n.mu.Unlock()
 	}
-	return Result{AddResult: res, Coefficient: model.Coefficient(c)}, err
+	return Result{AddResult: res, Coefficient: c}, err
 }
 
 var descPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

@@ -83,6 +83,9 @@ func TestTaskIdentityChain(t *testing.T) {
 	if n := reg.Tasks().Unknown(); n != 0 {
 		t.Errorf("Unknown = %d; want 0", n)
 	}
+	if n := reg.Tasks().Live(); n != 1 {
+		t.Errorf("Live = %d; want 1 (sh runs, cat exited)", n)
+	}
 }
 
 func TestObservedExecReportsItsOpen(t *testing.T) {
@@ -292,4 +295,34 @@ func BenchmarkDispatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// TestRootExecIsKnown: the enrolled stub's first event is its exec (the
+// tracepoint backend saw nothing before it); its domain before the exec is
+// a namespace root with the zero id, not an unknown one.
+func TestRootExecIsKnown(t *testing.T) {
+	reg := NewRegistry(RegistryOptions{})
+	ns, _ := reg.Create(Options{Origin: OriginRun})
+	var got []*events.Event
+	d := NewDispatcher(reg, nil)
+	d.RootProcess = "stub"
+	d.OnEvent = func(n *Namespace, e *events.Event, res Result) { got = append(got, e) }
+	r := &bpf.Exec{Header: hdr(bpf.RecExec, ns.ID(), 2, 0, "sh"), PrevTTD: 1, File: binary("/usr/bin/sh")}
+	r.Flags |= bpf.FlagObserved
+	if err := d.Dispatch(r); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Header.Process != "stub" || got[0].Header.TaskID != ([32]byte{}) || got[0].Header.TTD != 1 {
+		t.Fatalf("events = %+v; want the stub's open of sh with the zero task id", got)
+	}
+	if n := reg.Tasks().Unknown(); n != 0 {
+		t.Errorf("Unknown = %d; want 0", n)
+	}
+	if n := reg.Tasks().Live(); n != 1 {
+		t.Errorf("Live = %d; want 1", n)
+	}
+	d.Dispatch(&bpf.TaskExit{Header: hdr(bpf.RecTaskExit, ns.ID(), 2, 0, "sh")})
+	if n := reg.Tasks().Live(); n != 0 {
+		t.Errorf("Live after exit = %d; want 0", n)
+	}
 }

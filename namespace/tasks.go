@@ -36,6 +36,7 @@ type Tasks struct {
 	maxIdle int
 
 	unknown atomic.Uint64
+	live    atomic.Int64
 }
 
 type domain struct {
@@ -75,6 +76,10 @@ func (t *Tasks) TaskID(ttd uint64) [32]byte {
 
 // Unknown counts lookups of TTDs the table had never heard of.
 func (t *Tasks) Unknown() uint64 { return t.unknown.Load() }
+
+// Live returns the number of tasks seen to start (enrolled roots and forks)
+// and not yet seen to exit.
+func (t *Tasks) Live() int64 { return t.live.Load() }
 
 // Len returns the number of domains held.
 func (t *Tasks) Len() int {
@@ -119,6 +124,9 @@ func (t *Tasks) Seen(h *bpf.Header) {
 		}
 		d = &domain{refs: 1}
 		t.domains[h.TTD] = d
+		if h.PTTD == 0 {
+			t.live.Add(1) // an enrolled root
+		}
 	}
 	d.process = name
 }
@@ -131,6 +139,14 @@ func (t *Tasks) Exec(r *bpf.Exec, file *events.File) model.Coefficient {
 	id := model.TaskID(parent, events.COE(r.COE), file)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if _, ok := t.domains[r.PrevTTD]; !ok && r.PTTD == 0 {
+		// An enrolled root whose first event is its exec: its domain
+		// before the exec has the zero id.
+		t.live.Add(1)
+		if r.PrevTTD != 0 {
+			t.domains[r.PrevTTD] = &domain{refs: 1}
+		}
+	}
 	d, ok := t.domains[r.TTD]
 	if !ok {
 		d = &domain{}
@@ -148,6 +164,7 @@ func (t *Tasks) Exec(r *bpf.Exec, file *events.File) model.Coefficient {
 // Fork records that a task of TTD r.TTD forked: the child carries that TTD
 // twice (as TTD and PTTD).
 func (t *Tasks) Fork(r *bpf.TaskFork) {
+	t.live.Add(1)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if d, ok := t.domains[r.ChildTTD]; ok {
@@ -158,6 +175,7 @@ func (t *Tasks) Fork(r *bpf.TaskFork) {
 
 // Exit records that the task of r exited.
 func (t *Tasks) Exit(r *bpf.TaskExit) {
+	t.live.Add(-1)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.release(r.TTD)

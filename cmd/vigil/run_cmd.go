@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -36,6 +38,10 @@ import (
 // byte on file descriptor 3.
 const runExecArg = "__vigil-run-exec"
 
+// stubName is the stub's task name (comm) while it waits to exec: the
+// process of the command's exec in the trajectory, on either backend.
+const stubName = "vigil-run"
+
 // The stub must exec from the thread its parent enrolled: the kernel keeps
 // namespace membership per task, and the parent enrolled the process's main
 // thread (its pid). Go runs init functions on the main thread, locked to it,
@@ -50,6 +56,9 @@ func init() {
 // enrolledExec is the stub: wait for the go-ahead, then exec. It returns only
 // on failure, with env(1)'s exit codes: 126 cannot execute, 127 not found.
 func enrolledExec(path string, argv []string) int {
+	// Name the task before the parent enrolls it, so its exec is
+	// described the same way whatever the binary is called.
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(stubName + "\x00")[0])), 0, 0, 0)
 	os.NewFile(4, "enroll-ready").Close()
 	gate := os.NewFile(3, "enroll-gate")
 	var b [1]byte
@@ -79,6 +88,8 @@ type runFlags struct {
 	forensics  string
 	backend    string
 	noCapable  bool
+	ringBytes  uint32
+	command    string // CMD, for messages
 	reg        registerFlags
 }
 
@@ -109,7 +120,7 @@ not found, 126 when it cannot be executed. Vigil's own failures exit 1 (2
 for bad flags). Needs root: loading eBPF programs takes CAP_BPF,
 CAP_PERFMON and CAP_SYS_ADMIN.`,
 		Example: `  sudo vigil run -o m.model -- sh -c 'cat /etc/hostname'
-  sudo vigil run --trajectory - -- curl -s http://127.0.0.1:8080/ | vigil model points
+  sudo vigil run --trajectory t.json -- curl -s http://127.0.0.1:8080/ && vigil model points t.json
   sudo vigil run --model m.model --forensics f.json -- sh -c 'cat /etc/hostname'
   sudo vigil run --log events.log --register software -o m.model -- make`,
 		Args: cobra.MinimumNArgs(1),
@@ -126,10 +137,11 @@ CAP_PERFMON and CAP_SYS_ADMIN.`,
 	fl.StringVar(&f.modelIn, "model", "", "seal the namespace to this model file; out-of-model events are forensics")
 	fl.BoolVar(&f.enforce, "enforce", false, "with --model: out-of-model actions fail with EPERM (BPF LSM backend only)")
 	fl.StringVarP(&f.output, "output", "o", "", "write the learned model to this file (atomically)")
-	fl.StringVar(&f.trajectory, "trajectory", "", "write the trajectory (TSEM JSON lines) to this file, - for standard output")
+	fl.StringVar(&f.trajectory, "trajectory", "", "write the trajectory (TSEM JSON lines) to this file, - for standard output (after CMD's own output)")
 	fl.StringVar(&f.forensics, "forensics", "", "with --model: write the forensics (TSEM JSON lines) to this file, - for standard output (default: a summary on standard error)")
 	fl.StringVar(&f.backend, "backend", "auto", "capture backend: auto, lsm or tracepoint")
 	fl.BoolVar(&f.noCapable, "no-capable", false, "do not model capable events")
+	fl.Uint32Var(&f.ringBytes, "ring-buffer", 0, "ring buffer size in bytes, a power of two multiple of the page size (default 16 MiB)")
 	f.reg.addFlags(cmd)
 	return cmd
 }
@@ -151,6 +163,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if f.enforce && backend == bpf.BackendTracepoint {
 		return badInput(fmt.Errorf("--enforce: %w; use --backend lsm (or auto) on a kernel with the BPF LSM active", bpf.ErrObserveOnly))
 	}
+	f.command = args[0]
 	path, err := exec.LookPath(args[0])
 	if err != nil {
 		fmt.Fprintf(cmd.ErrOrStderr(), "vigil: %v\n", err)
@@ -170,7 +183,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		m = model.New(model.Options{})
 	}
 
-	capture, err := bpf.Open(bpf.Options{Backend: backend})
+	capture, err := bpf.Open(bpf.Options{Backend: backend, RingBufferBytes: f.ringBytes})
 	if err != nil {
 		return failed(err)
 	}
@@ -226,6 +239,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 
 	digests := events.NewDigestCache(events.DigestOptions{})
 	disp := namespace.NewDispatcher(reg, digests)
+	disp.RootProcess = stubName
 	var (
 		obsMu  sync.Mutex
 		obsErr error
@@ -240,9 +254,13 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		}
 	}
 	stop := make(chan struct{})
+	readCtx, stopReading := context.WithCancel(context.Background())
+	defer stopReading()
 	readDone := make(chan error, 1)
 	go func() {
-		readDone <- readRecords(capture, stop, func(r bpf.Record) {
+		// Run delivers every record already in the ring buffer when
+		// readCtx ends, then returns: ending it after CMD exits drains.
+		readDone <- capture.Run(readCtx, func(r bpf.Record) {
 			if err := disp.Dispatch(r); err != nil {
 				obsMu.Lock()
 				if obsErr == nil {
@@ -253,15 +271,20 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		})
 	}()
 
+	losses := &lossWatcher{stderr: cmd.ErrOrStderr(), capture: capture, ns: ns, logNS: logNS, seen: make(map[bpf.LossKey]uint64)}
+	go losses.watch(stop, time.Second)
+
 	status, runErr := runEnrolled(cmd, capture, ns.ID(), path, args)
 
 	// Every record of CMD is in the ring buffer once it has exited: drain
 	// it to the end before looking at the model.
 	close(stop)
+	stopReading()
 	if err := <-readDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("read records: %w", err)
 	}
-	lost := recordLoss(cmd.ErrOrStderr(), capture, ns, logNS)
+	losses.poll()
+	lost := losses.total
 	if runErr != nil {
 		return failed(runErr)
 	}
@@ -276,45 +299,6 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		return exitCode(status)
 	}
 	return nil
-}
-
-// readInterval bounds how long the reader goes without looking at stop.
-const readInterval = 100 * time.Millisecond
-
-// readRecords reads records and calls fn for each until stop is closed,
-// then drains the ring buffer: every record committed before stop was
-// closed is handed to fn before readRecords returns. The deadline is only
-// ever set from this goroutine: a reader blocked without one holds the
-// lock SetDeadline needs.
-func readRecords(capture *bpf.Capture, stop <-chan struct{}, fn func(bpf.Record)) error {
-	capture.SetDeadline(time.Now().Add(readInterval))
-	stopping := false
-	for {
-		r, err := capture.ReadRecord()
-		switch {
-		case err == nil:
-			fn(r)
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if stopping {
-				return nil // drained
-			}
-			select {
-			case <-stop:
-				// One more pass with a deadline in the past reads
-				// what is left and then reports the deadline.
-				stopping = true
-				capture.SetDeadline(time.Now())
-			default:
-				capture.SetDeadline(time.Now().Add(readInterval))
-			}
-		case errors.Is(err, bpf.ErrClosed):
-			return nil
-		case errors.Is(err, bpf.ErrShortRecord), errors.Is(err, bpf.ErrUnknownRecord), errors.Is(err, bpf.ErrRecordSize):
-			// Counted by the capture as lost (LossDecode).
-		default:
-			return err
-		}
-	}
 }
 
 // startLogNamespace records the namespace in the measured log: created,
@@ -359,7 +343,7 @@ func runEnrolled(cmd *cobra.Command, capture *bpf.Capture, nsID uint64, path str
 	if err != nil {
 		gateR.Close()
 		gateW.Close()
-		return 0, fmt.Errorf("create enroll gate: %w", err)
+		return 0, fmt.Errorf("create ready pipe: %w", err)
 	}
 	child := exec.Command(self, append([]string{runExecArg, path}, args...)...)
 	child.Args[0] = "vigil"
@@ -420,37 +404,65 @@ func runEnrolled(cmd *cobra.Command, capture *bpf.Capture, nsID uint64, path str
 	return 0, nil
 }
 
-// recordLoss reads the kernel's loss counters after the drain. Losses of
-// the namespace, and those the kernel or the reader could not attribute
-// (they may be the namespace's), are reported and recorded as gaps.
-func recordLoss(stderr io.Writer, capture *bpf.Capture, ns *namespace.Namespace, logNS *measure.Namespace) uint64 {
-	lost, err := capture.Lost()
+// lossWatcher turns the kernel's loss counters into gaps of the namespace
+// as they grow: polled while the command runs, so a gap lands in the
+// measured log close to where the records went missing, and once more
+// after the drain. Losses of the namespace, and those the kernel or the
+// reader could not attribute (they may be the namespace's), count.
+type lossWatcher struct {
+	stderr  io.Writer
+	capture *bpf.Capture
+	ns      *namespace.Namespace
+	logNS   *measure.Namespace
+
+	mu    sync.Mutex
+	seen  map[bpf.LossKey]uint64
+	total uint64
+}
+
+func (w *lossWatcher) poll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	lost, err := w.capture.Lost()
 	if err != nil {
-		fmt.Fprintf(stderr, "vigil: WARNING: cannot read the loss counters, the model may be incomplete: %v\n", err)
-		ns.RecordGap(1, "loss counters unreadable")
-		return 0
+		fmt.Fprintf(w.stderr, "vigil: WARNING: cannot read the loss counters, the model may be incomplete: %v\n", err)
+		w.ns.RecordGap(1, "loss counters unreadable")
+		return
 	}
 	keys := make([]bpf.LossKey, 0, len(lost))
 	for k := range lost {
-		if k.NS == ns.ID() || k.NS == 0 {
+		if (k.NS == w.ns.ID() || k.NS == 0) && lost[k] > w.seen[k] {
 			keys = append(keys, k)
 		}
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].Reason < keys[j].Reason })
-	var total uint64
 	for _, k := range keys {
-		n := lost[k]
-		total += n
+		n := lost[k] - w.seen[k]
+		w.seen[k] = lost[k]
+		w.total += n
 		reason := k.Reason.String()
-		fmt.Fprintf(stderr, "vigil: WARNING: %d records of namespace %q lost (%s): its model and measurement are incomplete\n", n, ns.Name(), reason)
-		ns.RecordGap(n, reason)
-		if logNS != nil {
-			if err := logNS.Gap(n, reason); err != nil {
-				fmt.Fprintf(stderr, "vigil: record the gap in the log: %v\n", err)
+		fmt.Fprintf(w.stderr, "vigil: WARNING: %d records of namespace %q lost (%s): its model and measurement are incomplete\n", n, w.ns.Name(), reason)
+		w.ns.RecordGap(n, reason)
+		if w.logNS != nil {
+			if err := w.logNS.Gap(n, reason); err != nil {
+				fmt.Fprintf(w.stderr, "vigil: record the gap in the log: %v\n", err)
 			}
 		}
 	}
-	return total
+}
+
+// watch polls every interval until stop is closed.
+func (w *lossWatcher) watch(stop <-chan struct{}, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			w.poll()
+		}
+	}
 }
 
 func writeRunOutputs(cmd *cobra.Command, f *runFlags, ns *namespace.Namespace) error {
@@ -515,6 +527,12 @@ func printRunSummary(w io.Writer, f *runFlags, capture *bpf.Capture, ns *namespa
 		}
 		sort.Strings(types)
 		fmt.Fprintf(w, "vigil: %d events have no TSEM coefficient layout and are not modeled: %v\n", st.Unmodeled, types)
+	}
+	if n := disp.Tasks().Unknown(); n > 0 {
+		fmt.Fprintf(w, "vigil: WARNING: %d task identity lookups found no exec record (lost or from outside the namespace); those events carry a zero task id\n", n)
+	}
+	if n := disp.Tasks().Live(); n > 0 {
+		fmt.Fprintf(w, "vigil: WARNING: %d tasks of the namespace were still running when %s exited; what they do from then on is not modeled\n", n, f.command)
 	}
 	if n := disp.Converter().DigestFailures(); n > 0 {
 		fmt.Fprintf(w, "vigil: WARNING: %d file digests could not be read (file changed or unreachable); their events carry a zero digest\n", n)

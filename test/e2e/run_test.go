@@ -37,7 +37,11 @@ func TestMain(m *testing.M) {
 		c.Close()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
 }
 
 func requireBPF() bool { return os.Getenv("VIGIL_TEST_BPF") == "require" }
@@ -51,7 +55,10 @@ func skipOrFail(t *testing.T, format string, args ...any) {
 	t.Skipf(format, args...)
 }
 
-var vigilBin string
+var (
+	vigilBin string
+	buildDir string // where the tests built vigilBin, removed at the end
+)
 
 // mustHaveCapture skips unless the test runs as root on a kernel that
 // loads and attaches the capture programs (a real load and attach), and
@@ -80,6 +87,7 @@ func mustHaveCapture(t *testing.T) string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		buildDir = dir
 		bin := filepath.Join(dir, "vigil")
 		out, err := exec.Command("go", "build", "-o", bin, "github.com/vigil-tsem/vigil/cmd/vigil").CombinedOutput()
 		if err != nil {
@@ -200,6 +208,9 @@ func TestRunFileOpen(t *testing.T) {
 			r := vigilRun(t, bin, tc.args...)
 			if r.status != 0 {
 				t.Fatalf("vigil run exit %d:\n%s", r.status, r.stderr)
+			}
+			if strings.Contains(r.stderr, "WARNING") {
+				t.Errorf("a plain run warns:\n%s", r.stderr)
 			}
 			opens := r.fileOpens(target)
 			if len(opens) != 1 {
@@ -463,4 +474,60 @@ func TestRunRefusals(t *testing.T) {
 			t.Errorf("as uid 65534: %v %q; want exit 1 saying it needs root", err, out)
 		}
 	})
+}
+
+// TestRunLossIsReported squeezes the ring buffer to one page under a burst
+// of opens: the lost records must be reported and recorded as gaps in the
+// measured log, never dropped silently.
+func TestRunLossIsReported(t *testing.T) {
+	bin := mustHaveCapture(t)
+	target := worldReadable(t, "burst", []byte("b"))
+	logPath := filepath.Join(t.TempDir(), "events.log")
+	burst := "i=0; while [ $i -lt 20000 ]; do : < " + target + "; i=$((i+1)); done"
+	r := vigilRun(t, bin, "--ring-buffer", "4096", "--log", logPath, "--register", "software", "--", "sh", "-c", burst)
+	if r.status != 0 {
+		t.Fatalf("vigil run exit %d:\n%s", r.status, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "lost (ringbuf_full)") {
+		t.Fatalf("no loss reported for 20000 opens through a 4 KiB ring buffer:\n%s", r.stderr)
+	}
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(`"record":"gap"`)) {
+		t.Errorf("the measured log records no gap:\n%s", b)
+	}
+}
+
+// TestRunEnforce seals a learned model with --enforce: the learned open
+// still works, an open outside the model fails with EPERM. It needs the
+// BPF LSM; it skips where only the tracepoint backend loads (this is the
+// case on hosts whose kernel refuses LSM programs), except in the VM
+// (VIGIL_VM=1), whose kernel has the BPF LSM.
+func TestRunEnforce(t *testing.T) {
+	bin := mustHaveCapture(t)
+	c, err := bpf.Open(bpf.Options{Backend: bpf.BackendLSM, RingBufferBytes: 1 << 20})
+	if err != nil {
+		if os.Getenv("VIGIL_VM") == "1" {
+			t.Fatalf("the VM kernel must load the LSM programs: %v", err)
+		}
+		t.Skipf("no BPF LSM here, enforcement is tested in the VM: %v", err)
+	}
+	c.Close()
+	dir := t.TempDir()
+	a := worldReadable(t, "a", []byte("a\n"))
+	b := worldReadable(t, "b", []byte("b\n"))
+	m := filepath.Join(dir, "m.model")
+	if r := vigilRun(t, bin, "--backend", "lsm", "-o", m, "--", "sh", "-c", "cat "+a+"; cat "+a); r.status != 0 {
+		t.Fatalf("learn: exit %d\n%s", r.status, r.stderr)
+	}
+	r := vigilRun(t, bin, "--backend", "lsm", "--model", m, "--enforce", "--", "sh", "-c", "cat "+a)
+	if r.status != 0 {
+		t.Errorf("in-model run under enforcement: exit %d\n%s", r.status, r.stderr)
+	}
+	r = vigilRun(t, bin, "--backend", "lsm", "--model", m, "--enforce", "--", "sh", "-c", "cat "+a+" && cat "+b)
+	if r.status == 0 || !strings.Contains(r.stderr, "ermission denied") {
+		t.Errorf("out-of-model open under enforcement: exit %d, output %q; want a failure with EPERM", r.status, r.stderr)
+	}
 }

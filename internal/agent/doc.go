@@ -1,0 +1,47 @@
+// Package agent is the host agent behind `vigil agent`: it wires the
+// capture programs, the namespace registry and dispatcher, container
+// discovery, the measured event log, the Prometheus metrics, the event
+// export and the control API into one process that models every container
+// of a node in its own security modeling namespace.
+//
+// # How the parts fit
+//
+//	bpf.Capture.Run -> namespace.Dispatcher -> Namespace.Add -> model
+//	                                       \-> export sink, metrics
+//	model (new point) -> measure.Namespace (log record + register extend)
+//	ContainerWatcher -> table.startContainer -> enroller (cgroup.procs)
+//	control.Server -> Backend (the table) -> namespace transitions + kernel
+//
+// New opens everything that can fail (capture, register and log, control
+// socket, metrics listener, export destination) so that a misconfigured
+// agent fails before it runs; Run serves until its context ends and then
+// shuts down in the order that loses nothing: stop discovery, drain the
+// ring buffer into the models, record the last losses, flush the export,
+// close the log and the register, detach the programs.
+//
+// # Enrolment
+//
+// The capture layer enrols tasks by pid (a pidfd), not by cgroup. The
+// agent therefore enrols every process listed in a container cgroup's
+// cgroup.procs (and its sub-cgroups') as soon as it sees them: when the
+// container's cgroup directory appears (inotify on the cgroup tree, through
+// namespace.ContainerWatcher), when the cgroup becomes populated (inotify
+// on its cgroup.events), and on a periodic resync. Children inherit the
+// membership at fork, so a container whose first process is enrolled
+// before it execs the workload (runc's init waits for `runc start`) is
+// modeled from its first exec. Limits: a process that enters the cgroup
+// from outside later (an exec into the container) is enrolled at the next
+// resync, and what it does before that is not modeled; threads other than
+// a process's main thread are not enrolled individually (a pidfd names a
+// process), so a multi-threaded process already running when its cgroup
+// is found is modeled through its main thread and the tasks it forks from
+// then on.
+//
+// # Concurrency
+//
+// Run's goroutines: the ring-buffer reader (the only caller of the
+// dispatcher, so records of a task stay in order), the container watcher,
+// the enroller, the loss and statistics poller, and the two HTTP servers.
+// The table (the control Backend) is safe for concurrent use: the control
+// server calls it from many goroutines while the reader adds events.
+package agent
