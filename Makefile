@@ -29,11 +29,27 @@ unit: ## go test ./... (kernel tests run when root, skip with a reason otherwise
 test: lint unit vmtest ## Everything CI runs: lint, unit + host kernel tests, VM (BPF LSM) tests
 
 .PHONY: vmtest
-VMPKGS ?= ./test/vm/lsmprobe ./test/vm/guest
+VMPKGS ?= ./test/vm/lsmprobe ./test/vm/guest ./bpf
 
 vmtest: ## Boot Debian's cloud kernel under qemu with the BPF LSM and run the LSM tests there
 	bash test/vm/ci-deps.sh
 	$(GO) run ./test/vm -- $(VMPKGS)
+
+BPF_APT := clang llvm libbpf-dev bpftool
+
+.PHONY: bpf-deps
+bpf-deps: ## Install what regenerating the eBPF objects needs (Debian, root)
+	@command -v clang >/dev/null && command -v bpftool >/dev/null && test -f /usr/include/bpf/bpf_helpers.h || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BPF_APT); }
+
+.PHONY: generate
+generate: bpf-deps ## Regenerate the committed eBPF objects (bpf2go) from bpf/*.c and bpf/headers
+	$(GO) generate ./bpf/...
+
+.PHONY: generate-headers
+generate-headers: bpf-deps ## Regenerate bpf/headers (vmlinux.h from this kernel's BTF, libbpf headers), then the objects
+	bpf/headers/update.sh
+	$(GO) generate ./bpf/...
 
 .PHONY: bench
 bench: ## Run the benchmarks (numbers go in the README)

@@ -130,6 +130,53 @@ func BenchmarkOpenClose(b *testing.B) {
 	})
 }
 
+// BenchmarkCaptureRate runs two enrolled workloads at once (one per CPU
+// of a 2-CPU machine, the reader competing with them) and reports the
+// records per second the capture delivered and how many were lost.
+func BenchmarkCaptureRate(b *testing.B) {
+	if os.Getenv("VIGIL_VM") != "" {
+		b.Skip("host benchmark")
+	}
+	dir, bin := sharedDir(b)
+	path := filepath.Join(dir, "bench-file")
+	writeFile(b, path, "x")
+	c := openCapture(b, BackendTracepoint)
+	var decoded atomic.Uint64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, func(Record) { decoded.Add(1) }) }()
+	defer func() { cancel(); <-done }()
+	ns := nextNS()
+	const workers = 2
+	per := max(b.N/workers, 1)
+	b.ResetTimer()
+	start := time.Now()
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			defer func() { errs <- nil }()
+			runOpenLoop(b, c, ns, bin, path, per)
+		}()
+	}
+	for range workers {
+		<-errs
+	}
+	for deadline := time.Now().Add(10 * time.Second); decoded.Load() < uint64(per*workers) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	lost, err := c.Lost()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n uint64
+	for _, v := range lost {
+		n += v
+	}
+	b.ReportMetric(float64(decoded.Load())/elapsed.Seconds(), "records/s")
+	b.ReportMetric(float64(n), "lost")
+}
+
 // TestTracepointLossCounted: with a tiny ring buffer and no reader, the
 // records that do not fit are counted for the namespace, not dropped
 // silently.

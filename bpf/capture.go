@@ -158,7 +158,7 @@ var (
 
 // Capture is a loaded and attached set of programs with its maps and a
 // ring buffer reader. Its methods may be called from any goroutine; Run
-// and ReadRecord may have one caller at a time.
+// and Read share one reader (one runs at a time).
 type Capture struct {
 	backend Backend
 	coll    *ebpf.Collection
@@ -612,7 +612,7 @@ func (c *Capture) Lost() (map[LossKey]uint64, error) {
 	return out, nil
 }
 
-// Close detaches the programs and frees the maps; a blocked ReadRecord or
+// Close detaches the programs and frees the maps; a blocked Read or
 // Run returns.
 func (c *Capture) Close() error {
 	c.closeOnce.Do(func() {

@@ -69,7 +69,7 @@
 //
 // # Concurrency
 //
-// A Capture's methods are safe for concurrent use; Run and ReadRecord
+// A Capture's methods are safe for concurrent use; Run and Read
 // serialise on one reader. Run calls its function on Run's goroutine, in
 // ring buffer order. Records returned are owned by the caller.
 //

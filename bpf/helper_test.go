@@ -158,8 +158,8 @@ func errName(err error) string {
 	return strings.ReplaceAll(err.Error(), " ", "_")
 }
 
-// wantBPF reports how a failed kernel setup is treated: VIGIL_TEST_BPF=require
-// turns every skip into a failure.
+// requireBPF reports whether VIGIL_TEST_BPF=require turns every kernel
+// skip into a failure.
 func requireBPF() bool { return os.Getenv("VIGIL_TEST_BPF") == "require" }
 
 // openCapture opens a backend with a real load and attach. It skips the

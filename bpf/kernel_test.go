@@ -402,3 +402,47 @@ func describe(r Record) string {
 	}
 	return fmt.Sprintf("%+v", r)
 }
+
+// TestTracepointHostModel: with namespace 0 modeled, a task nobody
+// enrolled is captured in namespace 0; before and after, it is not.
+func TestTracepointHostModel(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("the VM runs the LSM backend tests")
+	}
+	c := openCapture(t, BackendTracepoint)
+	dir, bin := sharedDir(t)
+	path := filepath.Join(dir, "host-file")
+	writeFile(t, path, "x")
+	opened := func(recs []Record) bool {
+		for _, r := range recs {
+			if fo, ok := r.(*FileOpen); ok && fo.File.Path.Name == path && fo.NS == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	col := collect(t, c)
+	runOpenLoop(t, nil, 0, bin, path, 3)
+	if err := c.SetNamespace(0, NamespaceConfig{Model: true}); err != nil {
+		t.Fatal(err)
+	}
+	runOpenLoop(t, nil, 0, bin, path, 3)
+	if err := c.DropNamespace(0); err != nil {
+		t.Fatal(err)
+	}
+	runOpenLoop(t, nil, 0, bin, path, 3)
+	modeled := col.until(func(r Record) bool { return opened([]Record{r}) })
+	recs := col.finish(t)
+	if !modeled {
+		t.Errorf("no namespace 0 file_open of %s while the host was modeled (%d records)", path, len(recs))
+	}
+	n := 0
+	for _, r := range recs {
+		if fo, ok := r.(*FileOpen); ok && fo.File.Path.Name == path {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d file_open records of %s; want 3 (the modeled run's)", n, path)
+	}
+}

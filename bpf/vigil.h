@@ -387,6 +387,14 @@ static __always_inline __u64 next_ttd(void)
 /* current_state returns the state of the current task when it is in a
  * modeling namespace (or the host is modeled), else NULL. A task forked by
  * a member takes over its parent's state here, at its first event. */
+static __always_inline int host_modeled(void)
+{
+	__u64 host = 0;
+	struct vg_ns_cfg *cfg = bpf_map_lookup_elem(&ns_config, &host);
+
+	return cfg && (cfg->flags & VG_NS_MODEL);
+}
+
 static __always_inline struct vg_task *current_state(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -394,7 +402,12 @@ static __always_inline struct vg_task *current_state(void)
 	__u32 pid;
 
 	st = bpf_task_storage_get(&task_state, task, 0, 0);
-	if (!st) {
+	if (st) {
+		/* Host tasks picked up while the host was modeled stop being
+		 * recorded when it no longer is; enrolled tasks never stop. */
+		if (st->ns == 0 && !(st->flags & VG_T_ENROLLED) && !host_modeled())
+			return NULL;
+	} else {
 		pid = (__u32)bpf_get_current_pid_tgid();
 		pend = bpf_map_lookup_elem(&pending, &pid);
 		if (pend) {
@@ -403,11 +416,9 @@ static __always_inline struct vg_task *current_state(void)
 				count_loss(pend->ns, VG_LOSS_TASK_STATE);
 			bpf_map_delete_elem(&pending, &pid);
 		} else {
-			__u64 host = 0;
-			struct vg_ns_cfg *cfg = bpf_map_lookup_elem(&ns_config, &host);
 			struct vg_task init = {};
 
-			if (!cfg || !(cfg->flags & VG_NS_MODEL))
+			if (!host_modeled())
 				return NULL;
 			st = bpf_task_storage_get(&task_state, task, &init, BPF_LOCAL_STORAGE_GET_F_CREATE);
 			if (!st)
@@ -423,14 +434,31 @@ static __always_inline struct vg_task *current_state(void)
 
 static __always_inline void fill_coe(struct vg_coe *c, const struct cred *cred)
 {
-	c->uid = BPF_CORE_READ(cred, uid.val);
-	c->euid = BPF_CORE_READ(cred, euid.val);
-	c->suid = BPF_CORE_READ(cred, suid.val);
-	c->gid = BPF_CORE_READ(cred, gid.val);
-	c->egid = BPF_CORE_READ(cred, egid.val);
-	c->sgid = BPF_CORE_READ(cred, sgid.val);
-	c->fsuid = BPF_CORE_READ(cred, fsuid.val);
-	c->fsgid = BPF_CORE_READ(cred, fsgid.val);
+	/* The eight ids are consecutive in struct cred (uid gid suid sgid
+	 * euid egid fsuid fsgid) on every kernel we know; one read then, and
+	 * field by field should a kernel ever differ. */
+	if (bpf_core_field_offset(struct cred, fsgid) - bpf_core_field_offset(struct cred, uid) == 28) {
+		__u32 ids[8];
+
+		bpf_core_read(ids, sizeof(ids), &cred->uid);
+		c->uid = ids[0];
+		c->gid = ids[1];
+		c->suid = ids[2];
+		c->sgid = ids[3];
+		c->euid = ids[4];
+		c->egid = ids[5];
+		c->fsuid = ids[6];
+		c->fsgid = ids[7];
+	} else {
+		c->uid = BPF_CORE_READ(cred, uid.val);
+		c->euid = BPF_CORE_READ(cred, euid.val);
+		c->suid = BPF_CORE_READ(cred, suid.val);
+		c->gid = BPF_CORE_READ(cred, gid.val);
+		c->egid = BPF_CORE_READ(cred, egid.val);
+		c->sgid = BPF_CORE_READ(cred, sgid.val);
+		c->fsuid = BPF_CORE_READ(cred, fsuid.val);
+		c->fsgid = BPF_CORE_READ(cred, fsgid.val);
+	}
 	/* kernel_cap_t is two u32 before 6.3 and one u64 after: the same 8
 	 * little-endian bytes. */
 	bpf_core_read(&c->capeff, sizeof(c->capeff), &cred->cap_effective);
@@ -465,9 +493,19 @@ static __always_inline void fill_inode(struct vg_inode *o, struct inode *ino)
 	sb = BPF_CORE_READ(ino, i_sb);
 	o->ino = BPF_CORE_READ(ino, i_ino);
 	o->size = BPF_CORE_READ(ino, i_size);
-	o->uid = BPF_CORE_READ(ino, i_uid.val);
-	o->gid = BPF_CORE_READ(ino, i_gid.val);
-	o->mode = BPF_CORE_READ(ino, i_mode);
+	if (bpf_core_field_offset(struct inode, i_uid) - bpf_core_field_offset(struct inode, i_mode) == 4 &&
+	    bpf_core_field_offset(struct inode, i_gid) - bpf_core_field_offset(struct inode, i_mode) == 8) {
+		__u32 mug[3];
+
+		bpf_core_read(mug, sizeof(mug), &ino->i_mode);
+		o->mode = mug[0] & 0xffff;
+		o->uid = mug[1];
+		o->gid = mug[2];
+	} else {
+		o->uid = BPF_CORE_READ(ino, i_uid.val);
+		o->gid = BPF_CORE_READ(ino, i_gid.val);
+		o->mode = BPF_CORE_READ(ino, i_mode);
+	}
 	if (bpf_core_field_exists(((struct inode___v611 *)0)->i_ctime_sec)) {
 		struct inode___v611 *n = (void *)ino;
 		o->ctime_sec = BPF_CORE_READ(n, i_ctime_sec);
@@ -544,15 +582,31 @@ static long walk_step(__u32 i, void *unused)
 		w->vfsmnt = (__u64)mount_vfs(up);
 		return 0;
 	}
-	parent = BPF_CORE_READ(dentry, d_parent);
+	/* d_parent is followed by d_name (hash, len, name) in struct dentry:
+	 * one read for the three when the kernel agrees. */
+	if (bpf_core_field_offset(struct dentry, d_name) - bpf_core_field_offset(struct dentry, d_parent) == 8) {
+		struct {
+			struct dentry *parent;
+			__u32 hash;
+			__u32 len;
+			const unsigned char *name;
+		} pn;
+
+		bpf_core_read(&pn, sizeof(pn), &dentry->d_parent);
+		parent = pn.parent;
+		name = pn.name;
+		len = pn.len & 0xff;
+	} else {
+		parent = BPF_CORE_READ(dentry, d_parent);
+		name = BPF_CORE_READ(dentry, d_name.name);
+		len = BPF_CORE_READ(dentry, d_name.len) & 0xff;
+	}
 	if (!parent || parent == dentry) {
 		/* A filesystem root: the end without a mount, else a root
 		 * that is not ours (detached). */
 		w->reached = !vfsmnt;
 		return 1;
 	}
-	name = BPF_CORE_READ(dentry, d_name.name);
-	len = BPF_CORE_READ(dentry, d_name.len) & 0xff;
 	if (len + 1 > off || off >= VG_PATH_MAX) {
 		w->flags |= VG_P_TRUNCATED;
 		w->reached = 1;

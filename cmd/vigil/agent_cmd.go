@@ -1,0 +1,86 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vigil-tsem/vigil/internal/agent"
+	"github.com/vigil-tsem/vigil/internal/config"
+)
+
+func newAgentCmd() *cobra.Command {
+	var (
+		configPath  string
+		printConfig bool
+	)
+	cmd := &cobra.Command{
+		Use:   "agent [flags]",
+		Short: "Run the host agent: one modeling namespace per container, control socket, metrics, export",
+		Long: `Run Vigil's host agent. It loads the capture programs (the BPF LSM when the
+kernel allows it, else the observe-only tracepoints), watches the cgroup v2
+tree for containers (containerd, CRI-O, Docker, Podman; Kubernetes pods) and
+gives each its own security modeling namespace named <runtime>-<container id>.
+The processes in a container's cgroup are enrolled as soon as they appear;
+their children inherit the membership.
+
+Each namespace learns its model; 'vigil ns seal NS' seals it (later
+out-of-model events are forensics) and 'vigil ns enforce NS' denies them
+(BPF LSM only). Every new model point is appended to the measured event log
+and extended into the measurement register ('vigil verify --log LOG'
+checks it); the agent prints the register's final value on exit. Prometheus
+metrics are served on --metrics-addr, events are exported with --export.
+
+Every key of the config file (YAML, default ` + config.DefaultPath + `, used
+when it exists) is also a flag; flags win. With no file and no flags the
+agent runs with the defaults shown below. SIGTERM or SIGINT stops it
+gracefully: the ring buffer is drained, the export and the log flushed, the
+programs detached, exit status 0. Needs root.`,
+		Example: `  sudo vigil agent
+  sudo vigil agent --config /etc/vigil/config.yaml
+  sudo vigil agent --export - --export-format ecs --metrics-addr 0.0.0.0:9476
+  vigil agent --print-config > config.yaml`,
+		Args: cobra.NoArgs,
+	}
+	flags := config.BindFlags(cmd.Flags())
+	cmd.Flags().StringVar(&configPath, "config", config.DefaultPath, "config file (YAML); a missing default file means the defaults")
+	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the resolved configuration as a config file and exit")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		path := configPath
+		if !cmd.Flags().Changed("config") {
+			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+				path = ""
+			}
+		}
+		cfg, err := flags.Resolve(path)
+		if err != nil {
+			return badInput(err)
+		}
+		if printConfig {
+			_, err := cmd.OutOrStdout().Write(cfg.YAML())
+			return err
+		}
+		if os.Geteuid() != 0 {
+			return failed(agent.ErrNotRoot)
+		}
+		a, err := agent.New(cfg, agent.Options{Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()})
+		if err != nil {
+			if errors.Is(err, agent.ErrUnsupported) {
+				return badInput(err)
+			}
+			return failed(fmt.Errorf("start agent: %w", err))
+		}
+		ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		if err := a.Run(ctx); err != nil {
+			return failed(err)
+		}
+		return nil
+	}
+	return cmd
+}

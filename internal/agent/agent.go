@@ -1,0 +1,535 @@
+package agent
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vigil-tsem/vigil/bpf"
+	"github.com/vigil-tsem/vigil/events"
+	"github.com/vigil-tsem/vigil/internal/config"
+	"github.com/vigil-tsem/vigil/internal/control"
+	"github.com/vigil-tsem/vigil/internal/export"
+	"github.com/vigil-tsem/vigil/internal/metrics"
+	"github.com/vigil-tsem/vigil/measure"
+	"github.com/vigil-tsem/vigil/namespace"
+)
+
+// Errors of New for configurations the agent cannot run.
+var (
+	// ErrNotRoot: loading the capture programs and enrolling tasks needs root.
+	ErrNotRoot = errors.New("vigil agent needs root: loading eBPF programs takes CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN, and the control socket lives in /run; run it with sudo or as a privileged service")
+	// ErrUnsupported: a configuration value the agent does not implement.
+	ErrUnsupported = errors.New("not supported by this agent")
+)
+
+// DefaultStopGrace is how long the namespace of a container that stopped is
+// kept: long enough for its last records to leave the ring buffer and for
+// an operator to read its forensics, and so that a container restarted
+// under the same id (docker restart) continues in the same namespace.
+const DefaultStopGrace = time.Minute
+
+// Options tune New beyond the configuration file.
+type Options struct {
+	// Stdout receives the export when the destination is "-".
+	Stdout io.Writer
+	// Stderr receives the final "register NAME INDEX ALG HEX" line.
+	Stderr io.Writer
+	// Logger receives the agent's log; slog.Default() when nil.
+	Logger *slog.Logger
+	// StopGrace overrides DefaultStopGrace.
+	StopGrace time.Duration
+	// EnrollResync is how often every container cgroup is re-read for
+	// processes that entered it from outside; 1s when zero.
+	EnrollResync time.Duration
+	// LossInterval is how often loss counters and statistics are polled;
+	// 1s when zero.
+	LossInterval time.Duration
+}
+
+// Agent is a running host agent; see the package documentation.
+type Agent struct {
+	cfg  config.Config
+	opts Options
+	log  *slog.Logger
+
+	capture  *bpf.Capture
+	register measure.Register
+	mlog     *measure.Log
+	registry *namespace.Registry
+	disp     *namespace.Dispatcher
+	digests  *events.DigestCache
+	table    *table
+	enroller *enroller
+	watcher  *namespace.ContainerWatcher
+	met      *metrics.Metrics
+	sink     *export.Sink
+	ecs      bool
+
+	controlL, metricsL net.Listener
+
+	// Reader goroutine only.
+	line []byte
+
+	// Poller only (and the final poll after it stopped).
+	lossSeen   map[bpf.LossKey]uint64
+	digestSeen events.DigestStats
+
+	mu         sync.Mutex
+	containers map[string]*container // by namespace name
+	closed     bool
+}
+
+// container is a discovered container and its namespace.
+type container struct {
+	st      *nsState
+	removal *time.Timer // set while the container is stopped
+}
+
+// New opens everything the agent needs, so that every configuration or
+// privilege problem shows before it runs. Close it with Run (which shuts
+// down when its context ends) or, if Run is never called, with Close.
+func New(cfg config.Config, opts Options) (a *Agent, err error) {
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	if cfg.Hash != "sha256" {
+		return nil, fmt.Errorf("hash %q: %w: coefficients are SHA-256 as in TSEM's default namespace hash", cfg.Hash, ErrUnsupported)
+	}
+	if cfg.HostNamespace {
+		return nil, fmt.Errorf("host_namespace: %w yet: the agent models containers only", ErrUnsupported)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = DefaultStopGrace
+	}
+	if opts.EnrollResync <= 0 {
+		opts.EnrollResync = time.Second
+	}
+	if opts.LossInterval <= 0 {
+		opts.LossInterval = time.Second
+	}
+	a = &Agent{cfg: cfg, opts: opts, log: opts.Logger, lossSeen: make(map[bpf.LossKey]uint64), containers: make(map[string]*container), ecs: cfg.ExportFormat == "ecs"}
+	defer func() {
+		if err != nil {
+			a.closeAll(false)
+		}
+	}()
+
+	root, err := namespace.FindCgroup2Root(cfg.CgroupRoot)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup_root: %w", err)
+	}
+	a.watcher = &namespace.ContainerWatcher{Root: root, Resync: cfg.ContainerResync}
+
+	backend, err := bpf.ParseBackend(cfg.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("backend: %w", err)
+	}
+	if a.capture, err = bpf.Open(bpf.Options{Backend: backend, RingBufferBytes: uint32(cfg.RingBufferSize)}); err != nil {
+		return nil, err
+	}
+	if cfg.Enforce && !a.capture.CanEnforce() {
+		a.log.Warn("enforce is set but the capture backend cannot deny: namespaces will seal, not enforce", "backend", a.capture.Backend())
+	}
+
+	firstID := uint64(1)
+	if cfg.Log != "" {
+		if err := os.MkdirAll(filepath.Dir(cfg.Log), 0o700); err != nil {
+			return nil, fmt.Errorf("log: %w", err)
+		}
+		reg, why, err := measure.OpenRegister(cfg.Register, measure.RegisterOptions{TDXRoot: cfg.TDXRoot, TPMDevice: cfg.TPM, PCR: cfg.PCR})
+		if err != nil {
+			return nil, fmt.Errorf("register %s: %w", cfg.Register, err)
+		}
+		a.register = reg
+		if a.mlog, err = measure.OpenLog(cfg.Log, reg, measure.LogOptions{}); err != nil {
+			return nil, fmt.Errorf("log: %w", err)
+		}
+		for _, r := range a.mlog.Repairs() {
+			a.log.Warn("repaired the event log after a crash", "log", cfg.Log, "line", r.Line, "repair", r.Action)
+		}
+		firstID = a.mlog.NextNamespaceID()
+		a.log.Info("measuring", "log", cfg.Log, "register", why)
+	}
+
+	a.met = metrics.New(metrics.Options{Runtime: true})
+	a.met.SetBackend(string(a.capture.Backend()))
+	a.registry = namespace.NewRegistry(namespace.RegistryOptions{FirstID: firstID})
+	a.digests = events.NewDigestCache(events.DigestOptions{})
+	a.disp = namespace.NewDispatcher(a.registry, a.digests)
+	a.disp.OnEvent = a.onEvent
+	defaults := control.Settings{HashAlgorithm: cfg.Hash, Capable: cfg.Capable, Enforce: cfg.Enforce, FailClosed: cfg.FailClosed}
+	a.table = newTable(a.registry, a.capture, a.mlog, a.met, defaults, cfg.ModelDir, a.log)
+	a.enroller = newEnroller(a.capture, a.log, opts.EnrollResync)
+
+	if cfg.Export != "" {
+		if a.sink, err = export.Open(cfg.Export, opts.Stdout, cfg.ExportMaxSize, cfg.ExportMaxFiles, cfg.ExportForensicsOnly); err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+	}
+	if a.controlL, err = control.Listen(cfg.Socket); err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	if cfg.MetricsAddr != "" {
+		if a.metricsL, err = metrics.Listen(cfg.MetricsAddr); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// Backend returns the capture backend in use.
+func (a *Agent) Backend() bpf.Backend { return a.capture.Backend() }
+
+// MetricsAddr returns the address /metrics is served on, nil when off.
+func (a *Agent) MetricsAddr() net.Addr {
+	if a.metricsL == nil {
+		return nil
+	}
+	return a.metricsL.Addr()
+}
+
+// Control returns the control API backend (the agent's namespaces).
+func (a *Agent) Control() control.Backend { return a.table }
+
+// Close releases what New opened, for an agent whose Run was never called.
+func (a *Agent) Close() error { return a.closeAll(false) }
+
+// closeAll closes every resource in the order that keeps the log
+// consistent: export, log, register, listeners, then the programs. With
+// final it prints the register's value, as every command that writes a
+// measured log does on exit, for 'vigil verify --register'.
+func (a *Agent) closeAll(final bool) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	a.mu.Unlock()
+	var errs []error
+	if a.sink != nil {
+		errs = append(errs, a.sink.Close())
+	}
+	if a.mlog != nil {
+		errs = append(errs, a.mlog.Close())
+	}
+	if a.register != nil {
+		if v, err := a.register.Read(); err == nil && final {
+			fmt.Fprintf(a.opts.Stderr, "register %s %d %s %s\n", a.register.Name(), a.register.Index(), measure.AlgName(a.register.Alg()), hex.EncodeToString(v))
+		}
+		errs = append(errs, measure.CloseRegister(a.register))
+	}
+	if a.controlL != nil {
+		a.controlL.Close()
+		if a.cfg.Socket != "" {
+			os.Remove(a.cfg.Socket)
+		}
+	}
+	if a.metricsL != nil {
+		a.metricsL.Close()
+	}
+	if a.enroller != nil && a.enroller.in != nil {
+		a.enroller.in.Close()
+	}
+	if a.capture != nil {
+		errs = append(errs, a.capture.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves until ctx ends or a part of the agent fails, then shuts down
+// gracefully: discovery stops, the ring buffer is drained into the models,
+// the last losses are recorded, the export is flushed, the log and the
+// register are closed and the programs detached. It returns nil after a
+// shutdown asked for by ctx.
+func (a *Agent) Run(ctx context.Context) error {
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	readCtx, stopReading := context.WithCancel(context.Background())
+	defer stopServing()
+	defer stopWatching()
+	defer stopReading()
+
+	fatal := make(chan error, 4)
+	var servers, watchers sync.WaitGroup
+	servers.Add(1)
+	go func() {
+		defer servers.Done()
+		srv := &control.Server{Backend: a.table, Log: a.log}
+		if err := srv.Serve(serveCtx, a.controlL); err != nil {
+			fatal <- err
+		}
+	}()
+	if a.metricsL != nil {
+		servers.Add(1)
+		go func() {
+			defer servers.Done()
+			if err := a.met.Serve(serveCtx, a.metricsL); err != nil {
+				fatal <- err
+			}
+		}()
+	}
+	readDone := make(chan error, 1)
+	go func() { readDone <- a.capture.Run(readCtx, a.handle) }()
+
+	watchers.Add(3)
+	go func() {
+		defer watchers.Done()
+		if err := a.watcher.Run(watchCtx, a.onContainer); err != nil {
+			fatal <- fmt.Errorf("watch containers: %w", err)
+		}
+	}()
+	go func() {
+		defer watchers.Done()
+		a.enroller.run(watchCtx)
+	}()
+	go func() {
+		defer watchers.Done()
+		t := time.NewTicker(a.opts.LossInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-watchCtx.Done():
+				return
+			case <-t.C:
+				a.poll()
+			}
+		}
+	}()
+
+	attrs := []any{"backend", a.capture.Backend(), "socket", a.cfg.Socket, "cgroup_root", a.watcher.Root}
+	if a.metricsL != nil {
+		attrs = append(attrs, "metrics", a.metricsL.Addr().String())
+	}
+	if a.mlog != nil {
+		attrs = append(attrs, "log", a.cfg.Log)
+	}
+	a.log.Info("agent running", attrs...)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		a.log.Info("shutting down")
+	case runErr = <-fatal:
+		a.log.Error("agent failed; shutting down", "err", runErr)
+	case err := <-readDone:
+		runErr = fmt.Errorf("read records: %w", err)
+		if err == nil {
+			runErr = errors.New("read records: the capture closed")
+		}
+		readDone <- nil
+		a.log.Error("agent failed; shutting down", "err", runErr)
+	}
+
+	// Nothing new joins: no more containers, enrolments or polls.
+	stopWatching()
+	watchers.Wait()
+	a.mu.Lock()
+	for _, c := range a.containers {
+		if c.removal != nil {
+			c.removal.Stop()
+		}
+	}
+	a.mu.Unlock()
+	// Drain: Run delivers what is in the ring buffer, then returns.
+	stopReading()
+	if err := <-readDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("read records: %w", err)
+	}
+	a.poll()
+	stopServing()
+	servers.Wait()
+	if err := a.closeAll(true); err != nil && runErr == nil {
+		runErr = err
+	}
+	a.log.Info("agent stopped")
+	return runErr
+}
+
+// onContainer gives a discovered container its namespace, or starts the
+// removal of a stopped one's. It runs on the watcher's goroutine.
+func (a *Agent) onContainer(ev namespace.ContainerEvent) {
+	c := ev.Container
+	name := c.NamespaceName()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
+	switch ev.Kind {
+	case namespace.ContainerStarted:
+		if old, ok := a.containers[name]; ok {
+			// Restarted under the same id within the grace period: same
+			// namespace, same model.
+			if old.removal != nil {
+				old.removal.Stop()
+				old.removal = nil
+			}
+			old.st.cgroupDir = filepath.Join(a.watcher.Root, c.Cgroup)
+			a.enroller.add(old.st)
+			a.log.Info("container restarted", "namespace", name)
+			return
+		}
+		st, err := a.table.startContainer(c, filepath.Join(a.watcher.Root, c.Cgroup))
+		if err != nil {
+			a.log.Error("container not modeled", "cgroup", c.Cgroup, "err", err)
+			if st == nil {
+				return
+			}
+		}
+		a.containers[name] = &container{st: st}
+		a.enroller.add(st)
+		a.log.Info("container namespace", "namespace", name, "context", st.ns.ID(), "mode", st.ns.Mode(), "cgroup", c.Cgroup)
+	case namespace.ContainerStopped:
+		cur, ok := a.containers[name]
+		if !ok || cur.removal != nil {
+			return
+		}
+		a.enroller.remove(cur.st)
+		a.log.Info("container stopped", "namespace", name, "keep", a.opts.StopGrace)
+		cur.removal = time.AfterFunc(a.opts.StopGrace, func() {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if a.closed || a.containers[name] != cur || cur.removal == nil {
+				return
+			}
+			delete(a.containers, name)
+			a.table.remove(cur.st)
+			a.log.Info("container namespace removed", "namespace", name)
+		})
+	}
+}
+
+// handle takes one record on the reader goroutine.
+func (a *Agent) handle(r bpf.Record) {
+	h := r.Head()
+	if h.Flags&bpf.FlagDenied != 0 {
+		if st, ok := a.table.get(h.NS); ok {
+			st.denials.Add(1)
+			a.met.Denial(st.ns.Name())
+		}
+	}
+	if err := a.disp.Dispatch(r); err != nil {
+		if st, ok := a.table.get(h.NS); ok && !st.logErr.Swap(true) {
+			a.log.Error("measured log append failed: the namespace's measurement is incomplete", "namespace", st.ns.Name(), "err", err)
+		}
+	}
+	if now := monotonicNow(); now > h.KTime {
+		a.met.PipelineLatency(time.Duration(now - h.KTime))
+	}
+}
+
+// onEvent counts, exports and acts on an event the dispatcher added to its
+// namespace. It runs on the reader goroutine.
+func (a *Agent) onEvent(n *namespace.Namespace, e *events.Event, res namespace.Result) {
+	name := n.Name()
+	if !res.Unmodeled {
+		a.met.Event(name, e.Header.Type)
+		if res.New && !res.Forensic {
+			a.met.SetPoints(name, n.Model().Len())
+		}
+	}
+	if res.Forensic {
+		if res.New {
+			a.log.Info("forensics event", "namespace", name, "type", e.Header.Type, "process", e.Header.Process, "coefficient", res.Coefficient)
+		}
+		a.met.Forensics(name)
+		if n.Mode() == namespace.Enforcing {
+			// The kernel passed what its coarser key allowed; the model
+			// says no: the task is no longer trusted.
+			if err := a.capture.MarkUntrusted(int(e.Header.Pid)); err != nil {
+				a.log.Debug("mark task untrusted", "pid", e.Header.Pid, "err", err)
+			}
+		}
+	}
+	if a.sink == nil {
+		return
+	}
+	if a.ecs {
+		a.line = events.ECS{Boot: n.Created()}.Encode(a.line[:0], e, res.Coefficient)
+	} else {
+		a.line = events.TSEM{}.Encode(a.line[:0], e, res.Coefficient)
+	}
+	if err := a.sink.Export(a.line, res.Forensic); err != nil {
+		a.log.Error("export event", "err", err)
+	}
+}
+
+// poll turns the kernel's loss counters into gaps and metrics, and brings
+// the digest cache counters and point gauges up to date. Losses the kernel
+// could not attribute to a namespace may belong to any: they become a gap
+// in every namespace.
+func (a *Agent) poll() {
+	lost, err := a.capture.Lost()
+	if err != nil {
+		a.log.Error("read loss counters: models may be incomplete", "err", err)
+	}
+	for k, v := range lost {
+		prev := a.lossSeen[k]
+		if v <= prev {
+			continue
+		}
+		a.lossSeen[k] = v
+		n := v - prev
+		reason := k.Reason.String()
+		var targets []*nsState
+		if k.NS == 0 {
+			a.met.RecordsLost("", reason, n)
+			targets = a.table.list()
+		} else if st, ok := a.table.get(k.NS); ok {
+			a.met.RecordsLost(st.ns.Name(), reason, n)
+			targets = []*nsState{st}
+		}
+		for _, st := range targets {
+			a.log.Warn("records lost: the namespace's model and measurement are incomplete", "namespace", st.ns.Name(), "lost", n, "reason", reason)
+			st.ns.RecordGap(n, reason)
+			if st.logNS != nil {
+				if err := st.logNS.Gap(n, reason); err != nil {
+					a.log.Error("record a gap in the log", "namespace", st.ns.Name(), "err", err)
+				}
+			}
+		}
+	}
+	ds := a.digests.Stats()
+	for i := a.digestSeen.Hits; i < ds.Hits; i++ {
+		a.met.DigestCache(true)
+	}
+	for i := a.digestSeen.Misses; i < ds.Misses; i++ {
+		a.met.DigestCache(false)
+	}
+	a.digestSeen = ds
+	for _, st := range a.table.list() {
+		a.met.SetPoints(st.ns.Name(), st.ns.Model().Len())
+	}
+}
+
+// monotonicNow is CLOCK_MONOTONIC in nanoseconds, the clock of the
+// kernel's record timestamps (a copy of cmd/vigil's helper, which package
+// main cannot share).
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return uint64(ts.Sec)*uint64(time.Second) + uint64(ts.Nsec)
+}

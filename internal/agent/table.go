@@ -1,0 +1,473 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vigil-tsem/vigil/bpf"
+	"github.com/vigil-tsem/vigil/events"
+	"github.com/vigil-tsem/vigil/internal/control"
+	"github.com/vigil-tsem/vigil/internal/metrics"
+	"github.com/vigil-tsem/vigil/measure"
+	"github.com/vigil-tsem/vigil/model"
+	"github.com/vigil-tsem/vigil/namespace"
+)
+
+// kernel is what the agent asks of the capture programs about namespaces
+// and tasks; *bpf.Capture implements it, tests use a fake.
+type kernel interface {
+	CanEnforce() bool
+	SetNamespace(ns uint64, cfg bpf.NamespaceConfig) error
+	SetMode(ns uint64, m bpf.Mode) error
+	Allow(ns uint64, keys ...uint64) error
+	DropNamespace(ns uint64) error
+	Enroll(pid int, ns uint64) error
+	TaskState(pid int) (ns, ttd, pttd uint64, untrusted, ok bool, err error)
+	MarkUntrusted(pid int) error
+}
+
+var _ kernel = (*bpf.Capture)(nil)
+
+// nsState is the agent's view of one modeling namespace: the namespace, its
+// part of the measured log, the container it models and its settings.
+type nsState struct {
+	ns        *namespace.Namespace
+	logNS     *measure.Namespace // nil without a measured log
+	container *namespace.Container
+	cgroupDir string // absolute path of the container's cgroup
+	settings  control.Settings
+
+	denials atomic.Uint64
+	tasks   atomic.Int64 // member processes found in the cgroup at the last enrolment pass
+
+	// mu serialises mode transitions, so that the log, the kernel and the
+	// namespace go through them in the same order.
+	mu          sync.Mutex
+	allowPushed bool
+	logErr      atomic.Bool // a log append failed (reported once)
+}
+
+// table holds the agent's namespaces and implements control.Backend.
+type table struct {
+	reg      *namespace.Registry
+	kern     kernel
+	mlog     *measure.Log // nil: no measured log
+	regName  string       // the register's kind, for metrics
+	met      *metrics.Metrics
+	defaults control.Settings
+	modelDir string
+	log      *slog.Logger
+	ktime    func() uint64
+
+	mu   sync.RWMutex
+	byID map[uint64]*nsState
+}
+
+var _ control.Backend = (*table)(nil)
+
+func newTable(reg *namespace.Registry, kern kernel, mlog *measure.Log, met *metrics.Metrics, defaults control.Settings, modelDir string, log *slog.Logger) *table {
+	t := &table{
+		reg: reg, kern: kern, mlog: mlog, met: met, defaults: defaults, modelDir: modelDir, log: log,
+		ktime: monotonicNow, byID: make(map[uint64]*nsState),
+	}
+	if mlog != nil {
+		t.regName = mlog.Register().Name()
+	}
+	return t
+}
+
+// get returns the state of namespace id.
+func (t *table) get(id uint64) (*nsState, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	st, ok := t.byID[id]
+	return st, ok
+}
+
+// lookup returns the state of a namespace by name, or an error wrapping
+// control.ErrNotFound.
+func (t *table) lookup(name string) (*nsState, error) {
+	n, ok := t.reg.Lookup(name)
+	if ok {
+		if st, ok := t.get(n.ID()); ok {
+			return st, nil
+		}
+	}
+	return nil, fmt.Errorf("namespace %q: %w", name, control.ErrNotFound)
+}
+
+// modelFile is where a sealed model for a container namespace is kept:
+// a container that appears with a model file of its namespace's name
+// starts sealed to it.
+func (t *table) modelFile(name string) string {
+	if t.modelDir == "" {
+		return ""
+	}
+	return filepath.Join(t.modelDir, name+".model")
+}
+
+// startContainer creates the namespace of a container whose cgroup is at
+// cgroupDir, configures it in the kernel and in the log. The namespace
+// starts sealed (and enforcing, when so configured and possible) when the
+// model directory holds a model of its name.
+func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsState, error) {
+	name := c.NamespaceName()
+	settings := t.defaults
+	var m *model.Model
+	if path := t.modelFile(name); path != "" {
+		if _, err := os.Stat(path); err == nil {
+			loaded, err := model.LoadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("start namespace %s: %w", name, err)
+			}
+			loaded.Seal()
+			m, settings.Model = loaded, path
+		}
+	}
+	return t.create(namespace.Options{Name: name, Origin: namespace.OriginContainer, Model: m, KTime: t.ktime()}, &c, cgroupDir, settings)
+}
+
+// create makes a namespace and everything the agent keeps for it.
+func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir string, settings control.Settings) (*nsState, error) {
+	n, err := t.reg.Create(opts)
+	if err != nil {
+		return nil, err
+	}
+	st := &nsState{ns: n, container: c, cgroupDir: cgroupDir, settings: settings}
+	fail := func(err error) (*nsState, error) {
+		t.reg.Remove(n.ID())
+		t.kern.DropNamespace(n.ID())
+		return nil, fmt.Errorf("start namespace %s: %w", n.Name(), err)
+	}
+	m := n.Model()
+	if t.mlog != nil {
+		logNS, err := t.mlog.Namespace(n.ID(), n.Name(), m.Aggregate(), m.Base())
+		if err != nil {
+			return fail(err)
+		}
+		st.logNS = logNS
+		for _, p := range m.SetObserver(&measuredObserver{ns: logNS, met: t.met, reg: t.regName}) {
+			if err := logNS.NewPoint(p); err != nil {
+				return fail(err)
+			}
+		}
+		if m.Sealed() {
+			if err := logNS.Sealed(); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	mode := bpf.ModeLearn
+	if m.Sealed() {
+		mode = bpf.ModeSeal
+	}
+	if err := t.kern.SetNamespace(n.ID(), bpf.NamespaceConfig{Mode: mode, NoCapable: !settings.Capable, FailClosed: settings.FailClosed}); err != nil {
+		return fail(err)
+	}
+	t.mu.Lock()
+	t.byID[n.ID()] = st
+	count := len(t.byID)
+	t.mu.Unlock()
+	t.met.SetNamespaces(count)
+	t.met.SetPoints(n.Name(), m.Len())
+	if m.Sealed() && settings.Enforce && t.kern.CanEnforce() {
+		if err := t.enforce(st); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// remove forgets a namespace: registry, kernel configuration, metrics.
+// Records of it still in flight are dropped as foreign, so callers wait
+// for the reader to catch up first.
+func (t *table) remove(st *nsState) {
+	id := st.ns.ID()
+	t.mu.Lock()
+	delete(t.byID, id)
+	count := len(t.byID)
+	t.mu.Unlock()
+	t.reg.Remove(id)
+	if err := t.kern.DropNamespace(id); err != nil {
+		t.log.Warn("drop namespace from the kernel", "namespace", st.ns.Name(), "err", err)
+	}
+	t.met.RemoveNamespace(st.ns.Name())
+	t.met.SetNamespaces(count)
+}
+
+// list returns the namespaces' states ordered by id.
+func (t *table) list() []*nsState {
+	ns := t.reg.List()
+	out := make([]*nsState, 0, len(ns))
+	for _, n := range ns {
+		if st, ok := t.get(n.ID()); ok {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// seal seals st's namespace: the model, the log, the kernel mode, and the
+// kernel allow set when the backend can enforce (so enforcing later, or
+// now when the settings say so, needs nothing more).
+func (t *table) seal(st *nsState) error {
+	st.mu.Lock()
+	err := t.sealLocked(st)
+	st.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if st.settings.Enforce && t.kern.CanEnforce() {
+		return t.enforce(st)
+	}
+	return nil
+}
+
+func (t *table) sealLocked(st *nsState) error {
+	n := st.ns
+	if err := n.Seal(); err != nil {
+		return conflict(err)
+	}
+	if st.logNS != nil {
+		if err := st.logNS.Sealed(); err != nil {
+			return fmt.Errorf("seal namespace %s: log: %w", n.Name(), err)
+		}
+	}
+	if t.kern.CanEnforce() {
+		if err := t.pushAllowLocked(st); err != nil {
+			return err
+		}
+	}
+	if err := t.kern.SetMode(n.ID(), bpf.ModeSeal); err != nil {
+		return fmt.Errorf("seal namespace %s: %w", n.Name(), err)
+	}
+	t.met.SetPoints(n.Name(), n.Model().Len())
+	return nil
+}
+
+// pushAllowLocked gives the kernel the allow set of st's sealed model.
+func (t *table) pushAllowLocked(st *nsState) error {
+	if st.allowPushed {
+		return nil
+	}
+	keys, skipped := events.KernelKeys(st.ns.Model().Trajectory())
+	if skipped > 0 {
+		t.log.Warn("model points without a kernel allow key: the kernel will deny those events when enforcing",
+			"namespace", st.ns.Name(), "points", skipped)
+	}
+	if err := t.kern.Allow(st.ns.ID(), keys...); err != nil {
+		return fmt.Errorf("push allow set of namespace %s: %w", st.ns.Name(), err)
+	}
+	st.allowPushed = true
+	return nil
+}
+
+// enforce makes st's namespace enforce (sealing it first if needed).
+func (t *table) enforce(st *nsState) error {
+	n := st.ns
+	if !t.kern.CanEnforce() {
+		return fmt.Errorf("enforce namespace %s: %w: %w", n.Name(), bpf.ErrObserveOnly, control.ErrConflict)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch n.Mode() {
+	case namespace.Enforcing:
+		return fmt.Errorf("enforce namespace %s: enforcing already: %w", n.Name(), control.ErrConflict)
+	case namespace.Learning:
+		if err := t.sealLocked(st); err != nil {
+			return err
+		}
+	}
+	if err := t.pushAllowLocked(st); err != nil {
+		return err
+	}
+	if err := n.Enforce(); err != nil {
+		return conflict(err)
+	}
+	if err := t.kern.SetMode(n.ID(), bpf.ModeEnforce); err != nil {
+		return fmt.Errorf("enforce namespace %s: %w", n.Name(), err)
+	}
+	if st.logNS != nil {
+		if err := st.logNS.Enforcing(); err != nil {
+			return fmt.Errorf("enforce namespace %s: log: %w", n.Name(), err)
+		}
+	}
+	return nil
+}
+
+// conflict marks a namespace mode error as the control API's conflict.
+func conflict(err error) error {
+	if errors.Is(err, namespace.ErrMode) {
+		return fmt.Errorf("%w: %w", err, control.ErrConflict)
+	}
+	return err
+}
+
+// info describes st for the control API.
+func (t *table) info(st *nsState) control.NamespaceInfo {
+	n := st.ns
+	m := n.Model()
+	stats := n.Stats()
+	info := control.NamespaceInfo{
+		Name: n.Name(), Context: n.ID(), Origin: string(n.Origin()),
+		Mode: controlMode(n.Mode()), Settings: st.settings, Created: n.Created(),
+		Points: m.Len(), Events: stats.Events, ForensicsEvents: stats.ForensicEvents,
+		Denials: st.denials.Load(), Lost: stats.Lost,
+		Tasks: int(st.tasks.Load()), UntrustedTasks: stats.UntrustedTasks,
+		Aggregate:   hexOf(m.Aggregate()),
+		State:       hexOf(m.State()),
+		Measurement: hexOf(m.Measurement()),
+	}
+	info.ForensicsPoints = len(m.Forensics())
+	if c := st.container; c != nil {
+		info.Container = &control.Container{Runtime: string(c.Runtime), ID: c.ID, PodUID: c.PodUID, Cgroup: c.Cgroup}
+	}
+	return info
+}
+
+func hexOf(c model.Coefficient) string { return hex.EncodeToString(c[:]) }
+
+func controlMode(m namespace.Mode) control.Mode {
+	switch m {
+	case namespace.Sealed:
+		return control.ModeSealed
+	case namespace.Enforcing:
+		return control.ModeEnforcing
+	}
+	return control.ModeLearning
+}
+
+// Namespaces implements control.Backend.
+func (t *table) Namespaces() []control.NamespaceInfo {
+	sts := t.list()
+	out := make([]control.NamespaceInfo, len(sts))
+	for i, st := range sts {
+		out[i] = t.info(st)
+	}
+	return out
+}
+
+// Namespace implements control.Backend.
+func (t *table) Namespace(name string) (control.NamespaceInfo, error) {
+	st, err := t.lookup(name)
+	if err != nil {
+		return control.NamespaceInfo{}, err
+	}
+	return t.info(st), nil
+}
+
+// Seal implements control.Backend.
+func (t *table) Seal(name string) error {
+	st, err := t.lookup(name)
+	if err != nil {
+		return err
+	}
+	return t.seal(st)
+}
+
+// Enforce implements control.Backend.
+func (t *table) Enforce(name string) error {
+	st, err := t.lookup(name)
+	if err != nil {
+		return err
+	}
+	return t.enforce(st)
+}
+
+// Trajectory implements control.Backend.
+func (t *table) Trajectory(name string) ([]control.Point, error) {
+	st, err := t.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	return controlPoints(st.ns.Model().Points()), nil
+}
+
+// Forensics implements control.Backend.
+func (t *table) Forensics(name string) ([]control.Point, error) {
+	st, err := t.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	return controlPoints(st.ns.Model().Forensics()), nil
+}
+
+func controlPoints(ps []model.Point) []control.Point {
+	out := make([]control.Point, len(ps))
+	for i, p := range ps {
+		out[i] = control.Point{Coefficient: p.Coefficient, Count: p.Count, Event: p.Description}
+	}
+	return out
+}
+
+// Model implements control.Backend.
+func (t *table) Model(name string) ([]byte, error) {
+	st, err := t.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if _, err := st.ns.Model().WriteTo(&buf); err != nil {
+		return nil, fmt.Errorf("write model of namespace %s: %w", name, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Load implements control.Backend: the points of the model file join the
+// namespace's model (measured like learned points) and the namespace is
+// sealed to the union. Only a learning namespace takes a model.
+func (t *table) Load(name string, file []byte) error {
+	st, err := t.lookup(name)
+	if err != nil {
+		return err
+	}
+	loaded, err := model.Load(bytes.NewReader(file), "model")
+	if err != nil {
+		return fmt.Errorf("load model into namespace %s: %w: %w", name, err, control.ErrInvalid)
+	}
+	st.mu.Lock()
+	if st.ns.Mode() != namespace.Learning {
+		st.mu.Unlock()
+		return fmt.Errorf("load model into namespace %s: %s: %w", name, st.ns.Mode(), control.ErrConflict)
+	}
+	m := st.ns.Model()
+	for _, p := range loaded.Pseudonyms() {
+		m.AddPseudonym(p)
+	}
+	var obsErr error
+	for _, p := range loaded.Points() {
+		if _, err := m.Add(p.Coefficient, p.Description); err != nil && obsErr == nil {
+			obsErr = err
+		}
+	}
+	st.mu.Unlock()
+	if obsErr != nil {
+		return fmt.Errorf("load model into namespace %s: log: %w", name, obsErr)
+	}
+	return t.seal(st)
+}
+
+// measuredObserver is a namespace's part of the measured log as the
+// model's observer, timing each append and extend for the metrics.
+type measuredObserver struct {
+	ns  *measure.Namespace
+	met *metrics.Metrics
+	reg string
+}
+
+func (o *measuredObserver) NewPoint(p model.Point) error {
+	start := time.Now()
+	err := o.ns.NewPoint(p)
+	if err == nil {
+		o.met.RegisterExtend(o.reg, time.Since(start))
+	}
+	return err
+}
