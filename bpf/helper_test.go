@@ -162,9 +162,24 @@ func errName(err error) string {
 // skip into a failure.
 func requireBPF() bool { return os.Getenv("VIGIL_TEST_BPF") == "require" }
 
+// requireLSM reports whether VIGIL_TEST_LSM=require (set by the VM harness)
+// turns a BPF LSM skip into a failure. It is separate from VIGIL_TEST_BPF
+// because CI's hosts have the BPF LSM active yet refuse LSM programs: there
+// the tracepoint tests must run and the LSM tests run in the VM instead.
+func requireLSM() bool { return os.Getenv("VIGIL_TEST_LSM") == "require" }
+
+// require reports whether a failure to open backend b must fail the test.
+func require(b Backend) bool {
+	if b == BackendLSM {
+		return requireLSM()
+	}
+	return requireBPF()
+}
+
 // openCapture opens a backend with a real load and attach. It skips the
 // test, giving the reason, when the kernel conclusively refuses (not root,
-// EPERM, not supported), and fails otherwise or when VIGIL_TEST_BPF=require.
+// EPERM, not supported), and fails otherwise or when required (VIGIL_TEST_BPF
+// for the tracepoint backend, VIGIL_TEST_LSM for the LSM backend).
 func openCapture(t testing.TB, b Backend) *Capture {
 	t.Helper()
 	c, err := Open(Options{Backend: b, RingBufferBytes: 4 << 20})
@@ -172,7 +187,7 @@ func openCapture(t testing.TB, b Backend) *Capture {
 		conclusive := errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) ||
 			errors.Is(err, unix.EINVAL) && b == BackendLSM ||
 			errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOENT)
-		if requireBPF() || !conclusive {
+		if require(b) || !conclusive {
 			t.Fatalf("Open(%s) = %v", b, err)
 		}
 		t.Skipf("%s backend not available here: %v", b, err)
