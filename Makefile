@@ -1,5 +1,6 @@
 # Vigil — run `make help` for the targets.
-GO        ?= go
+# sudo often drops /usr/local/go/bin from PATH.
+GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 PKGS      ?= ./...
 BENCHTIME ?= 1s
 FUZZTIME  ?= 30s
@@ -14,6 +15,10 @@ help: ## Show this help
 .PHONY: build
 build: ## Build bin/vigil
 	$(GO) build -o $(BIN) ./cmd/vigil
+
+.PHONY: demo
+demo: build ## Run Vigil's main job end to end (root): agent, container namespace, learn, seal, forensics, metrics, verified log
+	VIGIL=$(BIN) bash test/demo/demo.sh
 
 .PHONY: lint
 lint: ## gofmt check and go vet

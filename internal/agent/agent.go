@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -88,6 +89,7 @@ type Agent struct {
 	mu         sync.Mutex
 	containers map[string]*container // by namespace name
 	closed     bool
+	selfSeen   bool // the agent's own container was found and skipped
 }
 
 // container is a discovered container and its namespace.
@@ -128,9 +130,10 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		opts.LossInterval = time.Second
 	}
 	a = &Agent{cfg: cfg, opts: opts, log: opts.Logger, lossSeen: make(map[bpf.LossKey]uint64), containers: make(map[string]*container), ecs: cfg.ExportFormat == "ecs"}
+	opened := a // a is nil when New fails
 	defer func() {
 		if err != nil {
-			a.closeAll(false)
+			opened.closeAll(false)
 		}
 	}()
 
@@ -390,7 +393,17 @@ func (a *Agent) onContainer(ev namespace.ContainerEvent) {
 			a.log.Info("container restarted", "namespace", name)
 			return
 		}
-		st, err := a.table.startContainer(c, filepath.Join(a.watcher.Root, c.Cgroup))
+		dir := filepath.Join(a.watcher.Root, c.Cgroup)
+		if slices.Contains(cgroupProcs(dir), os.Getpid()) {
+			// The agent's own container (a DaemonSet pod): modeling it
+			// would feed the agent's digest reads back into itself.
+			if !a.selfSeen {
+				a.selfSeen = true
+				a.log.Info("not modeling the agent's own container", "cgroup", c.Cgroup)
+			}
+			return
+		}
+		st, err := a.table.startContainer(c, dir)
 		if err != nil {
 			a.log.Error("container not modeled", "cgroup", c.Cgroup, "err", err)
 			if st == nil {

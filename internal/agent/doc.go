@@ -37,6 +37,14 @@
 // is found is modeled through its main thread and the tasks it forks from
 // then on.
 //
+// The agent's own container (when it runs as a DaemonSet pod) is not
+// modeled. A container that stops keeps its namespace for a grace period
+// (its last records drain, its forensics stay readable, and a container
+// restarted under the same id continues in it); then the namespace, its
+// kernel configuration and its metric series are removed. A container
+// that appears with a model file named after its namespace in model_dir
+// starts sealed to that model.
+//
 // # Concurrency
 //
 // Run's goroutines: the ring-buffer reader (the only caller of the

@@ -19,7 +19,16 @@ METRICS_ADDR=${METRICS_ADDR:-127.0.0.1:9476}
 bold=$'\033[1m' off=$'\033[0m'
 [[ -t 1 ]] || bold='' off=''
 step() { printf '\n%s== %s%s\n' "$bold" "$*" "$off"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
+show() {
+	local a out='$'
+	for a in "$@"; do
+		[[ $a == "$VIGIL" ]] && a=vigil
+		[[ $a == *[[:space:]]* ]] && a="\"$a\""
+		out+=" $a"
+	done
+	printf '%s\n' "$out"
+	"$@"
+}
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 [[ $(id -u) == 0 ]] || die "needs root (loading eBPF programs): sudo make demo"
@@ -123,6 +132,7 @@ events=$(awk -v ns="namespace=\"$NS\"" 'index($0, "vigil_events_total{") == 1 &&
 want=$(field events)
 echo "vigil_events_total for the namespace: $events; events by 'vigil ns show': $want"
 [[ $events == "$want" ]] || die "metrics and namespace disagree"
+measurement=$(field measurement)
 
 step "7. Stop the workload and the agent (SIGTERM), verify the measured log"
 exec 7>&-
@@ -136,7 +146,9 @@ echo "agent exited with status $status"
 [[ $status == 0 ]] || { cat "$WORK/agent.err" >&2; die "agent failed"; }
 reg=$(grep '^register ' "$WORK/agent.err")
 echo "$reg"
-show "$VIGIL" verify --log "$LOG" --register "$reg"
+show "$VIGIL" verify --log "$LOG" --register "$reg" | tee "$WORK/verify.out"
+grep -q "measurement: $measurement" "$WORK/verify.out" || die "the log's measurement of $NS is not the agent's ($measurement)"
+echo "the log's measurement of the namespace is the agent's: $measurement"
 rmdir "$CG" "$SLICE"
 
 step "Done: a namespace per container, learned, sealed, forensics found, metrics scraped, log verified."
