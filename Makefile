@@ -30,14 +30,18 @@ lint: ## gofmt check and go vet
 unit: ## go test ./... (kernel tests run when root, skip with a reason otherwise)
 	$(GO) test -count=1 $(PKGS)
 
+.PHONY: deps
+deps: ## Install the test tools beyond Go and gcc when missing (promtool, qemu, the VM kernel; root)
+	GO=$(GO) bash test/deps.sh
+
 .PHONY: test
-test: lint unit vmtest ## Everything CI runs: lint, unit + host kernel tests, VM (BPF LSM) tests
+test: deps lint unit vmtest ## Everything CI runs: lint, unit + host kernel tests, VM (BPF LSM) tests
 
 .PHONY: vmtest
 VMPKGS ?= ./test/vm/lsmprobe ./test/vm/guest ./bpf
 
 vmtest: ## Boot Debian's cloud kernel under qemu with the BPF LSM and run the LSM tests there
-	bash test/vm/ci-deps.sh
+	GO=$(GO) bash test/vm/ci-deps.sh
 	$(GO) run ./test/vm -- $(VMPKGS)
 
 BPF_APT := clang llvm libbpf-dev bpftool

@@ -32,10 +32,10 @@ vigil_vm_deps() {
 	# It skips the download when the unpacked kernel is already cached. Stale package
 	# lists can name a kernel the mirror no longer has: update once and retry.
 	echo "ci-deps: fetching the kernel: go run ./test/vm -fetch"
-	if ! (cd "$repo" && go run ./test/vm -fetch); then
+	if ! (cd "$repo" && "${GO:-go}" run ./test/vm -fetch); then
 		echo "ci-deps: kernel fetch failed; apt-get update and retry"
 		apt-get update
-		(cd "$repo" && go run ./test/vm -fetch)
+		(cd "$repo" && "${GO:-go}" run ./test/vm -fetch)
 	fi
 }
 

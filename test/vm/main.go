@@ -234,13 +234,30 @@ func (h *harness) run(ctx context.Context, patterns, testArgs []string) (ok bool
 		}
 	}
 	fmt.Fprintf(h.out, "vmtest: %d/%d test binaries passed; VM ran %v\n", passed, len(names), rep.elapsed.Round(10*time.Millisecond))
+	// The plain closing line CI reads: tests (with subtests) of every binary.
+	// A binary that did not pass without reporting a failed test (it crashed,
+	// ran nothing, or never ran) counts as one failure.
+	var np, nf, ns int
+	for _, n := range names {
+		r := rep.results[n]
+		np, nf, ns = np+r.Pass, nf+r.Fail, ns+r.Skip
+		if r.Verdict != vmproto.Pass && r.Fail == 0 {
+			nf++
+		}
+	}
+	if bootErr != nil && nf == 0 {
+		nf++
+	}
+	if bootErr == nil {
+		verdict := "FAIL"
+		if ok {
+			verdict = "PASS"
+		}
+		fmt.Fprintln(h.out, "vmtest: "+verdict)
+	}
+	fmt.Fprintf(h.out, "vmtest: %d passed, %d failed, %d skipped\n", np, nf, ns)
 	if bootErr != nil {
 		return false, bootErr
-	}
-	if ok {
-		fmt.Fprintln(h.out, "vmtest: PASS")
-	} else {
-		fmt.Fprintln(h.out, "vmtest: FAIL")
 	}
 	return ok, nil
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the tools the test suite uses beyond Go and gcc, on Debian, when they
+# are missing: promtool (checks the /metrics exposition; taken out of Debian's
+# prometheus package without installing or starting a Prometheus server), then
+# qemu and Debian's cloud kernel for the VM tests (test/vm/ci-deps.sh).
+# Safe to run twice. Without root it only says what is missing: the tests that
+# need a missing tool skip with the reason (and fail under CI=true).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+if [[ $(id -u) != 0 ]]; then
+	for t in promtool qemu-system-x86_64; do
+		command -v "$t" >/dev/null || echo "deps: $t missing (run as root to install it)"
+	done
+	exit 0
+fi
+
+if command -v promtool >/dev/null; then
+	echo "deps: promtool present: $(promtool --version 2>&1 | head -n1)"
+else
+	echo "deps: installing promtool from Debian's prometheus package"
+	apt-cache show prometheus >/dev/null 2>&1 || apt-get update -qq
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	(cd "$tmp" && apt-get download -qq prometheus && dpkg-deb -x prometheus_*.deb root)
+	install -m 0755 "$tmp/root/usr/bin/promtool" /usr/local/bin/promtool
+fi
+
+bash "$here/vm/ci-deps.sh"
