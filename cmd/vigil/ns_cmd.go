@@ -25,7 +25,7 @@ func newNsCmd() *cobra.Command {
 		Short: "Inspect and control the modeling namespaces of a running agent",
 		Long: `Talk to a running 'vigil agent' over its control socket (root only).
 
-Each container the agent discovers, and each 'vigil run', is a security
+Each container the agent discovers is a security
 modeling namespace with its own model. A namespace starts learning: every new
 security state coefficient joins its trajectory. 'seal' freezes the model:
 later events outside it are forensics. 'enforce' also denies them.

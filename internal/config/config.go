@@ -42,7 +42,7 @@ type Config struct {
 	HostNamespace   bool          `yaml:"host_namespace" usage:"also model the host itself (namespace 0)"`
 	CgroupRoot      string        `yaml:"cgroup_root" usage:"sysfs cgroup directory; the cgroup v2 mount is it or its unified/ subdirectory"`
 	ContainerResync time.Duration `yaml:"container_resync" usage:"how often container discovery rescans the whole cgroup tree"`
-	ModelDir        string        `yaml:"model_dir" usage:"directory of sealed models keyed by container image, reused when a container restarts"`
+	ModelDir        string        `yaml:"model_dir" usage:"directory of sealed models named <namespace>.model (e.g. docker-<id>.model); a container whose namespace has one starts sealed to it"`
 
 	Hash       string `yaml:"hash" usage:"namespace hash for new namespaces: sha256, sha384 or sha512"`
 	Capable    bool   `yaml:"capable" usage:"model capable events in new namespaces"`
