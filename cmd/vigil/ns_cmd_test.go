@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -55,23 +54,11 @@ func (b *nsBackend) Load(n string, m []byte) error {
 
 func runNs(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	root := newRootCmd()
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	root.SetArgs(args)
-	err := root.Execute()
-	code := 0
-	if err != nil {
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-		} else {
-			code = 2
-		}
-		out.WriteString("error: " + err.Error())
+	out, msg, code := vigilCLI(t, args...)
+	if code != 0 {
+		out += "error: " + msg
 	}
-	return out.String(), code
+	return out, code
 }
 
 func TestNsCommands(t *testing.T) {
