@@ -637,6 +637,13 @@ func (d *decoder) payload(typ string, n int32) Payload {
 		k.Cred = d.cred(d.req(&o, "cred"))
 		k.Perm = d.u32(d.req(&o, "perm"))
 		p = k
+	case "kernel_read_file":
+		// With its file it has a typed layout; without one (a read
+		// that names no file) it stays generic.
+		if d.get(&o, "file") < 0 {
+			return &Generic{Fields: d.generic(n)}
+		}
+		p = &KernelReadFile{File: d.fileMembers(&o), ID: d.i32(d.req(&o, "id")), Contents: d.i32(d.req(&o, "contents"))}
 	default:
 		return &Generic{Fields: d.generic(n)}
 	}

@@ -96,14 +96,13 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 	case *bpf.KernelModuleRequest:
 		e.Payload = &Generic{Fields: []Field{{Key: "kmod_name", Value: r.Name}}}
 	case *bpf.KernelReadFile:
-		// TSEM has no cell layout for kernel_read_file: a generic
-		// payload keeps the description and the model reports the
-		// event as unmodeled.
-		fields := []Field{{Key: "id", Value: utoa(uint64(r.ID))}, {Key: "contents", Value: utoa(uint64(r.Contents))}}
 		if r.File.Present {
-			fields = append(fields, Field{Key: "pathname", Value: r.File.Path.Name})
+			e.Payload = &KernelReadFile{File: c.file(&r.File, tgid), ID: int32(r.ID), Contents: int32(r.Contents)}
+			break
 		}
-		e.Payload = &Generic{Fields: fields}
+		// A read that names no file has no file cell: kept generic,
+		// and the model reports it as unmodeled.
+		e.Payload = &Generic{Fields: []Field{{Key: "id", Value: utoa(uint64(r.ID))}, {Key: "contents", Value: utoa(uint64(r.Contents))}}}
 	case *bpf.Bpf:
 		e.Payload = &Generic{Fields: []Field{{Key: "cmd", Value: utoa(uint64(r.Cmd))}, {Key: "size", Value: utoa(uint64(r.AttrSize))}}}
 	case *bpf.Exec, *bpf.TaskFork, *bpf.TaskExit:

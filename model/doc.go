@@ -32,6 +32,64 @@
 // the order the measurement took them; the measurement stage extends a
 // register from it.
 //
+// # Cell layouts beyond the reference data
+//
+// The layouts in testdata/tsem/README.md are checked against the kernel's
+// own coefficients. The following ones follow the TSEM kernel source
+// (security/tsem/map.c, get_cell_mapping, of the TSEM v3 patch series,
+// April 2024) and are checked by their bytes and sizes only: no reference
+// output exists for them. inode, dentry, file, sock and str are as in the
+// README; u32 of a signed value is its two's complement.
+//
+//	inode_link                 dentry of old_dentry ‖ inode of dir ‖ dentry of new_dentry
+//	inode_rename               inode of old_dir ‖ dentry of old_dentry ‖ inode of new_dir ‖ dentry of new_dentry
+//	inode_killpriv, inode_listxattr, quota_on, sb_statfs
+//	                           dentry
+//	inode_getxattr, inode_removexattr
+//	                           dentry ‖ str(name)
+//	sb_remount                 dentry ‖ str(fstype) ‖ u64 s_flags
+//	socket_getsockname, socket_getpeername
+//	                           sock
+//	socket_listen, socket_shutdown
+//	                           sock ‖ u32 backlog or how
+//	socket_setsockopt          sock ‖ u32 level ‖ u32 optname
+//	task_setnice, task_setioprio
+//	                           task[32] ‖ 32 zero bytes ‖ u32 nice or ioprio
+//	task_prlimit               u32 cred.uid ‖ u32 tcred.uid ‖ u32 flags
+//	ptrace_traceme             source[32]
+//	kernel_module_request      str(kmod_name)
+//	kernel_load_data           u32 id ‖ u32 contents
+//	kernel_read_file           file ‖ u32 id ‖ u32 contents (events.KernelReadFile)
+//	syslog                     u32 type
+//	bpf                        u32 cmd
+//	bpf_map                    u32 map.map_type
+//	bpf_prog                   u32 prog.type
+//	generic event              type-name bytes (no length) ‖ H("")
+//
+// The kernel quirks behind some of these are kept on purpose: the task
+// fields of task_setnice and task_setpgid are hashed with the size of a
+// 64-byte array holding a 32-byte task id (hence the zero bytes, as the
+// reference data shows for task_setpgid); its credential helper stops
+// after the uid (as key_alloc in the reference data shows), so
+// task_prlimit hashes one uid per credential; its bpf helpers stop after
+// the first member, so bpf hashes cmd but not attr.size, and bpf_map and
+// bpf_prog only their first field. A generic event is one the kernel
+// models without parameters: its description has an empty cell object
+// and its cell is the event's type name followed by the digest of nothing
+// (the namespace's zero digest). kernel_module_request, kernel_load_data,
+// syslog and bpf* are read from events.Generic members, as events parses
+// them.
+//
+// Still without a layout (EventCoefficient returns ErrNoCellLayout, and a
+// namespace counts the event as unmodeled): inode_setxattr (the kernel
+// hashes the raw value bytes, the description carries an encoding of them),
+// settime, netlink_send, the IPC events, quotactl, tun_dev_attach_queue
+// (kernel layouts exist but events has no typed payload for them),
+// file_ioctl_compat and other types absent from that source, a
+// kernel_read_file given as events.Generic (no file cell), and any
+// events.Generic description with members whose type the source does not
+// lay out.
+//
 // # Pseudonyms
 //
 // A pseudonym, PseudonymOf(pathname) = H(u32 length ‖ pathname), marks a
