@@ -19,14 +19,22 @@
 //   - Log (log.go) appends records: write, fdatasync, then extend, all under
 //     the log's mutex and an exclusive flock held from OpenLog to Close.
 //     OpenLog detects and repairs what a crash can leave (a partial last line,
-//     a missing last extend) and refuses anything else. Namespace adapts a
+//     missing last extends) and refuses anything else. Namespace adapts a
 //     Log to model.Observer for one modeling namespace.
+//   - Group commit (batch.go): after StartBatching, records are queued and a
+//     committer goroutine writes up to MaxBatch waiting records, fdatasyncs
+//     once and then extends each digest in order, so the register is never
+//     ahead of the log; a crash can leave it behind by up to MaxBatch
+//     records, which OpenLog extends. NewPoint then returns once queued
+//     (waiting only while the bounded queue is full); Flush and Close wait
+//     for the queue.
 //   - Replayer, Scan and Verify (replay.go, verify.go) recompute a register
 //     value from a log and check it; ExportCEL (cel.go) writes CEL TLV.
 //   - QuoteReportData (quote.go) is the binding of a verifier's nonce and a
 //     log position into a TDX quote's report data.
 //
-// Concurrency: Log, Namespace and Software are safe for concurrent use; a
+// Concurrency: Log, Namespace and Software are safe for concurrent use (a
+// Log's locks are described on its type); a
 // Replayer belongs to one goroutine. One process appends to a log at a time
 // (the flock), and a register should be owned by one log: anything else
 // extending it makes the log fail verification, which is the point.

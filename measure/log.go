@@ -30,7 +30,17 @@ type Repair struct {
 //
 // The log file is held under an exclusive flock(2) from OpenLog to Close, so
 // one process appends at a time. A Log is safe for concurrent use.
+//
+// Two locks: qmu orders records (it is held while a record's content is
+// built and the record appended or queued) and guards content, batch and
+// every Namespace's sealed flag; mu guards the file, the register and the
+// position. qmu is taken before mu, never the reverse; the committer of a
+// batching log (batch.go) takes only mu.
 type Log struct {
+	qmu     sync.Mutex
+	content contentWriter
+	batch   *batcher // set by StartBatching
+
 	mu      sync.Mutex
 	f       *os.File
 	path    string
@@ -46,7 +56,8 @@ type Log struct {
 	repairs []Repair
 	now     func() time.Time
 	line    []byte
-	content contentWriter
+	ends    []int64 // commitLocked's scratch
+	syncs   uint64  // fdatasyncs of commits, for tests
 }
 
 // volatile registers start at zero in every process; a log opened on one is
@@ -95,7 +106,9 @@ func OpenLog(path string, reg Register, opts LogOptions) (*Log, error) {
 
 func (l *Log) recover() error {
 	rp := NewReplayer(l.kind, l.index, l.alg)
-	var prev, last []byte // value before the last record; the last digest
+	// The last MaxBatch records: the value before each and its digest, in a
+	// ring indexed by record number.
+	var hist [MaxBatch]struct{ before, digest []byte }
 	lines := 0
 	tail, tailOff, err := eachLine(l.f, func(line []byte, n int, off int64) error {
 		lines = n
@@ -103,11 +116,12 @@ func (l *Log) recover() error {
 		if err != nil {
 			return &LineError{File: l.path, Line: n, Offset: off, Err: err}
 		}
-		prev = append(prev[:0], rp.Value()...)
+		h := &hist[rp.Records()%MaxBatch]
+		h.before = append(h.before[:0], rp.Value()...)
 		if err := rp.Add(rec); err != nil {
 			return &LineError{File: l.path, Line: n, Offset: off, Err: err}
 		}
-		last = append(last[:0], rec.Digest...)
+		h.digest = append(h.digest[:0], rec.Digest...)
 		if rec.Content != nil {
 			if id, ok := contentNamespaceID(rec.Content); ok && id > l.maxNS {
 				l.maxNS = id
@@ -136,6 +150,19 @@ func (l *Log) recover() error {
 	if err != nil {
 		return fmt.Errorf("read register: %w", err)
 	}
+	// behind is how many last records the register lacks, if it is the
+	// value before one of the last MaxBatch records (a crash between a
+	// commit's sync and its extends). A zero register explains only one
+	// missing extend, as before group commit: more is taken for a reboot
+	// (so a crash during the very first group commit of a new log, before
+	// any extend, is refused too).
+	behind := uint64(0)
+	for k := uint64(1); k <= min(l.records, MaxBatch); k++ {
+		if (k == 1 || !isZero(cur)) && bytes.Equal(cur, hist[(l.records-k)%MaxBatch].before) {
+			behind = k
+			break
+		}
+	}
 	switch {
 	case bytes.Equal(cur, l.value):
 	case isZero(cur) && isVolatile(l.reg):
@@ -143,12 +170,17 @@ func (l *Log) recover() error {
 		if err := l.replayInto(); err != nil {
 			return err
 		}
-	case l.records > 0 && bytes.Equal(cur, prev):
-		if err := l.reg.Extend(last); err != nil {
-			return fmt.Errorf("extend register with record %d: %w", l.records-1, err)
+	case behind > 0:
+		for r := l.records - behind; r < l.records; r++ {
+			if err := l.reg.Extend(hist[r%MaxBatch].digest); err != nil {
+				return fmt.Errorf("extend register with record %d: %w", r, err)
+			}
 		}
-		l.repairs = append(l.repairs, Repair{Line: lines,
-			Action: fmt.Sprintf("extended the register with record %d, whose extend was interrupted", l.records-1)})
+		action := fmt.Sprintf("extended the register with record %d, whose extend was interrupted", l.records-1)
+		if behind > 1 {
+			action = fmt.Sprintf("extended the register with records %d to %d, whose extends were interrupted (a crash during a group commit)", l.records-behind, l.records-1)
+		}
+		l.repairs = append(l.repairs, Repair{Line: lines, Action: action})
 	case isZero(cur):
 		return fmt.Errorf("open log %s: %w: the register is zero but the log has %d records: it was reset (a reboot?) and the log belongs to an earlier boot; move the log away to start a new one",
 			l.path, ErrRegisterMismatch, l.records)
@@ -243,44 +275,27 @@ func (l *Log) NextNamespaceID() uint64 {
 // register: write, sync, extend. If the extend fails the record is taken
 // back; if that is impossible the log is broken (ErrLogBroken) and the next
 // OpenLog sorts it out.
+//
+// On a batching log (StartBatching) the record goes through the queue, after
+// every record queued before it, and Append returns once it is extended.
 func (l *Log) Append(content []byte) (Record, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.appendLocked(content)
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	return l.appendQueued(append([]byte(nil), content...), true, nil)
 }
 
-func (l *Log) appendLocked(content []byte) (Record, error) {
-	if l.broken != nil {
-		return Record{}, fmt.Errorf("append to %s: %w: %v", l.path, ErrLogBroken, l.broken)
+// appendQueued appends content, which it owns, for ns (nil for Append): at
+// once, or through the batch queue (waiting for the commit with wait).
+// Called under l.qmu.
+func (l *Log) appendQueued(content []byte, wait bool, ns *Namespace) (Record, error) {
+	if l.batch != nil {
+		return l.batch.enqueue(content, wait, ns)
 	}
-	h := l.alg.New()
-	h.Write(content)
-	rec := Record{Recnum: l.records, Kind: l.kind, Index: l.index, Alg: l.alg, Digest: h.Sum(nil), Content: content}
-	l.line = AppendLine(l.line[:0], rec)
-	if _, err := l.f.Write(l.line); err != nil {
-		return Record{}, l.takeBack(fmt.Errorf("write record %d to %s: %w", rec.Recnum, l.path, err))
-	}
-	if err := syscall.Fdatasync(int(l.f.Fd())); err != nil {
-		return Record{}, l.takeBack(fmt.Errorf("sync %s: %w", l.path, err))
-	}
-	next := ExtendValue(l.alg, l.value, rec.Digest)
-	if err := l.reg.Extend(rec.Digest); err != nil {
-		// The device may have extended before failing: look.
-		cur, rerr := l.reg.Read()
-		switch {
-		case rerr == nil && bytes.Equal(cur, next):
-		case rerr == nil && bytes.Equal(cur, l.value):
-			return Record{}, l.takeBack(fmt.Errorf("extend register with record %d: %w", rec.Recnum, err))
-		default:
-			l.broken = fmt.Errorf("extend register with record %d: %w", rec.Recnum, err)
-			return Record{}, fmt.Errorf("append to %s: %w: %v", l.path, ErrLogBroken, l.broken)
-		}
-	}
-	l.size += int64(len(l.line))
-	l.records++
-	l.value = next
-	rec.Content = append([]byte(nil), content...)
-	return rec, nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := &entry{content: content}
+	l.commitLocked([]*entry{e})
+	return e.rec, e.err
 }
 
 // takeBack cuts the log back to its last good size after a failed append.
@@ -297,18 +312,28 @@ func (l *Log) takeBack(cause error) error {
 }
 
 // Close releases the log and its lock; the register stays open.
+//
+// A batching log first commits every queued record; the first error of a
+// record nobody waited for is returned.
 func (l *Log) Close() error {
+	var errs []error
+	l.qmu.Lock()
+	if l.batch != nil {
+		errs = append(errs, l.batch.stop())
+		l.batch = nil
+	}
+	l.qmu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
-		return nil
+		return errors.Join(errs...)
 	}
 	err := l.f.Close()
 	l.f = nil
 	if err != nil {
-		return fmt.Errorf("close log %s: %w", l.path, err)
+		errs = append(errs, fmt.Errorf("close log %s: %w", l.path, err))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Namespace is the log's view of one modeling namespace. It implements
@@ -317,7 +342,8 @@ type Namespace struct {
 	log    *Log
 	id     uint64
 	name   string
-	sealed bool // guarded by log.mu
+	sealed bool  // guarded by log.qmu
+	failed error // guarded by the batcher's mu: a queued record's failure not reported yet
 }
 
 var _ model.Observer = (*Namespace)(nil)
@@ -346,19 +372,21 @@ func (n *Namespace) ID() uint64 { return n.id }
 
 func (n *Namespace) append(kind string, fields func(w *contentWriter)) error {
 	l := n.log
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return n.appendLocked(kind, fields)
+	l.qmu.Lock()
+	defer l.qmu.Unlock()
+	return n.appendLocked(kind, fields, true)
 }
 
-func (n *Namespace) appendLocked(kind string, fields func(w *contentWriter)) error {
+// appendLocked builds the record and appends it; on a batching log it
+// waits for the commit only with wait. Called under log.qmu.
+func (n *Namespace) appendLocked(kind string, fields func(w *contentWriter), wait bool) error {
 	l := n.log
 	w := &l.content
 	w.begin(kind, l.now(), n.id, n.name)
 	if fields != nil {
 		fields(w)
 	}
-	if _, err := l.appendLocked(w.end()); err != nil {
+	if _, err := l.appendQueued(append([]byte(nil), w.end()...), wait, n); err != nil {
 		return fmt.Errorf("record %s of namespace %d: %w", kind, n.id, err)
 	}
 	return nil
@@ -367,53 +395,62 @@ func (n *Namespace) appendLocked(kind string, fields func(w *contentWriter)) err
 // NewPoint records a new model point. A forensic point of a namespace not
 // yet recorded as sealed records the seal first: a verifier expects points
 // before the seal and forensics after it.
+//
+// On a batching log NewPoint returns once the record is queued (see
+// StartBatching).
 func (n *Namespace) NewPoint(p model.Point) error {
-	n.log.mu.Lock()
-	defer n.log.mu.Unlock()
+	n.log.qmu.Lock()
+	defer n.log.qmu.Unlock()
+	var sealErr error
 	if p.Forensic && !n.sealed {
-		if err := n.sealLocked(); err != nil {
-			return err
+		sealErr = n.sealLocked(false)
+		if sealErr != nil && !n.sealed {
+			return sealErr
 		}
 	}
-	return n.appendLocked(RecordPoint, func(w *contentWriter) {
+	err := n.appendLocked(RecordPoint, func(w *contentWriter) {
 		w.hexCoef("coefficient", p.Coefficient)
 		if p.Forensic {
 			w.b = append(w.b, `,"forensic":true`...)
 		}
 		w.event(p.Description)
-	})
+	}, false)
+	return errors.Join(sealErr, err)
 }
 
 // Sealed records that the namespace's model was sealed (once; later calls
 // do nothing).
 func (n *Namespace) Sealed() error {
-	n.log.mu.Lock()
-	defer n.log.mu.Unlock()
+	n.log.qmu.Lock()
+	defer n.log.qmu.Unlock()
 	if n.sealed {
 		return nil
 	}
-	return n.sealLocked()
+	return n.sealLocked(true)
 }
 
-func (n *Namespace) sealLocked() error {
-	if err := n.appendLocked(RecordSealed, nil); err != nil {
-		return err
+// sealLocked records the seal. Without wait on a batching log the record
+// is queued even when an error (of an earlier record) comes back, so the
+// namespace counts as sealed.
+func (n *Namespace) sealLocked(wait bool) error {
+	err := n.appendLocked(RecordSealed, nil, wait)
+	if err == nil || !wait && n.log.batch != nil {
+		n.sealed = true
 	}
-	n.sealed = true
-	return nil
+	return err
 }
 
 // Enforcing records that the namespace's model is now enforced, recording
 // the seal first if that was not done.
 func (n *Namespace) Enforcing() error {
-	n.log.mu.Lock()
-	defer n.log.mu.Unlock()
+	n.log.qmu.Lock()
+	defer n.log.qmu.Unlock()
 	if !n.sealed {
-		if err := n.sealLocked(); err != nil {
+		if err := n.sealLocked(true); err != nil {
 			return err
 		}
 	}
-	return n.appendLocked(RecordEnforcing, nil)
+	return n.appendLocked(RecordEnforcing, nil, true)
 }
 
 // Gap records that lost events of the namespace (lost of them, for reason)

@@ -167,6 +167,12 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		if a.mlog, err = measure.OpenLog(cfg.Log, reg, measure.LogOptions{}); err != nil {
 			return nil, fmt.Errorf("log: %w", err)
 		}
+		// Group commit: a new point is queued and the reader goes on; a
+		// committer shares one fdatasync among the waiting records. The
+		// queue's bound holds the reader back only when it is full, and
+		// closeAll's mlog.Close commits everything queued before the
+		// register is read.
+		a.mlog.StartBatching(measure.BatchOptions{})
 		for _, r := range a.mlog.Repairs() {
 			a.log.Warn("repaired the event log after a crash", "log", cfg.Log, "line", r.Line, "repair", r.Action)
 		}
@@ -234,6 +240,7 @@ func (a *Agent) closeAll(final bool) error {
 		errs = append(errs, a.sink.Close())
 	}
 	if a.mlog != nil {
+		// Commits the queued records first.
 		errs = append(errs, a.mlog.Close())
 	}
 	if a.register != nil {

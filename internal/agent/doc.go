@@ -8,7 +8,8 @@
 //
 //	bpf.Capture.Run -> namespace.Dispatcher -> Namespace.Add -> model
 //	                                       \-> export sink, metrics
-//	model (new point) -> measure.Namespace (log record + register extend)
+//	model (new point) -> measure.Namespace (queued) -> committer goroutine
+//	                     (records written, one fdatasync, extends in order)
 //	ContainerWatcher -> table.startContainer -> enroller (cgroup.procs)
 //	control.Server -> Backend (the table) -> namespace transitions + kernel
 //
@@ -49,7 +50,12 @@
 //
 // Run's goroutines: the ring-buffer reader (the only caller of the
 // dispatcher, so records of a task stay in order), the container watcher,
-// the enroller, the loss and statistics poller, and the two HTTP servers.
+// the enroller, the loss and statistics poller, and the two HTTP servers;
+// plus the measured log's committer (measure.Log.StartBatching): a new
+// point is queued by the reader and made durable and extended by the
+// committer in groups, so a burst of new points does not stall the ring
+// buffer; the reader waits only when the bounded queue is full. Closing the
+// log at shutdown commits what is queued before the register is printed.
 // The table (the control Backend) is safe for concurrent use: the control
 // server calls it from many goroutines while the reader adds events.
 package agent

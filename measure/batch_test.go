@@ -1,0 +1,309 @@
+package measure
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vigil-tsem/vigil/measure/measuretest"
+	"github.com/vigil-tsem/vigil/model"
+)
+
+// A batching log written by concurrent namespaces verifies, keeps each
+// namespace's points in model order (the recomputed measurements match)
+// and shares fdatasyncs between records.
+func TestBatchLearnAndVerify(t *testing.T) {
+	events, coefs := trajectory(t)
+	tests := []struct {
+		name    string
+		queue   int
+		workers int
+	}{
+		{name: "one namespace", queue: 0, workers: 1},
+		{name: "queue of one", queue: 1, workers: 3},
+		{name: "eight namespaces", queue: 64, workers: 8},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.log")
+			reg := NewSoftware(23)
+			l := openLog(t, path, reg)
+			l.StartBatching(BatchOptions{Queue: tc.queue})
+			l.StartBatching(BatchOptions{Queue: tc.queue}) // a second call does nothing
+			models := make([]*model.Model, tc.workers)
+			var wg sync.WaitGroup
+			errs := make(chan error, tc.workers)
+			for w := range tc.workers {
+				ns, err := l.Namespace(uint64(w+1), fmt.Sprintf("w%d", w), model.Coefficient{}, model.Coefficient{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				models[w] = model.New(model.Options{Observer: ns})
+				wg.Go(func() {
+					for i := range coefs {
+						if _, err := models[w].Add(coefs[i], events[i]); err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if err := l.Flush(); err != nil {
+				t.Fatalf("Flush = %v", err)
+			}
+			want := uint64(tc.workers * (1 + unique(coefs)))
+			if pos := l.Position(); pos.Records != want {
+				t.Errorf("after Flush: position %d records; want %d", pos.Records, want)
+			}
+			syncs := l.syncs
+			if err := l.Close(); err != nil {
+				t.Fatalf("Close = %v", err)
+			}
+			if tc.queue != 1 && syncs >= want {
+				t.Errorf("%d fdatasyncs for %d records: nothing was grouped", syncs, want)
+			}
+			v, _ := reg.Read()
+			rep, err := verifyFile(t, path, VerifyOptions{Register: v})
+			if err != nil {
+				t.Fatalf("Verify = %v", err)
+			}
+			if rep.Records != want {
+				t.Errorf("Verify: %d records; want %d", rep.Records, want)
+			}
+			for _, ns := range rep.Namespaces {
+				m := models[ns.ID-1]
+				if ns.Measurement != m.Measurement() || ns.State != m.State() || ns.Points != unique(coefs) {
+					t.Errorf("namespace %d: measurement %s state %s points %d; model %s %s %d", ns.ID, ns.Measurement, ns.State, ns.Points, m.Measurement(), m.State(), unique(coefs))
+				}
+			}
+		})
+	}
+}
+
+// Records queued by NewPoint and appended by Append keep the order of the
+// calls, and a forensic point queues the seal before itself.
+func TestBatchOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.log")
+	reg := NewSoftware(23)
+	l := openLog(t, path, reg)
+	l.StartBatching(BatchOptions{Queue: 2})
+	ns, err := l.Namespace(1, "n", model.Coefficient{}, model.Coefficient{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{byte(i + 1)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{99}, Forensic: true}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := l.Append([]byte(`{"record":"other"}`))
+	if err != nil {
+		t.Fatalf("Append = %v", err)
+	}
+	if rec.Recnum != 13 {
+		t.Errorf("Append: record %d; want 13 (after created, 10 points, sealed, a forensic point)", rec.Recnum)
+	}
+	if err := ns.Sealed(); err != nil { // already queued: nothing
+		t.Fatal(err)
+	}
+	l.Close()
+	var kinds []string
+	scanFile(t, path, func(n int, r Record) error {
+		if int(r.Recnum) != n-1 {
+			t.Errorf("line %d has recnum %d", n, r.Recnum)
+		}
+		c, err := ParseContent(r.Content)
+		if err != nil {
+			kinds = append(kinds, "?")
+			return nil
+		}
+		k := c.Record
+		if c.Record == RecordPoint {
+			k = fmt.Sprintf("%s%d", k, c.Coefficient()[0])
+		}
+		kinds = append(kinds, k)
+		return nil
+	})
+	want := "created point1 point2 point3 point4 point5 point6 point7 point8 point9 point10 sealed point99 ?"
+	if got := strings.Join(kinds, " "); got != want {
+		t.Errorf("records %s; want %s", got, want)
+	}
+}
+
+// A failed extend in a group commit takes the record back with everything
+// after it; the error comes from the next NewPoint or Flush, and the log
+// goes on and verifies.
+func TestBatchExtendFailure(t *testing.T) {
+	tests := []struct {
+		name    string
+		before  bool
+		wantErr bool
+	}{
+		{name: "device refuses", before: true, wantErr: true},
+		{name: "device extends then fails", before: false, wantErr: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.log")
+			fake := measuretest.NewTDX()
+			reg := &measuretest.Faulty{Reg: tdxReg(t, fake)}
+			l := openLog(t, path, reg)
+			l.StartBatching(BatchOptions{})
+			ns, err := l.Namespace(1, "n", model.Coefficient{}, model.Coefficient{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			size := fileSize(t, path)
+			reg.FailBefore(tc.before)
+			reg.FailAfter(!tc.before)
+			for i := range 5 {
+				if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{byte(i + 1)}}); err != nil {
+					t.Fatalf("NewPoint %d = %v; want the error reported later", i, err)
+				}
+			}
+			err = l.Flush()
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Flush = %v; want error %v", err, tc.wantErr)
+			}
+			if tc.wantErr {
+				if !errors.Is(err, measuretest.ErrInjected) {
+					t.Errorf("Flush = %v; want %v", err, measuretest.ErrInjected)
+				}
+				if got := fileSize(t, path); got != size {
+					t.Errorf("failed commit left %d bytes; want the log cut back to %d", got, size)
+				}
+				if err := l.Flush(); err != nil {
+					t.Errorf("second Flush = %v; the error is reported once", err)
+				}
+			}
+			reg.FailBefore(false)
+			reg.FailAfter(false)
+			other, err := l.Namespace(2, "other", model.Coefficient{}, model.Coefficient{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := other.NewPoint(model.Point{Coefficient: model.Coefficient{8}}); err != nil {
+				t.Errorf("NewPoint of another namespace = %v; want nil: the failures were not its", err)
+			}
+			// The namespace hears of its lost records once, from its next
+			// NewPoint, whose own record is queued all the same.
+			err = ns.NewPoint(model.Point{Coefficient: model.Coefficient{9}})
+			if tc.wantErr && !errors.Is(err, measuretest.ErrInjected) || !tc.wantErr && err != nil {
+				t.Errorf("NewPoint after failure = %v; want the earlier failure %v", err, tc.wantErr)
+			}
+			if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{10}}); err != nil {
+				t.Fatalf("second NewPoint after failure = %v", err)
+			}
+			if err := l.Close(); err != nil {
+				t.Fatalf("Close = %v", err)
+			}
+			if _, err := l.Append([]byte(`{}`)); !errors.Is(err, ErrLogClosed) {
+				t.Errorf("Append after Close = %v; want %v", err, ErrLogClosed)
+			}
+			if _, err := verifyFile(t, path, VerifyOptions{Register: fake.RTMR(3)}); err != nil {
+				t.Errorf("Verify = %v", err)
+			}
+		})
+	}
+}
+
+// A crash between a group commit's fdatasync and its last extend leaves the
+// register behind the log by up to MaxBatch records: OpenLog extends the
+// missing ones, in order. More is not a crash of Vigil's and is refused.
+func TestBatchCrashRepair(t *testing.T) {
+	tests := []struct {
+		name     string
+		missing  int
+		repaired string
+		wantErr  error
+	}{
+		{name: "one", missing: 1, repaired: "extend was interrupted"},
+		{name: "several", missing: 7, repaired: "records 293 to 299"},
+		{name: "a whole batch", missing: MaxBatch, repaired: "group commit"},
+		{name: "more than a batch", missing: MaxBatch + 1, wantErr: ErrRegisterMismatch},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.log")
+			fake := measuretest.NewTDX()
+			l := openLog(t, path, tdxReg(t, fake))
+			l.StartBatching(BatchOptions{})
+			ns, err := l.Namespace(1, "n", model.Coefficient{}, model.Coefficient{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 299 {
+				if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{byte(i), byte(i >> 8)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			want := fake.RTMR(3)
+			// The crash: the register got only the first extends.
+			var digests [][]byte
+			scanFile(t, path, func(_ int, r Record) error { digests = append(digests, append([]byte(nil), r.Digest...)); return nil })
+			fake.Reset()
+			for _, d := range digests[:len(digests)-tc.missing] {
+				fake.WriteFile("rtmr3:sha384", d)
+			}
+			l, err = OpenLog(path, tdxReg(t, fake), LogOptions{Now: fixedNow})
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("OpenLog = %v; want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("OpenLog = %v", err)
+			}
+			defer l.Close()
+			if reps := l.Repairs(); len(reps) != 1 || !strings.Contains(reps[0].Action, tc.repaired) {
+				t.Errorf("Repairs() = %+v; want %q", reps, tc.repaired)
+			}
+			if got := fake.RTMR(3); string(got) != string(want) {
+				t.Errorf("repaired register %x; want %x", got, want)
+			}
+		})
+	}
+}
+
+// BenchmarkBatchedPoints measures NewPoint on a batching log: the time per
+// point while the committer groups fdatasyncs, including the final flush.
+func BenchmarkBatchedPoints(b *testing.B) {
+	events, _ := trajectory(b)
+	l := openLog(b, filepath.Join(b.TempDir(), "events.log"), NewSoftware(DefaultSoftwareIndex))
+	defer l.Close()
+	l.StartBatching(BatchOptions{})
+	ns, err := l.Namespace(1, "bench", model.Coefficient{}, model.Coefficient{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var c model.Coefficient
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c[0], c[1], c[2], c[3] = byte(i), byte(i>>8), byte(i>>16), byte(i>>24)
+		if err := ns.NewPoint(model.Point{Coefficient: c, Count: 1, Description: events[i%len(events)]}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := l.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	l.mu.Lock()
+	b.ReportMetric(float64(b.N)/float64(max(l.syncs, 1)), "records/sync")
+	l.mu.Unlock()
+}
