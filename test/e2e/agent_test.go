@@ -9,11 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,10 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vigil-tsem/vigil/events"
 	"github.com/vigil-tsem/vigil/internal/control"
 	"github.com/vigil-tsem/vigil/measure"
 	"github.com/vigil-tsem/vigil/namespace"
+	"github.com/vigil-tsem/vigil/test/agenttest"
 )
 
 // agentProc is a `vigil agent` started by a test.
@@ -242,81 +242,16 @@ func (w *workload) stop(t *testing.T) {
 	})
 }
 
-// waitFor polls cond every 50ms for up to 15s.
+// The agent tests' shared helpers (test/agenttest).
+var (
+	pathnames = agenttest.Pathnames
+	scrape    = agenttest.Scrape
+	contains  = slices.Contains[[]string, string]
+)
+
 func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (last error: %v)", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// pathnames returns the file pathnames of TSEM event description lines.
-func pathnames(t *testing.T, lines []byte) []string {
-	t.Helper()
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(lines))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		e, err := events.Parse(sc.Bytes())
-		if err != nil {
-			t.Fatalf("parse event description: %v\n%s", err, sc.Bytes())
-		}
-		if p, ok := e.Payload.(*events.FileEvent); ok {
-			out = append(out, p.File.Path.Pathname)
-		}
-	}
-	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-// scrape returns the sample values of a metric family whose labels
-// include every label given (name="value" pairs).
-func scrape(t *testing.T, addr, family string, labels ...string) (sum float64, found bool) {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape metrics: %s, %v", resp.Status, err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, family+"{") && !strings.HasPrefix(line, family+" ") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if !ok {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		sum, found = sum+v, true
-	}
-	return sum, found
+	agenttest.WaitFor(t, 15*time.Second, what, cond)
 }
 
 // TestAgentContainerLifecycle is the agent's main job on the host kernel:

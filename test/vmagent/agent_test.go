@@ -10,11 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,12 +23,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vigil-tsem/vigil/events"
 	"github.com/vigil-tsem/vigil/internal/agent"
 	"github.com/vigil-tsem/vigil/internal/config"
 	"github.com/vigil-tsem/vigil/internal/control"
 	"github.com/vigil-tsem/vigil/measure"
 	"github.com/vigil-tsem/vigil/namespace"
+	"github.com/vigil-tsem/vigil/test/agenttest"
 )
 
 // wait bounds every wait for the agent: the VM emulates its CPU (TCG).
@@ -252,81 +252,16 @@ func (w *workload) stop(t *testing.T) {
 	})
 }
 
-// waitFor polls cond every 50ms until it holds, for up to wait.
+// The agent tests' shared helpers (test/agenttest).
+var (
+	pathnames = agenttest.Pathnames
+	scrape    = agenttest.Scrape
+	contains  = slices.Contains[[]string, string]
+)
+
 func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s (last error: %v)", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// pathnames returns the file pathnames of TSEM event description lines.
-func pathnames(t *testing.T, lines []byte) []string {
-	t.Helper()
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(lines))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		e, err := events.Parse(sc.Bytes())
-		if err != nil {
-			t.Fatalf("parse event description: %v\n%s", err, sc.Bytes())
-		}
-		if p, ok := e.Payload.(*events.FileEvent); ok {
-			out = append(out, p.File.Path.Pathname)
-		}
-	}
-	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-// scrape sums the samples of a metric family whose labels include every
-// label given (name="value" pairs).
-func scrape(t *testing.T, addr, family string, labels ...string) (sum float64, found bool) {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape metrics: %s, %v", resp.Status, err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, family+"{") && !strings.HasPrefix(line, family+" ") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if !ok {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		sum, found = sum+v, true
-	}
-	return sum, found
+	agenttest.WaitFor(t, wait, what, cond)
 }
 
 // TestAgentEnforce is the agent on the BPF LSM: a container's namespace
