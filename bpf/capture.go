@@ -164,6 +164,9 @@ type Capture struct {
 	coll    *ebpf.Collection
 	links   []link.Link
 	rd      *ringbuf.Reader
+	// fillMu orders RingFill against Close, which unmaps the ring.
+	fillMu     sync.RWMutex
+	fillClosed bool
 
 	events, taskState, nsConfig, allow, loss, lossOverflow *ebpf.Map
 
@@ -612,10 +615,25 @@ func (c *Capture) Lost() (map[LossKey]uint64, error) {
 	return out, nil
 }
 
+// RingFill returns how full the ring buffer is, from 0 to 1: the bytes the
+// kernel has written that the reader has not consumed yet. It is a sample,
+// safe to call from any goroutine, and 0 once the Capture is closed.
+func (c *Capture) RingFill() float64 {
+	c.fillMu.RLock()
+	defer c.fillMu.RUnlock()
+	if c.fillClosed || c.rd == nil || c.rd.BufferSize() <= 0 {
+		return 0
+	}
+	return float64(c.rd.AvailableBytes()) / float64(c.rd.BufferSize())
+}
+
 // Close detaches the programs and frees the maps; a blocked Read or
 // Run returns.
 func (c *Capture) Close() error {
 	c.closeOnce.Do(func() {
+		c.fillMu.Lock()
+		c.fillClosed = true
+		c.fillMu.Unlock()
 		var errs []error
 		if c.rd != nil {
 			errs = append(errs, c.rd.Close())

@@ -446,3 +446,30 @@ func TestTracepointHostModel(t *testing.T) {
 		t.Errorf("%d file_open records of %s; want 3 (the modeled run's)", n, path)
 	}
 }
+
+// TestTracepointRingFill: records nobody reads fill the ring buffer, and
+// RingFill says so; a closed Capture reports 0 instead of touching the
+// unmapped ring.
+func TestTracepointRingFill(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("the VM runs the LSM backend tests")
+	}
+	c := openCapture(t, BackendTracepoint)
+	if got := c.RingFill(); got != 0 {
+		t.Errorf("RingFill() of a fresh capture = %v; want 0", got)
+	}
+	dir, bin := sharedDir(t)
+	path := filepath.Join(dir, "fill-file")
+	writeFile(t, path, "x")
+	runOpenLoop(t, c, 7, bin, path, 500) // no reader: the records stay
+	got := c.RingFill()
+	if got <= 0 || got > 1 {
+		t.Errorf("RingFill() after 500 unread opens = %v; want in (0, 1]", got)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.RingFill(); got != 0 {
+		t.Errorf("RingFill() after Close = %v; want 0", got)
+	}
+}

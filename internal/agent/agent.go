@@ -541,6 +541,9 @@ func (a *Agent) poll() {
 	for _, st := range a.table.list() {
 		a.met.SetPoints(st.ns.Name(), st.ns.Model().Len())
 	}
+	if a.capture != nil {
+		a.met.SetRingFill(a.capture.RingFill())
+	}
 }
 
 // monotonicNow is CLOCK_MONOTONIC in nanoseconds, the clock of the
