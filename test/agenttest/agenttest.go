@@ -1,20 +1,23 @@
 // Package agenttest holds the helpers the agent's end-to-end tests share, on
 // the host (test/e2e) and in the BPF LSM VM (test/vmagent): polling for a
-// condition, reading pathnames out of TSEM description lines, and scraping a
-// metric. Every function is safe for concurrent use.
+// condition, reading pathnames out of TSEM description lines, scraping a
+// metric, and container cgroups. Every function is safe for concurrent use.
 package agenttest
 
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vigil-tsem/vigil/events"
+	"github.com/vigil-tsem/vigil/namespace"
 )
 
 // WaitFor polls cond every 50ms until it holds, failing t after wait.
@@ -83,4 +86,37 @@ func Scrape(t testing.TB, addr, family string, labels ...string) (sum float64, f
 		sum, found = sum+v, true
 	}
 	return sum, found
+}
+
+// RemoveCgroupAtCleanup removes the container cgroup dir and then its slice
+// when t ends, retrying for up to wait while the workload's tasks exit.
+func RemoveCgroupAtCleanup(t testing.TB, dir, slice string, wait time.Duration) {
+	t.Helper()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(wait)
+		for {
+			err := os.Remove(dir)
+			if err == nil || errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("remove cgroup %s: %v", dir, err)
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // tasks still exiting
+		}
+		os.Remove(slice)
+	})
+}
+
+// Container is the container the agent will see in cgroup dir under the
+// cgroup v2 root.
+func Container(t testing.TB, root, dir string) namespace.Container {
+	t.Helper()
+	rel := strings.TrimPrefix(dir, root)
+	c, ok := namespace.ParseCgroupPath(rel)
+	if !ok {
+		t.Fatalf("ParseCgroupPath(%q) found no container", rel)
+	}
+	return c
 }

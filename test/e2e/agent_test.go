@@ -139,23 +139,8 @@ func containerCgroup(t *testing.T) (dir string, c namespace.Container) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		skipOrFail(t, "create a cgroup: %v", err)
 	}
-	t.Cleanup(func() {
-		for i := 0; ; i++ {
-			err := os.Remove(dir)
-			if err == nil || errors.Is(err, os.ErrNotExist) || i == 50 {
-				if err != nil && !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("remove cgroup %s: %v", dir, err)
-				}
-				break
-			}
-			time.Sleep(100 * time.Millisecond) // tasks still exiting
-		}
-		os.Remove(slice)
-	})
-	c, ok := namespace.ParseCgroupPath(strings.TrimPrefix(dir, root))
-	if !ok {
-		t.Fatalf("ParseCgroupPath(%q) found no container", strings.TrimPrefix(dir, root))
-	}
+	agenttest.RemoveCgroupAtCleanup(t, dir, slice, 5*time.Second)
+	c = agenttest.Container(t, root, dir)
 	return dir, c
 }
 

@@ -148,23 +148,8 @@ func containerCgroup(t *testing.T) (dir string, c namespace.Container) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatalf("create a container cgroup: %v", err)
 	}
-	t.Cleanup(func() {
-		for i := 0; ; i++ {
-			err := os.Remove(dir)
-			if err == nil || errors.Is(err, os.ErrNotExist) || i == 100 {
-				if err != nil && !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("remove cgroup %s: %v", dir, err)
-				}
-				break
-			}
-			time.Sleep(100 * time.Millisecond) // tasks still exiting
-		}
-		os.Remove(slice)
-	})
-	c, ok := namespace.ParseCgroupPath(strings.TrimPrefix(dir, root))
-	if !ok {
-		t.Fatalf("ParseCgroupPath(%q) found no container", strings.TrimPrefix(dir, root))
-	}
+	agenttest.RemoveCgroupAtCleanup(t, dir, slice, 10*time.Second)
+	c = agenttest.Container(t, root, dir)
 	return dir, c
 }
 
