@@ -38,11 +38,11 @@ deps: ## Install the test tools beyond Go and gcc when missing (promtool, qemu, 
 test: deps lint unit vmtest ## Everything CI runs: lint, unit + host kernel tests, VM (BPF LSM) tests
 
 .PHONY: vmtest
-VMPKGS ?= ./test/vm/lsmprobe ./test/vm/guest ./bpf ./test/vmagent
+VMPKGS ?= ./test/vm/lsmprobe ./test/vm/guest ./bpf ./test/vmagent ./test/vmrun
 
 vmtest: ## Boot Debian's cloud kernel under qemu with the BPF LSM and run the LSM tests there
 	GO=$(GO) bash test/vm/ci-deps.sh
-	$(GO) run ./test/vm -- $(VMPKGS)
+	$(GO) run ./test/vm -bin ./cmd/vigil -- $(VMPKGS)
 
 BPF_APT := clang llvm libbpf-dev bpftool
 

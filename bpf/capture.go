@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -74,12 +75,27 @@ type NamespaceConfig struct {
 	// cannot be delivered (ring buffer full), instead of letting them pass
 	// (they are counted as lost either way).
 	FailClosed bool
+	// NoRepeatCache turns off the kernel's repeat cache for the namespace:
+	// every event then makes its own record. With the cache on (the
+	// default; file_open only for now), an event identical to one already
+	// recorded in the current repeat window (Options.RepeatWindow; same
+	// task identity, COE, open flags, file object, owner, mode and
+	// content stamps) only counts in the kernel, and Run delivers the
+	// counts as *RepeatCount records naming the record they repeat
+	// (Header.RepeatID) when the window ends. Model counts stay exact; a
+	// stream of every record sees one record per key and window plus its
+	// count. A path that changes without its file changing (a parent
+	// directory renamed) is seen in the next window. In an enforcing
+	// namespace only events the kernel allowed are cached; a denial
+	// always makes a record.
+	NoRepeatCache bool
 }
 
 const (
 	nsModel      = 1 << 0
 	nsNoCapable  = 1 << 1
 	nsFailClosed = 1 << 2
+	nsNoRepeat   = 1 << 3
 
 	taskEnrolled  = 1 << 0
 	taskUntrusted = 1 << 1
@@ -141,6 +157,14 @@ type Options struct {
 	// TracefsDir is where tracefs is mounted when it is not yet; "" means
 	// /sys/kernel/tracing.
 	TracefsDir string
+	// RepeatWindow is how often Run replaces the kernel's repeat cache
+	// and delivers its counts (see NamespaceConfig.NoRepeatCache): every
+	// cached event makes a record at least once per window. 0 means one
+	// second.
+	RepeatWindow time.Duration
+	// RepeatEntries bounds the repeat cache (all namespaces); 0 means
+	// 65536. When it is full, new keys are not cached.
+	RepeatEntries uint32
 }
 
 // Errors of Open and of the namespace calls.
@@ -169,6 +193,23 @@ type Capture struct {
 	fillClosed bool
 
 	events, taskState, nsConfig, allow, loss, lossOverflow *ebpf.Map
+
+	// The repeat cache: repeats holds the current table (repCur) in slot
+	// 0; repMu orders its replacement against Close.
+	repMu     sync.Mutex
+	repeats   *ebpf.Map
+	repCur    *ebpf.Map
+	repSpec   *ebpf.MapSpec
+	repClosed bool
+
+	// nsMu orders namespace configuration changes (read-modify-write of
+	// ns_config); gen numbers them so that the kernel forgets cached
+	// enforcement decisions made under an earlier configuration.
+	nsMu        sync.Mutex
+	nsGen       uint32
+	cfgEpoch    uint32 // last value written to cfg_epoch_now
+	cfgEpochNow *ebpf.Map
+	window      time.Duration
 
 	readMu     sync.Mutex
 	rec        ringbuf.Record
@@ -231,6 +272,15 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	if opts.AllowEntries != 0 {
 		spec.Maps["allow"].MaxEntries = opts.AllowEntries
 	}
+	repSpec := spec.Maps["repeats"].InnerMap.Copy()
+	if opts.RepeatEntries != 0 {
+		spec.Maps["repeats"].InnerMap.MaxEntries = opts.RepeatEntries
+		repSpec.MaxEntries = opts.RepeatEntries
+	}
+	window := opts.RepeatWindow
+	if window <= 0 {
+		window = time.Second
+	}
 	wake := opts.WakeupBytes
 	if wake == 0 {
 		wake = 64 << 10
@@ -264,6 +314,10 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 		allow:        coll.Maps["allow"],
 		loss:         coll.Maps["loss"],
 		lossOverflow: coll.Maps["loss_overflow"],
+		repeats:      coll.Maps["repeats"],
+		cfgEpochNow:  coll.Maps["cfg_epoch_now"],
+		repSpec:      repSpec,
+		window:       window,
 	}
 	defer func() {
 		if err != nil {
@@ -273,6 +327,12 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	var zero uint32
 	if err := coll.Maps["ttd_counter"].Update(zero, uint64(0), ebpf.UpdateAny); err != nil {
 		return nil, fmt.Errorf("reset ttd counter: %w", err)
+	}
+	if err := c.rotateRepeats(nil); err != nil {
+		return nil, err
+	}
+	if err := c.bumpEpoch(); err != nil {
+		return nil, err
 	}
 	for _, name := range sortedPrograms(spec) {
 		ps := spec.Programs[name]
@@ -341,10 +401,13 @@ func (c *Capture) Read(ctx context.Context) (Record, error) {
 	defer c.readMu.Unlock()
 	stop := context.AfterFunc(ctx, func() { c.rd.Flush() })
 	defer stop()
-	return c.readLocked(ctx)
+	return c.readLocked(ctx, time.Time{})
 }
 
-func (c *Capture) readLocked(ctx context.Context) (Record, error) {
+// errIdle: readLocked saw no record before its until time.
+var errIdle = errors.New("no record")
+
+func (c *Capture) readLocked(ctx context.Context, until time.Time) (Record, error) {
 	for {
 		// The kernel wakes the reader only every WakeupBytes; the
 		// deadline bounds how long fewer bytes wait.
@@ -357,6 +420,9 @@ func (c *Capture) readLocked(ctx context.Context) (Record, error) {
 		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
 			if err := ctx.Err(); err != nil {
 				return nil, err
+			}
+			if !until.IsZero() && time.Now().After(until) {
+				return nil, errIdle
 			}
 			continue
 		default:
@@ -379,18 +445,36 @@ func (c *Capture) readLocked(ctx context.Context) (Record, error) {
 // than the event rate the ring buffer fills and the kernel counts the lost
 // records (Lost). Records that do not decode are counted (LossDecode) and
 // skipped. Run returns nil when ctx ends or the Capture is closed.
+//
+// Run also runs the kernel's repeat cache: every Options.RepeatWindow, and
+// once more when ctx ends (after the last record in the ring buffer), it
+// replaces the cache and calls fn with a *RepeatCount for each entry of
+// the old one (Count 0 when the event was not repeated: its RepeatID is
+// done). Use Run, not Read, where counts matter.
 func (c *Capture) Run(ctx context.Context, fn func(Record)) error {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	stop := context.AfterFunc(ctx, func() { c.rd.Flush() })
 	defer stop()
+	nextSweep := time.Now().Add(c.window)
 	for {
-		r, err := c.readLocked(ctx)
+		if now := time.Now(); now.After(nextSweep) {
+			nextSweep = now.Add(c.window)
+			if err := c.rotateRepeats(fn); err != nil {
+				return err
+			}
+		}
+		r, err := c.readLocked(ctx, nextSweep)
 		switch {
 		case err == nil:
 			fn(r)
-		case errors.Is(err, ErrClosed), ctx.Err() != nil:
+		case errors.Is(err, errIdle):
+		case errors.Is(err, ErrClosed):
 			return nil
+		case ctx.Err() != nil:
+			// Every record is delivered: now the counts the
+			// kernel holds.
+			return c.rotateRepeats(fn)
 		case errors.Is(err, ErrShortRecord), errors.Is(err, ErrUnknownRecord), errors.Is(err, ErrRecordSize):
 			// counted in readLocked
 		default:
@@ -399,13 +483,81 @@ func (c *Capture) Run(ctx context.Context, fn func(Record)) error {
 	}
 }
 
+// repeatValue mirrors struct vg_rval.
+type repeatValue struct {
+	ID      uint64
+	Count   uint64
+	Gen     uint32
+	Allowed uint16
+	Valid   uint16
+	Key     [repeatKeySize]byte // struct vg_rkey
+}
+
+// repeatKeySize is sizeof(struct vg_rkey); the table's own key is the
+// namespace and a hash of it (struct vg_rhkey).
+const repeatKeySize = 152
+
+// rotateRepeats puts a fresh repeat cache table in place and, with fn,
+// hands the counts of the old one to fn as *RepeatCount records. The
+// kernel waits for every running program when a map-in-map slot changes,
+// so no program adds to the old table once the update returns: each
+// suppressed event is counted exactly once.
+func (c *Capture) rotateRepeats(fn func(Record)) error {
+	c.repMu.Lock()
+	defer c.repMu.Unlock()
+	if c.repClosed {
+		return nil
+	}
+	next, err := ebpf.NewMap(c.repSpec)
+	if err != nil {
+		return fmt.Errorf("create repeat cache table: %w", err)
+	}
+	if err := c.repeats.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
+		next.Close()
+		return fmt.Errorf("install repeat cache table: %w", err)
+	}
+	old := c.repCur
+	c.repCur = next
+	if old == nil {
+		return nil
+	}
+	defer old.Close()
+	if fn == nil {
+		return nil
+	}
+	var (
+		k  = make([]byte, old.KeySize())
+		v  repeatValue
+		ts unix.Timespec
+	)
+	// KTime: when the counts were taken, on the kernel's clock.
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	now := uint64(ts.Nano())
+	it := old.Iterate()
+	for it.Next(&k, &v) {
+		if v.Valid == 0 {
+			continue // no record was made for it, so nothing counted
+		}
+		// struct vg_rhkey starts with the namespace.
+		ns := binary.LittleEndian.Uint64(k)
+		fn(&RepeatCount{Header: Header{Type: RecRepeatCount, NS: ns, KTime: now, RepeatID: v.ID}, Count: v.Count})
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read repeat cache table: %w", err)
+	}
+	return nil
+}
+
 // taskValue mirrors struct vg_task.
 type taskValue struct {
-	NS    uint64
-	TTD   uint64
-	PTTD  uint64
-	Flags uint32
-	_     uint32
+	NS       uint64
+	TTD      uint64
+	PTTD     uint64
+	Flags    uint32
+	CfgEpoch uint32  // the kernel's copy of the namespace configuration:
+	Cfg      nsValue // Enroll clears it, the kernel refills it
+	CfgSet   uint32
+	_        uint32
 }
 
 // Enroll puts the task pid into namespace ns. Call it before the task
@@ -466,6 +618,8 @@ func (c *Capture) TaskState(pid int) (ns, ttd, pttd uint64, untrusted, ok bool, 
 type nsValue struct {
 	Mode  uint32
 	Flags uint32
+	Gen   uint32
+	_     uint32
 }
 
 // SetNamespace sets the kernel configuration of namespace ns. Enforce on
@@ -477,7 +631,14 @@ func (c *Capture) SetNamespace(ns uint64, cfg NamespaceConfig) error {
 	if cfg.Mode > ModeEnforce {
 		return fmt.Errorf("set namespace %d: unknown mode %d", ns, cfg.Mode)
 	}
-	v := nsValue{Mode: uint32(cfg.Mode)}
+	c.nsMu.Lock()
+	defer c.nsMu.Unlock()
+	return c.setNamespaceLocked(ns, cfg)
+}
+
+func (c *Capture) setNamespaceLocked(ns uint64, cfg NamespaceConfig) error {
+	c.nsGen++
+	v := nsValue{Mode: uint32(cfg.Mode), Gen: c.nsGen}
 	if cfg.Model {
 		v.Flags |= nsModel
 	}
@@ -487,29 +648,91 @@ func (c *Capture) SetNamespace(ns uint64, cfg NamespaceConfig) error {
 	if cfg.FailClosed {
 		v.Flags |= nsFailClosed
 	}
+	if cfg.NoRepeatCache {
+		v.Flags |= nsNoRepeat
+	}
 	if err := c.nsConfig.Update(ns, v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("set namespace %d: %w", ns, err)
+	}
+	if err := c.bumpEpoch(); err != nil {
+		return fmt.Errorf("set namespace %d: %w", ns, err)
+	}
+	return nil
+}
+
+// bumpEpoch makes every task refresh its copy of its namespace's
+// configuration at its next event; call it after changing ns_config,
+// with nsMu held.
+func (c *Capture) bumpEpoch() error {
+	c.cfgEpoch++
+	if c.cfgEpoch == 0 {
+		c.cfgEpoch = 1
+	}
+	if err := c.cfgEpochNow.Update(uint32(0), c.cfgEpoch, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("bump configuration epoch: %w", err)
 	}
 	return nil
 }
 
 // SetMode changes only the mode of namespace ns.
 func (c *Capture) SetMode(ns uint64, m Mode) error {
-	var v nsValue
-	if err := c.nsConfig.Lookup(ns, &v); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if m == ModeEnforce && !c.CanEnforce() {
+		return fmt.Errorf("set namespace %d: %w", ns, ErrObserveOnly)
+	}
+	c.nsMu.Lock()
+	defer c.nsMu.Unlock()
+	cfg, err := c.namespaceLocked(ns)
+	if err != nil {
 		return fmt.Errorf("set mode of namespace %d: %w", ns, err)
 	}
-	return c.SetNamespace(ns, NamespaceConfig{
-		Mode:       m,
-		Model:      v.Flags&nsModel != 0,
-		NoCapable:  v.Flags&nsNoCapable != 0,
-		FailClosed: v.Flags&nsFailClosed != 0,
-	})
+	cfg.Mode = m
+	return c.setNamespaceLocked(ns, cfg)
+}
+
+// namespaceLocked reads the configuration of ns (zero when unset).
+func (c *Capture) namespaceLocked(ns uint64) (NamespaceConfig, error) {
+	var v nsValue
+	if err := c.nsConfig.Lookup(ns, &v); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return NamespaceConfig{}, err
+	}
+	return NamespaceConfig{
+		Mode:          Mode(v.Mode),
+		Model:         v.Flags&nsModel != 0,
+		NoCapable:     v.Flags&nsNoCapable != 0,
+		FailClosed:    v.Flags&nsFailClosed != 0,
+		NoRepeatCache: v.Flags&nsNoRepeat != 0,
+	}, nil
+}
+
+// bumpGen makes the kernel forget the enforcement decisions it cached for
+// ns (the allow set shrank).
+func (c *Capture) bumpGen(ns uint64) error {
+	c.nsMu.Lock()
+	defer c.nsMu.Unlock()
+	var v nsValue
+	if err := c.nsConfig.Lookup(ns, &v); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		return err
+	}
+	c.nsGen++
+	v.Gen = c.nsGen
+	if err := c.nsConfig.Update(ns, v, ebpf.UpdateExist); err != nil {
+		return err
+	}
+	return c.bumpEpoch()
 }
 
 // DropNamespace removes the configuration and the allow set of ns.
 func (c *Capture) DropNamespace(ns uint64) error {
-	if err := c.nsConfig.Delete(ns); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	c.nsMu.Lock()
+	err := c.nsConfig.Delete(ns)
+	if err == nil {
+		err = c.bumpEpoch()
+	}
+	c.nsMu.Unlock()
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("drop namespace %d: %w", ns, err)
 	}
 	return c.ClearAllow(ns)
@@ -559,6 +782,11 @@ func (c *Capture) ClearAllow(ns uint64) error {
 		}
 	}
 	if err := it.Err(); err != nil {
+		return fmt.Errorf("clear allow set of namespace %d: %w", ns, err)
+	}
+	// Forget cached decisions first: from here on an event of ns is
+	// checked against the allow set as it is being emptied.
+	if err := c.bumpGen(ns); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("clear allow set of namespace %d: %w", ns, err)
 	}
 	for _, k := range dead {
@@ -638,6 +866,12 @@ func (c *Capture) Close() error {
 		if c.rd != nil {
 			errs = append(errs, c.rd.Close())
 		}
+		c.repMu.Lock()
+		c.repClosed = true
+		if c.repCur != nil {
+			c.repCur.Close()
+		}
+		c.repMu.Unlock()
 		for _, l := range c.links {
 			errs = append(errs, l.Close())
 		}

@@ -30,9 +30,9 @@
 // # Records
 //
 // Every record starts with Header (HeaderSize bytes: size, type, flags,
-// namespace, time, pid/tgid, comm, COE, TTD, PTTD, allow key) followed by
-// a fixed payload per RecordType; ParseRecord decodes one into the
-// matching *FileOpen, *Exec, ... value. Sizes are fixed per type (paths
+// namespace, time, pid/tgid, comm, COE, TTD, PTTD, allow key, repeat
+// cache id) followed by a fixed payload per RecordType; ParseRecord
+// decodes one into the matching *FileOpen, *Exec, ... value. Sizes are fixed per type (paths
 // are PathMax-byte buffers, flagged PathTruncated when cut) and are checked
 // against the compiled objects' BTF by the tests.
 //
@@ -42,6 +42,30 @@
 // child keeps its parent's TTD and gets PTTD = the parent's TTD. Userspace
 // computes task_id(TTD) from the Exec record that created the TTD (its
 // COE, its file and task_id(PTTD)), as TSEM does.
+//
+// # Repeat cache
+//
+// Most events of a workload repeat: the same task opens the same file
+// with the same credentials again and again. With the repeat cache on (the
+// default; NamespaceConfig.NoRepeatCache turns it off per namespace), the
+// kernel keeps a table of the events it recorded in the current window,
+// keyed by everything that decides the event's TSEM coefficient and
+// description: namespace, TTD and PTTD, COE, untrusted flag, event type,
+// open flags, the file's inode, dentry and vfsmount, inode number, device,
+// mode, owner, size, ctime and mtime. The first event of a key makes a
+// record carrying the entry's id (Header.RepeatID); its repeats only count
+// in the entry. Run replaces the table every Options.RepeatWindow (1s) and
+// when it ends, and hands the counts on as *RepeatCount records naming the
+// id: the kernel waits for running programs when the table is swapped, so
+// every suppressed event is counted once, and records + counts equal the
+// events. A key therefore makes at least one record per window: a changed
+// file (mtime, size, ctime) is a new key at once; a path that changes
+// without its file changing (a parent directory renamed) shows in the next
+// window. In an enforcing namespace an entry suppresses only events the
+// kernel allowed under the namespace's current configuration (ClearAllow
+// and SetNamespace invalidate it); denials and untrusted tasks always take
+// the full path. It covers file_open on both backends; on the tracepoint
+// backend it needs bpf_rdonly_cast (6.2+), else every open is recorded.
 //
 // # Namespaces, modes and enforcement
 //

@@ -32,6 +32,8 @@ import (
 //	           separated); print "PATH ok" or "PATH ERRNO-NAME" per file
 //	wait-open  print "ready", read one byte from stdin (the test switches
 //	           the namespace to enforce meanwhile), then act as open
+//	open-wait-open  act as open, then as wait-open (the test changes a
+//	           file or lets the repeat window pass meanwhile)
 //	fork       run this binary in mode "open" as a child and wait for it;
 //	           print "child PID"
 //	openloop   open and close VIGIL_BPF_FILES (one file) VIGIL_BPF_N times,
@@ -91,6 +93,17 @@ func helperMain(mode string) int {
 			return 3
 		}
 		return helperMain("open")
+	case "open-wait-open":
+		for _, p := range strings.Split(os.Getenv(envFiles), ":") {
+			if p == "" {
+				continue
+			}
+			if data, err := os.ReadFile(p); err != nil || len(data) == 0 {
+				fmt.Fprintln(os.Stderr, "helper: open-wait-open:", p, err)
+				return 3
+			}
+		}
+		return helperMain("wait-open")
 	case "open":
 		var out strings.Builder
 		for _, p := range strings.Split(os.Getenv(envFiles), ":") {
@@ -182,7 +195,14 @@ func require(b Backend) bool {
 // for the tracepoint backend, VIGIL_TEST_LSM for the LSM backend).
 func openCapture(t testing.TB, b Backend) *Capture {
 	t.Helper()
-	c, err := Open(Options{Backend: b, RingBufferBytes: 4 << 20})
+	return openCaptureWith(t, Options{Backend: b, RingBufferBytes: 4 << 20})
+}
+
+// openCaptureWith is openCapture with options (opts.Backend set).
+func openCaptureWith(t testing.TB, opts Options) *Capture {
+	t.Helper()
+	b := opts.Backend
+	c, err := Open(opts)
 	if err != nil {
 		conclusive := errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) ||
 			errors.Is(err, unix.EINVAL) && b == BackendLSM ||

@@ -1,5 +1,7 @@
 package bpf
 
+import "strings"
+
 // The kernel allow key of an event is what the BPF programs can compute
 // without userspace: a 64-bit FNV-1a style hash over the record type, the
 // COE and the cell fields the kernel has (no content digests, no task ids).
@@ -10,11 +12,186 @@ package bpf
 // The hash, word by word: h = keyOffset; for each value v (widened to
 // 64 bits) h = (h ^ v) * keyPrime; byte strings mix in byte by byte the
 // same way, then their length as one value. The order of values per type
-// is the one in Key and in key_* in bpf/vigil.bpf.c.
+// is the one in Key and in the key_* functions of bpf/vigil.h and
+// bpf/lsm.bpf.c. The pathname of a file is mixed in as CanonicalPath
+// gives it, the name the event description prints too.
+//
+// Not every event is decided by its key: Decides says which events always
+// pass (anonymous data mappings, signals within the sender's own process)
+// and which are keyed coarsely (anonymous executable mappings), and why.
 const (
 	keyOffset uint64 = 0xcbf29ce484222325
 	keyPrime  uint64 = 0x100000001b3
 )
+
+// Decision is how the kernel decides an event of an enforcing namespace.
+type Decision uint8
+
+const (
+	// DecideNever: the kernel never checks the record (task lifecycle).
+	DecideNever Decision = iota
+	// DecideKey: denied unless Key is in the namespace's allow set or when
+	// the task is untrusted. Key covers what the kernel sees of the event
+	// but not what it cannot compute (file digests, task ids), so an
+	// event the kernel passed whose coefficient is out of the model makes
+	// the task untrusted (userspace calls Capture.MarkUntrusted).
+	DecideKey
+	// DecideCoarseKey: like DecideKey, but Key deliberately leaves out
+	// fields that vary from run to run without changing what the event
+	// can do (an anonymous executable mapping's MAP_FIXED, MAP_NORESERVE,
+	// MAP_POPULATE, ... flags): an out-of-model coefficient of an event
+	// the kernel passed is forensics only, it does not untrust the task.
+	DecideCoarseKey
+	// DecidePass: always passes, even for an untrusted task; the event is
+	// still recorded and modeled, and forensics when out of the model.
+	// Anonymous mappings without PROT_EXEC (heap and stack growth,
+	// whose sizes and flags depend on allocation timing) and signals a
+	// task sends to its own thread group (a runtime's preemption
+	// signals) reach nothing outside the process.
+	DecidePass
+)
+
+func (d Decision) String() string {
+	switch d {
+	case DecideNever:
+		return "never"
+	case DecideKey:
+		return "key"
+	case DecideCoarseKey:
+		return "coarse-key"
+	case DecidePass:
+		return "pass"
+	}
+	return "decision(" + itoa(uint64(d)) + ")"
+}
+
+// Protection and mapping type bits of mmap(2), as the kernel's mmap_file
+// hook sees them.
+const (
+	protExec    = 0x4
+	protMask    = 0x7 // PROT_READ | PROT_WRITE | PROT_EXEC
+	mapTypeMask = 0xf // MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE
+)
+
+// Decides returns how the kernel decides r in an enforcing namespace
+// (check in bpf/vigil.h).
+func Decides(r Record) Decision {
+	switch r := r.(type) {
+	case *TaskFork, *TaskExit:
+		return DecideNever
+	case *MmapFile:
+		if r.File.Present {
+			return DecideKey
+		}
+		if r.Prot&protExec == 0 {
+			return DecidePass
+		}
+		return DecideCoarseKey
+	case *TaskKill:
+		if r.TGID != 0 && r.Target.TGID == r.TGID {
+			return DecidePass
+		}
+	}
+	if _, ok := Key(r); !ok {
+		return DecideNever
+	}
+	return DecideKey
+}
+
+// Filesystem magics (statfs(2) f_type) the allow key and the event
+// descriptions treat specially.
+const (
+	procSuperMagic = 0x9fa0
+)
+
+// pseudoFS lists the pseudo filesystems on an anonymous device whose
+// files have names the kernel generates ("pipe:[1234]", "socket:[99]",
+// "anon_inode:[eventfd]"); key_pseudo_fs in bpf/vigil.h lists the same.
+var pseudoFS = map[uint32]bool{
+	0x9fa0: true, 0x1cd1: true, 0x50495045: true, 0x534f434b: true,
+	0x09041934: true, 0x73636673: true, 0x64626720: true, 0x74726163: true,
+	0x6e736673: true, 0x42494e4d: true, 0x19800202: true, 0x62656570: true,
+	0x6165676c: true, 0xde5e81e4: true, 0xf97cff8c: true, 0x43415d53: true,
+	0x62646576: true, 0x444d4142: true, 0x5345434d: true,
+}
+
+// PseudoFS reports whether magic is a pseudo filesystem whose files have
+// generated names (pipefs, sockfs, anon_inodefs, procfs, ...).
+func PseudoFS(magic uint32) bool { return pseudoFS[magic] }
+
+// CanonicalPath returns the pathname of a file as the allow key hashes it
+// and the event description prints it: the same for the same file from
+// one run of a workload to the next.
+//
+//   - On procfs, "/proc/<tgid>" where tgid is the acting process (what
+//     /proc/self resolves to) becomes "/proc/self": a runtime reading
+//     /proc/self/cgroup opens /proc/4711/cgroup, another number each run.
+//     Other processes' directories keep their number.
+//   - On a pseudo filesystem on an anonymous device (PseudoFS, device
+//     major 0), a generated name "pipe:[1234]" becomes its prefix and
+//     ":/", "pipe:/", as TSEM prints it. A pipe, socket or anonymous
+//     inode file whose name the kernel walk could not reach ("/", the
+//     file has no place in any directory) is named so too: "pipe:/",
+//     "socket:/", "anon_inode:/".
+//
+// Names already canonical are returned unchanged, so CanonicalPath of a
+// description's pathname is that pathname.
+func CanonicalPath(name string, magic, devMajor, tgid uint32) string {
+	if magic == procSuperMagic && tgid != 0 {
+		if rest, ok := procSelf(name, tgid); ok {
+			return "/proc/self" + rest
+		}
+	}
+	if devMajor == 0 && PseudoFS(magic) {
+		if i := strings.IndexAny(name, ":/"); i > 0 && name[i] == ':' {
+			return name[:i] + ":/"
+		}
+		if p := unnamedPrefix[magic]; p != "" && name == "/" {
+			return p + ":/"
+		}
+	}
+	return name
+}
+
+// unnamedPrefix names the files of the pseudo filesystems whose files live
+// in no directory (a walk up from them reaches nothing but "/"): the
+// prefix of the names the kernel generates for them.
+var unnamedPrefix = map[uint32]string{
+	0x50495045: "pipe",       // pipefs
+	0x534f434b: "socket",     // sockfs
+	0x09041934: "anon_inode", // anon_inodefs
+}
+
+// procSelf returns what follows "/proc/<tgid>" in name. Like the kernel's
+// twin it reads at most ten digits.
+func procSelf(name string, tgid uint32) (string, bool) {
+	const prefix = "/proc/"
+	if !strings.HasPrefix(name, prefix) {
+		return "", false
+	}
+	i := len(prefix)
+	var n uint64
+	for ; i < len(name) && i < len(prefix)+10 && name[i] >= '0' && name[i] <= '9'; i++ {
+		n = n*10 + uint64(name[i]-'0')
+	}
+	if i == len(prefix) || n != uint64(tgid) || (i < len(name) && name[i] != '/') {
+		return "", false
+	}
+	return name[i:], true
+}
+
+func itoa(v uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			return string(b[i:])
+		}
+	}
+}
 
 type keyHash uint64
 
@@ -34,13 +211,18 @@ func (h *keyHash) coe(c *COE) {
 	h.mix(c.CapEff)
 }
 
-func (h *keyHash) file(f *File) {
+// file mixes a file's cell as key_file does; tgid is the acting process.
+func (h *keyHash) file(f *File, tgid uint32) {
 	h.mix(uint64(f.Flags))
 	h.mix(uint64(f.Inode.UID))
 	h.mix(uint64(f.Inode.GID))
 	h.mix(uint64(f.Inode.Mode))
 	h.mix(uint64(f.Inode.SMagic))
-	h.str(f.Path.Name)
+	name := f.Path.Name
+	if len(name) > PathMax-1 {
+		name = name[:PathMax-1]
+	}
+	h.str(CanonicalPath(name, f.Inode.SMagic, f.Inode.DevMajor, tgid))
 }
 
 // Key returns the kernel allow key of a record, the value the kernel puts
@@ -55,22 +237,28 @@ func Key(r Record) (uint64, bool) {
 	h.coe(&hd.COE)
 	switch r := r.(type) {
 	case *FileOpen:
-		h.file(&r.File)
+		h.file(&r.File, hd.TGID)
 	case *Exec:
-		h.file(&r.File)
+		h.file(&r.File, hd.TGID)
 	case *MmapFile:
+		if !r.File.Present {
+			// Anonymous: only the protection and the mapping type
+			// (Decides: DecideCoarseKey, or DecidePass without
+			// PROT_EXEC).
+			h.mix(uint64(r.Prot & protMask))
+			h.mix(uint64(r.MmapFlags & mapTypeMask))
+			break
+		}
 		h.mix(uint64(r.Prot))
 		h.mix(uint64(r.MmapFlags))
-		if r.File.Present {
-			h.file(&r.File)
-		}
+		h.file(&r.File, hd.TGID)
 	case *FileIoctl:
 		h.mix(uint64(r.Cmd))
-		h.file(&r.File)
+		h.file(&r.File, hd.TGID)
 	case *KernelReadFile:
 		h.mix(uint64(r.ID))
 		if r.File.Present {
-			h.file(&r.File)
+			h.file(&r.File, hd.TGID)
 		}
 	case *SocketCreate:
 		h.mix(uint64(r.Family))

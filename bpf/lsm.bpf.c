@@ -36,14 +36,50 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 		return rc_;                                         \
 	} while (0)
 
+/* file_open goes through the repeat cache (vigil.h): a repeat of an open
+ * recorded in this window, and allowed if the namespace enforces, only
+ * counts. Untrusted tasks always take the full path (every event is
+ * denied and recorded). */
 SEC("lsm/file_open")
 int BPF_PROG(vg_file_open, struct file *file, int ret)
 {
+	struct vg_rstate rs = {};
+	struct vg_scratch *s;
+	struct vg_ns_cfg *cfg;
+	struct rec_file *r;
+	struct vg_task *st;
+	__u32 zero = 0;
+	int rc = 0;
+
 	if (ret)
 		return ret;
-	BEGIN(struct rec_file, r, VG_FILE_OPEN);
-	fill_file(&r->file, file);
-	END(r, key_file(key_start(&r->hdr), &r->file));
+	st = current_state();
+	if (!st)
+		return 0;
+	cfg = ns_cfg(st);
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	s->rk_cached = 0;
+	if (repeat_on(cfg) && !(st->flags & VG_T_UNTRUSTED)) {
+		rkey_file(&s->rk, st, VG_FILE_OPEN, file);
+		if (repeat_begin(&s->rk, cfg, &rs))
+			return 0;
+	}
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r)
+		return lost(st, cfg);
+	fill_hdr(&r->hdr, VG_FILE_OPEN, sizeof(*r), st);
+	repeat_reserved(&r->hdr, &rs);
+	repeat_decide_later(s, &rs);
+	fill_file_btf(&r->file, file);
+	if (enforcing(cfg)) {
+		r->hdr.key = key_file(key_start(&r->hdr), &r->file);
+		rc = check(st, &r->hdr);
+		repeat_decided_later(rc);
+	}
+	bpf_ringbuf_submit(r, wake_flags());
+	return rc;
 }
 
 /* Per-CPU room for judging an exec before it happens. */
@@ -121,8 +157,10 @@ int BPF_PROG(vg_mmap_file, struct file *file, unsigned long reqprot, unsigned lo
 	r->prot = prot;
 	r->flags = flags;
 	fill_file(&r->file, file);
+	/* Anonymous mappings are keyed by protection and mapping type only;
+	 * without PROT_EXEC they pass unchecked (key_passes). */
 	END(r, r->file.present ? key_file(mix(mix(key_start(&r->hdr), r->prot), r->flags), &r->file)
-			       : mix(mix(key_start(&r->hdr), r->prot), r->flags));
+			       : mix(mix(key_start(&r->hdr), r->prot & VG_PROT_MASK), r->flags & VG_MAP_TYPE_MASK));
 }
 
 SEC("lsm/file_ioctl")

@@ -489,6 +489,7 @@ type lsmVgHdr struct {
 	Ttd   uint64
 	P_ttd uint64
 	Key   uint64
+	Rid   uint64
 }
 
 type lsmVgLossKey struct {
@@ -502,6 +503,51 @@ type lsmVgNsCfg struct {
 	_     structs.HostLayout
 	Mode  uint32
 	Flags uint32
+	Gen   uint32
+	Pad   uint32
+}
+
+type lsmVgRval struct {
+	_       structs.HostLayout
+	Id      uint64
+	Count   uint64
+	Gen     uint32
+	Allowed uint16
+	Valid   uint16
+	K       struct {
+		_         structs.HostLayout
+		Ns        uint64
+		Ttd       uint64
+		P_ttd     uint64
+		Inode     uint64
+		Mnt       uint64
+		Dentry    uint64
+		Ino       uint64
+		Size      uint64
+		CtimeSec  int64
+		MtimeSec  int64
+		CtimeNsec uint32
+		MtimeNsec uint32
+		Dev       uint32
+		Mode      uint32
+		Uid       uint32
+		Gid       uint32
+		F_flags   uint32
+		Type      uint16
+		Tflags    uint16
+		Coe       struct {
+			_      structs.HostLayout
+			Uid    uint32
+			Euid   uint32
+			Suid   uint32
+			Gid    uint32
+			Egid   uint32
+			Sgid   uint32
+			Fsuid  uint32
+			Fsgid  uint32
+			Capeff uint64
+		}
+	}
 }
 
 type lsmVgScratch struct {
@@ -519,15 +565,54 @@ type lsmVgScratch struct {
 		Reached    uint32
 		Pad        uint32
 	}
+	Rk struct {
+		_         structs.HostLayout
+		Ns        uint64
+		Ttd       uint64
+		P_ttd     uint64
+		Inode     uint64
+		Mnt       uint64
+		Dentry    uint64
+		Ino       uint64
+		Size      uint64
+		CtimeSec  int64
+		MtimeSec  int64
+		CtimeNsec uint32
+		MtimeNsec uint32
+		Dev       uint32
+		Mode      uint32
+		Uid       uint32
+		Gid       uint32
+		F_flags   uint32
+		Type      uint16
+		Tflags    uint16
+		Coe       struct {
+			_      structs.HostLayout
+			Uid    uint32
+			Euid   uint32
+			Suid   uint32
+			Gid    uint32
+			Egid   uint32
+			Sgid   uint32
+			Fsuid  uint32
+			Fsgid  uint32
+			Capeff uint64
+		}
+	}
+	RkCached uint32
+	RkGen    uint32
 }
 
 type lsmVgTask struct {
-	_     structs.HostLayout
-	Ns    uint64
-	Ttd   uint64
-	P_ttd uint64
-	Flags uint32
-	Pad   uint32
+	_          structs.HostLayout
+	Ns         uint64
+	Ttd        uint64
+	P_ttd      uint64
+	Flags      uint32
+	CfgEpoch   uint32
+	Cfg        lsmVgNsCfg
+	CfgPresent uint32
+	Pad        uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -535,12 +620,16 @@ type lsmVgTask struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	lsmMapAllow                  = "allow"
+	lsmMapCfgEpochNow            = "cfg_epoch_now"
 	lsmMapEvents                 = "events"
 	lsmMapExecScratch            = "exec_scratch"
 	lsmMapLoss                   = "loss"
 	lsmMapLossOverflow           = "loss_overflow"
 	lsmMapNsConfig               = "ns_config"
 	lsmMapPending                = "pending"
+	lsmMapRepeats                = "repeats"
+	lsmMapRidCounter             = "rid_counter"
+	lsmMapRvalScratch            = "rval_scratch"
 	lsmMapScratch                = "scratch"
 	lsmMapTaskState              = "task_state"
 	lsmMapTtdCounter             = "ttd_counter"
@@ -586,6 +675,8 @@ const (
 	lsmVarUnusedRecSockAddr      = "unused_rec_sock_addr"
 	lsmVarUnusedRecSockCreate    = "unused_rec_sock_create"
 	lsmVarUnusedRecTaskKill      = "unused_rec_task_kill"
+	lsmVarUnusedVgRhkey          = "unused_vg_rhkey"
+	lsmVarUnusedVgRkey           = "unused_vg_rkey"
 	lsmVarWakeupBytes            = "wakeup_bytes"
 )
 
@@ -661,12 +752,16 @@ type lsmProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmMapSpecs struct {
 	Allow        *ebpf.MapSpec `ebpf:"allow"`
+	CfgEpochNow  *ebpf.MapSpec `ebpf:"cfg_epoch_now"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExecScratch  *ebpf.MapSpec `ebpf:"exec_scratch"`
 	Loss         *ebpf.MapSpec `ebpf:"loss"`
 	LossOverflow *ebpf.MapSpec `ebpf:"loss_overflow"`
 	NsConfig     *ebpf.MapSpec `ebpf:"ns_config"`
 	Pending      *ebpf.MapSpec `ebpf:"pending"`
+	Repeats      *ebpf.MapSpec `ebpf:"repeats"`
+	RidCounter   *ebpf.MapSpec `ebpf:"rid_counter"`
+	RvalScratch  *ebpf.MapSpec `ebpf:"rval_scratch"`
 	Scratch      *ebpf.MapSpec `ebpf:"scratch"`
 	TaskState    *ebpf.MapSpec `ebpf:"task_state"`
 	TtdCounter   *ebpf.MapSpec `ebpf:"ttd_counter"`
@@ -695,6 +790,8 @@ type lsmVariableSpecs struct {
 	UnusedRecSockAddr     *ebpf.VariableSpec `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.VariableSpec `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.VariableSpec `ebpf:"unused_rec_task_kill"`
+	UnusedVgRhkey         *ebpf.VariableSpec `ebpf:"unused_vg_rhkey"`
+	UnusedVgRkey          *ebpf.VariableSpec `ebpf:"unused_vg_rkey"`
 	WakeupBytes           *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -719,12 +816,16 @@ func (o *lsmObjects) Close() error {
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmMaps struct {
 	Allow        *ebpf.Map `ebpf:"allow"`
+	CfgEpochNow  *ebpf.Map `ebpf:"cfg_epoch_now"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExecScratch  *ebpf.Map `ebpf:"exec_scratch"`
 	Loss         *ebpf.Map `ebpf:"loss"`
 	LossOverflow *ebpf.Map `ebpf:"loss_overflow"`
 	NsConfig     *ebpf.Map `ebpf:"ns_config"`
 	Pending      *ebpf.Map `ebpf:"pending"`
+	Repeats      *ebpf.Map `ebpf:"repeats"`
+	RidCounter   *ebpf.Map `ebpf:"rid_counter"`
+	RvalScratch  *ebpf.Map `ebpf:"rval_scratch"`
 	Scratch      *ebpf.Map `ebpf:"scratch"`
 	TaskState    *ebpf.Map `ebpf:"task_state"`
 	TtdCounter   *ebpf.Map `ebpf:"ttd_counter"`
@@ -733,12 +834,16 @@ type lsmMaps struct {
 func (m *lsmMaps) Close() error {
 	return _LsmClose(
 		m.Allow,
+		m.CfgEpochNow,
 		m.Events,
 		m.ExecScratch,
 		m.Loss,
 		m.LossOverflow,
 		m.NsConfig,
 		m.Pending,
+		m.Repeats,
+		m.RidCounter,
+		m.RvalScratch,
 		m.Scratch,
 		m.TaskState,
 		m.TtdCounter,
@@ -768,6 +873,8 @@ type lsmVariables struct {
 	UnusedRecSockAddr     *ebpf.Variable `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.Variable `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.Variable `ebpf:"unused_rec_task_kill"`
+	UnusedVgRhkey         *ebpf.Variable `ebpf:"unused_vg_rhkey"`
+	UnusedVgRkey          *ebpf.Variable `ebpf:"unused_vg_rkey"`
 	WakeupBytes           *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 

@@ -12,7 +12,7 @@ import (
 // change on one side without the other fails `go test`.
 const (
 	// HeaderSize is the size of the header that starts every record.
-	HeaderSize = 112
+	HeaderSize = 120
 	// PathMax is the size of a path buffer in a record, including the
 	// terminating NUL; longer paths are cut and flagged PathTruncated.
 	PathMax = 512
@@ -56,6 +56,10 @@ const (
 	RecTaskFork            RecordType = 21 // (lifecycle) a task forked
 	RecTaskExit            RecordType = 22 // (lifecycle) a task exited
 	recTypeEnd             RecordType = 23
+
+	// RecRepeatCount is made by Capture.Run, not by the kernel: the
+	// suppressed repeats of a repeat cache entry (*RepeatCount).
+	RecRepeatCount RecordType = 0x100
 )
 
 var recordNames = [recTypeEnd]string{
@@ -88,6 +92,9 @@ var recordNames = [recTypeEnd]string{
 func (t RecordType) String() string {
 	if t < recTypeEnd && recordNames[t] != "" {
 		return recordNames[t]
+	}
+	if t == RecRepeatCount {
+		return "repeat_count"
 	}
 	return fmt.Sprintf("type(%d)", uint16(t))
 }
@@ -176,6 +183,11 @@ type Header struct {
 	// Key is the kernel allow key of the event when FlagKey is set (the
 	// kernel computes it only in enforcing namespaces); see Key.
 	Key uint64
+	// RepeatID names the kernel's repeat cache entry of the event (0: not
+	// cached). Events identical to it (the same repeat cache key, so the
+	// same TSEM coefficient) that the kernel suppressed are delivered
+	// later as a *RepeatCount with the same RepeatID.
+	RepeatID uint64
 }
 
 // Head returns the header; every record type embeds Header.
@@ -438,6 +450,19 @@ type TaskExit struct {
 	ExitCode uint32
 }
 
+// RepeatCount says that Count events identical to the record(s) with
+// RepeatID happened and were not recorded one by one (the kernel's repeat
+// cache suppressed them). Capture.Run delivers one per cache entry when it
+// replaces the cache, every repeat window and when it ends, Count 0
+// included: after it no new record has that RepeatID. It may come before
+// the record with RepeatID when the reader lags. Its header has Type
+// RecRepeatCount, NS, RepeatID and KTime (when the counts were taken); the
+// rest is zero.
+type RepeatCount struct {
+	Header
+	Count uint64
+}
+
 // Decoding errors. ParseRecord wraps them with the offending values.
 var (
 	ErrShortRecord   = errors.New("short record")
@@ -628,6 +653,7 @@ func (d *decoder) header(h *Header) {
 	c.FSUID, c.FSGID = d.u32(), d.u32()
 	c.CapEff = d.u64()
 	h.TTD, h.PTTD, h.Key = d.u64(), d.u64(), d.u64()
+	h.RepeatID = d.u64()
 }
 
 func (d *decoder) inode(i *Inode) {

@@ -31,7 +31,7 @@ func setName(dst []int8, s string) {
 
 func testHdr(typ RecordType, size int) lsmVgHdr {
 	h := lsmVgHdr{Size: uint16(size), Type: uint16(typ), Flags: uint32(FlagKey | FlagDenied), Ns: 7, Ktime: 123456789,
-		Pid: 101, Tgid: 100, Ttd: 42, P_ttd: 41, Key: 0xfeedface}
+		Pid: 101, Tgid: 100, Ttd: 42, P_ttd: 41, Key: 0xfeedface, Rid: 77}
 	setName(h.Comm[:], "cat")
 	h.Coe.Uid, h.Coe.Euid, h.Coe.Suid, h.Coe.Gid = 1, 2, 3, 4
 	h.Coe.Egid, h.Coe.Sgid, h.Coe.Fsuid, h.Coe.Fsgid = 5, 6, 7, 8
@@ -42,7 +42,7 @@ func testHdr(typ RecordType, size int) lsmVgHdr {
 func checkHdr(t *testing.T, h *Header, typ RecordType) {
 	t.Helper()
 	want := Header{Size: h.Size, Type: typ, Flags: FlagKey | FlagDenied, NS: 7, KTime: 123456789, PID: 101, TGID: 100,
-		COE: COE{1, 2, 3, 4, 5, 6, 7, 8, 0x1ffffffffff}, TTD: 42, PTTD: 41, Key: 0xfeedface}
+		COE: COE{1, 2, 3, 4, 5, 6, 7, 8, 0x1ffffffffff}, TTD: 42, PTTD: 41, Key: 0xfeedface, RepeatID: 77}
 	copy(want.Comm[:], "cat")
 	if *h != want {
 		t.Errorf("header = %+v;\nwant %+v", *h, want)
@@ -253,11 +253,12 @@ func TestParseRecordErrors(t *testing.T) {
 		msg  string
 	}{
 		{"empty", nil, ErrShortRecord, "0 bytes"},
-		{"short header", good[:HeaderSize-1], ErrShortRecord, "111 bytes"},
-		{"short payload", good[:HeaderSize+4], ErrShortRecord, "capable: 116 bytes, want 120"},
-		{"type 0", withType(0, 120), ErrUnknownRecord, "type 0"},
-		{"type past the end", withType(uint16(recTypeEnd), 120), ErrUnknownRecord, "type 23"},
-		{"size field", withType(uint16(RecCapable), 119), ErrRecordSize, "size field 119, want 120"},
+		{"short header", good[:HeaderSize-1], ErrShortRecord, "119 bytes"},
+		{"short payload", good[:HeaderSize+4], ErrShortRecord, "capable: 124 bytes, want 128"},
+		{"type 0", withType(0, 128), ErrUnknownRecord, "type 0"},
+		{"type past the end", withType(uint16(recTypeEnd), 128), ErrUnknownRecord, "type 23"},
+		{"user-space type", withType(uint16(RecRepeatCount), 128), ErrUnknownRecord, "type 256"},
+		{"size field", withType(uint16(RecCapable), 127), ErrRecordSize, "size field 127, want 128"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

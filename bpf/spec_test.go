@@ -102,7 +102,7 @@ func TestRecordSizes(t *testing.T) {
 	}
 	for name, want := range map[string]int{
 		"vg_hdr": HeaderSize, "vg_inode": inodeSize, "vg_path": pathSize, "vg_file": fileSize,
-		"vg_sock": sockSize, "vg_addr": addrSize, "vg_task": 32,
+		"vg_sock": sockSize, "vg_addr": addrSize, "vg_task": 56,
 	} {
 		var s *btf.Struct
 		if err := spec.Types.TypeByName(name, &s); err != nil {
@@ -124,6 +124,30 @@ func TestRecordSizes(t *testing.T) {
 		}
 		if got := binary.Size(v); got != int(s.Size) {
 			t.Errorf("Go mirror of %s: %d bytes; C %d", name, got, s.Size)
+		}
+	}
+	// The repeat cache table: the loader reads its values (repeatValue)
+	// and the namespace from the start of its keys.
+	for _, b := range []Backend{BackendLSM, BackendTracepoint} {
+		sp, err := collectionSpec(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inner := sp.Maps["repeats"].InnerMap
+		if inner == nil {
+			t.Errorf("%s: map repeats has no inner map", b)
+			continue
+		}
+		if got := binary.Size(repeatValue{}); got != int(inner.ValueSize) {
+			t.Errorf("%s: Go mirror of vg_rval: %d bytes; C %d", b, got, inner.ValueSize)
+		}
+		for name, size := range map[string]uint32{"vg_rkey": repeatKeySize, "vg_rhkey": inner.KeySize} {
+			var k *btf.Struct
+			if err := sp.Types.TypeByName(name, &k); err != nil {
+				t.Errorf("%s: struct %s: %v", b, name, err)
+			} else if k.Size != size || k.Members[0].Name != "ns" || k.Members[0].Offset != 0 {
+				t.Errorf("%s: %s: %d bytes starting with %s; want %d starting with ns", b, name, k.Size, k.Members[0].Name, size)
+			}
 		}
 	}
 	// Both objects share vigil.h: same layouts.

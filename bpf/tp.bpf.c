@@ -60,19 +60,82 @@ static __always_inline struct file *fd_file(long fd)
 	fill_hdr(&var->hdr, rectype, sizeof(T), st);                \
 	var->hdr.flags |= VG_F_OBSERVED
 
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+/* A weak kernel symbol the kernel lacks resolves to 0. */
+#define vg_ksym_exists(sym) (!!&(sym))
+
+/* fd_file_btf is fd_file as a BTF pointer (kernels with bpf_rdonly_cast,
+ * 6.2+): its fields are then plain loads instead of probe reads. */
+static __always_inline struct file *fd_file_btf(long fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
+	struct file *f = NULL;
+	__u64 fds;
+
+	if (fd < 0 || fd >= fdt->max_fds)
+		return NULL;
+	/* The array's address as a number: index arithmetic on a BTF
+	 * pointer is refused. */
+	fds = (__u64)fdt->fd;
+	barrier_var(fds);
+	bpf_probe_read_kernel(&f, sizeof(f), (void *)(fds + fd * sizeof(f)));
+	if (!f)
+		return NULL;
+	return bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
+}
+
 static __always_inline int open_exit(struct sys_exit_ctx *ctx)
 {
+	struct vg_rstate rs = {};
+	struct vg_scratch *s;
+	struct vg_ns_cfg *cfg;
+	struct vg_task *st;
 	struct file *file;
+	struct rec_file *r;
+	__u32 zero = 0;
 
 	if (ctx->ret < 0)
 		return 0;
-	BEGIN(struct rec_file, r, VG_FILE_OPEN);
-	file = fd_file(ctx->ret);
-	if (!file) {
-		bpf_ringbuf_discard(r, 0);
+	st = current_state();
+	if (!st)
 		return 0;
+	cfg = ns_cfg(st);
+	if (repeat_on(cfg) && vg_ksym_exists(bpf_rdonly_cast)) {
+		s = bpf_map_lookup_elem(&scratch, &zero);
+		file = fd_file_btf(ctx->ret);
+		if (!s || !file)
+			return 0;
+		rkey_file(&s->rk, st, VG_FILE_OPEN, file);
+		if (repeat_begin(&s->rk, cfg, &rs))
+			return 0;
 	}
-	fill_file(&r->file, file);
+	if (vg_ksym_exists(bpf_rdonly_cast)) {
+		file = fd_file_btf(ctx->ret);
+		if (!file)
+			return 0;
+		r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+		if (!r) {
+			count_loss(st->ns, VG_LOSS_RINGBUF);
+			return 0;
+		}
+		fill_hdr(&r->hdr, VG_FILE_OPEN, sizeof(*r), st);
+		fill_file_btf(&r->file, file);
+	} else {
+		file = fd_file(ctx->ret);
+		if (!file)
+			return 0;
+		r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+		if (!r) {
+			count_loss(st->ns, VG_LOSS_RINGBUF);
+			return 0;
+		}
+		fill_hdr(&r->hdr, VG_FILE_OPEN, sizeof(*r), st);
+		fill_file(&r->file, file);
+	}
+	r->hdr.flags |= VG_F_OBSERVED;
+	repeat_reserved(&r->hdr, &rs);
 	bpf_ringbuf_submit(r, wake_flags());
 	return 0;
 }

@@ -30,6 +30,51 @@ type tpVgNsCfg struct {
 	_     structs.HostLayout
 	Mode  uint32
 	Flags uint32
+	Gen   uint32
+	Pad   uint32
+}
+
+type tpVgRval struct {
+	_       structs.HostLayout
+	Id      uint64
+	Count   uint64
+	Gen     uint32
+	Allowed uint16
+	Valid   uint16
+	K       struct {
+		_         structs.HostLayout
+		Ns        uint64
+		Ttd       uint64
+		P_ttd     uint64
+		Inode     uint64
+		Mnt       uint64
+		Dentry    uint64
+		Ino       uint64
+		Size      uint64
+		CtimeSec  int64
+		MtimeSec  int64
+		CtimeNsec uint32
+		MtimeNsec uint32
+		Dev       uint32
+		Mode      uint32
+		Uid       uint32
+		Gid       uint32
+		F_flags   uint32
+		Type      uint16
+		Tflags    uint16
+		Coe       struct {
+			_      structs.HostLayout
+			Uid    uint32
+			Euid   uint32
+			Suid   uint32
+			Gid    uint32
+			Egid   uint32
+			Sgid   uint32
+			Fsuid  uint32
+			Fsgid  uint32
+			Capeff uint64
+		}
+	}
 }
 
 type tpVgScratch struct {
@@ -47,15 +92,54 @@ type tpVgScratch struct {
 		Reached    uint32
 		Pad        uint32
 	}
+	Rk struct {
+		_         structs.HostLayout
+		Ns        uint64
+		Ttd       uint64
+		P_ttd     uint64
+		Inode     uint64
+		Mnt       uint64
+		Dentry    uint64
+		Ino       uint64
+		Size      uint64
+		CtimeSec  int64
+		MtimeSec  int64
+		CtimeNsec uint32
+		MtimeNsec uint32
+		Dev       uint32
+		Mode      uint32
+		Uid       uint32
+		Gid       uint32
+		F_flags   uint32
+		Type      uint16
+		Tflags    uint16
+		Coe       struct {
+			_      structs.HostLayout
+			Uid    uint32
+			Euid   uint32
+			Suid   uint32
+			Gid    uint32
+			Egid   uint32
+			Sgid   uint32
+			Fsuid  uint32
+			Fsgid  uint32
+			Capeff uint64
+		}
+	}
+	RkCached uint32
+	RkGen    uint32
 }
 
 type tpVgTask struct {
-	_     structs.HostLayout
-	Ns    uint64
-	Ttd   uint64
-	P_ttd uint64
-	Flags uint32
-	Pad   uint32
+	_          structs.HostLayout
+	Ns         uint64
+	Ttd        uint64
+	P_ttd      uint64
+	Flags      uint32
+	CfgEpoch   uint32
+	Cfg        tpVgNsCfg
+	CfgPresent uint32
+	Pad        uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -63,11 +147,15 @@ type tpVgTask struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tpMapAllow                 = "allow"
+	tpMapCfgEpochNow           = "cfg_epoch_now"
 	tpMapEvents                = "events"
 	tpMapLoss                  = "loss"
 	tpMapLossOverflow          = "loss_overflow"
 	tpMapNsConfig              = "ns_config"
 	tpMapPending               = "pending"
+	tpMapRepeats               = "repeats"
+	tpMapRidCounter            = "rid_counter"
+	tpMapRvalScratch           = "rval_scratch"
 	tpMapScratch               = "scratch"
 	tpMapTaskState             = "task_state"
 	tpMapTtdCounter            = "ttd_counter"
@@ -101,6 +189,8 @@ const (
 	tpVarUnusedRecSockAddr     = "unused_rec_sock_addr"
 	tpVarUnusedRecSockCreate   = "unused_rec_sock_create"
 	tpVarUnusedRecTaskKill     = "unused_rec_task_kill"
+	tpVarUnusedVgRhkey         = "unused_vg_rhkey"
+	tpVarUnusedVgRkey          = "unused_vg_rkey"
 	tpVarWakeupBytes           = "wakeup_bytes"
 )
 
@@ -164,11 +254,15 @@ type tpProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tpMapSpecs struct {
 	Allow        *ebpf.MapSpec `ebpf:"allow"`
+	CfgEpochNow  *ebpf.MapSpec `ebpf:"cfg_epoch_now"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Loss         *ebpf.MapSpec `ebpf:"loss"`
 	LossOverflow *ebpf.MapSpec `ebpf:"loss_overflow"`
 	NsConfig     *ebpf.MapSpec `ebpf:"ns_config"`
 	Pending      *ebpf.MapSpec `ebpf:"pending"`
+	Repeats      *ebpf.MapSpec `ebpf:"repeats"`
+	RidCounter   *ebpf.MapSpec `ebpf:"rid_counter"`
+	RvalScratch  *ebpf.MapSpec `ebpf:"rval_scratch"`
 	Scratch      *ebpf.MapSpec `ebpf:"scratch"`
 	TaskState    *ebpf.MapSpec `ebpf:"task_state"`
 	TtdCounter   *ebpf.MapSpec `ebpf:"ttd_counter"`
@@ -197,6 +291,8 @@ type tpVariableSpecs struct {
 	UnusedRecSockAddr     *ebpf.VariableSpec `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.VariableSpec `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.VariableSpec `ebpf:"unused_rec_task_kill"`
+	UnusedVgRhkey         *ebpf.VariableSpec `ebpf:"unused_vg_rhkey"`
+	UnusedVgRkey          *ebpf.VariableSpec `ebpf:"unused_vg_rkey"`
 	WakeupBytes           *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -221,11 +317,15 @@ func (o *tpObjects) Close() error {
 // It can be passed to loadTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tpMaps struct {
 	Allow        *ebpf.Map `ebpf:"allow"`
+	CfgEpochNow  *ebpf.Map `ebpf:"cfg_epoch_now"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Loss         *ebpf.Map `ebpf:"loss"`
 	LossOverflow *ebpf.Map `ebpf:"loss_overflow"`
 	NsConfig     *ebpf.Map `ebpf:"ns_config"`
 	Pending      *ebpf.Map `ebpf:"pending"`
+	Repeats      *ebpf.Map `ebpf:"repeats"`
+	RidCounter   *ebpf.Map `ebpf:"rid_counter"`
+	RvalScratch  *ebpf.Map `ebpf:"rval_scratch"`
 	Scratch      *ebpf.Map `ebpf:"scratch"`
 	TaskState    *ebpf.Map `ebpf:"task_state"`
 	TtdCounter   *ebpf.Map `ebpf:"ttd_counter"`
@@ -234,11 +334,15 @@ type tpMaps struct {
 func (m *tpMaps) Close() error {
 	return _TpClose(
 		m.Allow,
+		m.CfgEpochNow,
 		m.Events,
 		m.Loss,
 		m.LossOverflow,
 		m.NsConfig,
 		m.Pending,
+		m.Repeats,
+		m.RidCounter,
+		m.RvalScratch,
 		m.Scratch,
 		m.TaskState,
 		m.TtdCounter,
@@ -268,6 +372,8 @@ type tpVariables struct {
 	UnusedRecSockAddr     *ebpf.Variable `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.Variable `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.Variable `ebpf:"unused_rec_task_kill"`
+	UnusedVgRhkey         *ebpf.Variable `ebpf:"unused_vg_rhkey"`
+	UnusedVgRkey          *ebpf.Variable `ebpf:"unused_vg_rkey"`
 	WakeupBytes           *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 

@@ -14,6 +14,9 @@
 #define VG_PATH_MAX 512 /* record path buffer, NUL included; power of two */
 #define VG_DEPTH 48     /* path components walked */
 #define VG_COMM 16
+/* Nanoseconds fit in 30 bits; 6.13+ keeps a flag (I_CTIME_QUERIED) in bit
+ * 31 of i_ctime_nsec that changes when someone stats the file. */
+#define VG_NSEC_MASK 0x3fffffff
 
 enum vg_type {
 	VG_FILE_OPEN = 1,
@@ -68,6 +71,7 @@ enum vg_ns_flags {
 	VG_NS_MODEL = 1 << 0,     /* for ns 0: model the host */
 	VG_NS_NO_CAPABLE = 1 << 1, /* skip capable events */
 	VG_NS_FAIL_CLOSED = 1 << 2, /* enforce: deny when the record is lost */
+	VG_NS_NO_REPEAT = 1 << 3, /* no repeat cache: a record for every event */
 };
 
 enum vg_loss_reason {
@@ -94,6 +98,7 @@ struct vg_hdr {
 	__u64 ttd;
 	__u64 p_ttd;
 	__u64 key;
+	__u64 rid; /* repeat cache entry of the event (0: not cached) */
 };
 
 struct vg_inode {
@@ -189,17 +194,69 @@ struct rec_exit { struct vg_hdr hdr; __u32 code; __u32 pad; };
 
 /* Per-task state, in task storage; Enroll writes it from userspace through
  * a pidfd. */
+struct vg_ns_cfg {
+	__u32 mode;
+	__u32 flags;
+	__u32 gen; /* bumped by userspace when the allow set may shrink */
+	__u32 pad;
+};
+
 struct vg_task {
 	__u64 ns;
 	__u64 ttd;
 	__u64 p_ttd;
 	__u32 flags;
+	/* The task's copy of its namespace's configuration (ns_cfg), valid
+	 * while cfg_epoch equals cfg_epoch_now[0] (0: no copy). */
+	__u32 cfg_epoch;
+	struct vg_ns_cfg cfg;
+	__u32 cfg_present;
 	__u32 pad;
 };
 
-struct vg_ns_cfg {
+/* The repeat cache key: everything in the kernel that decides an event's
+ * TSEM coefficient (namespace, task identity, COE, the event's own fields)
+ * plus what makes userspace's description differ (the file's identity,
+ * path objects and content change stamps). */
+struct vg_rkey {
+	__u64 ns;
+	__u64 ttd;
+	__u64 p_ttd;
+	__u64 inode; /* struct inode, vfsmount and dentry addresses */
+	__u64 mnt;
+	__u64 dentry;
+	__u64 ino;
+	__u64 size;
+	__s64 ctime_sec;
+	__s64 mtime_sec;
+	__u32 ctime_nsec;
+	__u32 mtime_nsec;
+	__u32 dev;
 	__u32 mode;
-	__u32 flags;
+	__u32 uid;
+	__u32 gid;
+	__u32 f_flags;
+	__u16 type;
+	__u16 tflags;
+	struct vg_coe coe;
+};
+
+/* The table is indexed by the namespace and a 64-bit hash of the key
+ * (hashing 16 bytes instead of the whole key makes a lookup several times
+ * cheaper); the entry holds the whole key, and a hash collision only makes
+ * an uncached record. */
+struct vg_rhkey {
+	__u64 ns;
+	__u64 hash;
+};
+
+struct vg_rval {
+	__u64 id;      /* carried by the records of this entry (hdr.rid) */
+	__u64 count;   /* events suppressed */
+	__u32 gen;     /* ns generation the allowed bit was decided in */
+	__u16 allowed; /* enforce: the last full check allowed the event */
+	__u16 valid;   /* a record of the entry was reserved */
+	struct vg_rkey k;
 };
 
 struct vg_allow_key {
@@ -232,6 +289,13 @@ struct walk_ctx {
 struct vg_scratch {
 	char tmp[2 * VG_PATH_MAX];
 	struct walk_ctx w;
+	/* The repeat cache key of the event being handled, and whether it
+	 * has an entry whose enforcement decision is to be recorded; kept
+	 * here, not on the stack, so that the verifier sees the same state
+	 * whatever the cache did (see repeat_decide_later). */
+	struct vg_rkey rk;
+	__u32 rk_cached;
+	__u32 rk_gen;
 };
 
 /* Record types referenced so bpf2go emits them and the spec tests can
@@ -306,6 +370,15 @@ struct {
 	__type(value, __u64);
 } loss_overflow SEC(".maps");
 
+/* [0]: bumped by userspace after every change of ns_config, so that tasks
+ * refresh their copies (vg_task.cfg). Never 0 once loaded. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} cfg_epoch_now SEC(".maps");
+
 /* [0]: the last TTD handed out. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -320,6 +393,44 @@ struct {
 	__type(key, __u32);
 	__type(value, struct vg_scratch);
 } scratch SEC(".maps");
+
+/* The repeat cache of all namespaces: one hash table in slot 0, replaced
+ * by userspace every repeat window (the update waits for running programs,
+ * so the old table is then userspace's alone to take the counts from). A
+ * full table only stops caching: every event then makes its own record. */
+struct vg_rcache {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__uint(key_size, sizeof(struct vg_rhkey));
+	__uint(value_size, sizeof(struct vg_rval));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct vg_rcache);
+} repeats SEC(".maps");
+
+struct vg_rhkey *unused_vg_rhkey __attribute__((unused));
+struct vg_rkey *unused_vg_rkey __attribute__((unused));
+
+/* Room for building a new repeat cache entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vg_rval);
+} rval_scratch SEC(".maps");
+
+/* [0]: the last repeat cache entry id handed out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} rid_counter SEC(".maps");
 
 /* Kernel-version dependent inode time fields, resolved by CO-RE. */
 struct inode___v611 {
@@ -464,6 +575,35 @@ static __always_inline void fill_coe(struct vg_coe *c, const struct cred *cred)
 	bpf_core_read(&c->capeff, sizeof(c->capeff), &cred->cap_effective);
 }
 
+/* fill_coe_btf is fill_coe for a BTF pointer: plain loads. */
+/* kernel_cap_t before 6.3: two 32-bit words. */
+struct kernel_cap_struct___cap32 {
+	__u32 cap[2];
+} __attribute__((preserve_access_index));
+
+struct cred___cap32 {
+	struct kernel_cap_struct___cap32 cap_effective;
+} __attribute__((preserve_access_index));
+
+static __always_inline void fill_coe_btf(struct vg_coe *c, const struct cred *cred)
+{
+	c->uid = cred->uid.val;
+	c->gid = cred->gid.val;
+	c->suid = cred->suid.val;
+	c->sgid = cred->sgid.val;
+	c->euid = cred->euid.val;
+	c->egid = cred->egid.val;
+	c->fsuid = cred->fsuid.val;
+	c->fsgid = cred->fsgid.val;
+	if (bpf_core_field_exists(cred->cap_effective.val)) {
+		c->capeff = cred->cap_effective.val;
+	} else {
+		struct cred___cap32 *o = (void *)cred;
+
+		c->capeff = o->cap_effective.cap[0] | (__u64)o->cap_effective.cap[1] << 32;
+	}
+}
+
 static __always_inline void fill_hdr(struct vg_hdr *h, __u16 type, __u16 size, const struct vg_task *st)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -477,10 +617,11 @@ static __always_inline void fill_hdr(struct vg_hdr *h, __u16 type, __u16 size, c
 	h->pid = (__u32)pt;
 	h->tgid = pt >> 32;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
-	fill_coe(&h->coe, BPF_CORE_READ(task, cred));
+	fill_coe_btf(&h->coe, task->cred);
 	h->ttd = st->ttd;
 	h->p_ttd = st->p_ttd;
 	h->key = 0;
+	h->rid = 0;
 }
 
 static __always_inline void fill_inode(struct vg_inode *o, struct inode *ino)
@@ -509,7 +650,7 @@ static __always_inline void fill_inode(struct vg_inode *o, struct inode *ino)
 	if (bpf_core_field_exists(((struct inode___v611 *)0)->i_ctime_sec)) {
 		struct inode___v611 *n = (void *)ino;
 		o->ctime_sec = BPF_CORE_READ(n, i_ctime_sec);
-		o->ctime_nsec = BPF_CORE_READ(n, i_ctime_nsec);
+		o->ctime_nsec = BPF_CORE_READ(n, i_ctime_nsec) & VG_NSEC_MASK;
 	} else if (bpf_core_field_exists(((struct inode___v66 *)0)->__i_ctime)) {
 		struct inode___v66 *m = (void *)ino;
 		o->ctime_sec = BPF_CORE_READ(m, __i_ctime.tv_sec);
@@ -677,6 +818,77 @@ static __always_inline void fill_file(struct vg_file *f, struct file *file)
 	walk_path(&f->path, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt));
 }
 
+/* The same for BTF pointers (hook arguments, bpf_get_current_task_btf,
+ * bpf_rdonly_cast): fields are plain loads, no probe read each. */
+
+/* inode_times_btf reads ctime and mtime (ctime's nanoseconds without the
+ * multigrain flag). */
+static __always_inline void inode_times_btf(struct inode *ino, __s64 *csec, __u32 *cnsec, __s64 *msec, __u32 *mnsec)
+{
+	if (bpf_core_field_exists(((struct inode___v611 *)0)->i_ctime_sec)) {
+		struct inode___v611 *n = (void *)ino;
+		*csec = n->i_ctime_sec;
+		*cnsec = n->i_ctime_nsec & VG_NSEC_MASK;
+		*msec = n->i_mtime_sec;
+		*mnsec = n->i_mtime_nsec;
+	} else if (bpf_core_field_exists(((struct inode___v66 *)0)->__i_ctime)) {
+		struct inode___v66 *m = (void *)ino;
+		*csec = m->__i_ctime.tv_sec;
+		*cnsec = m->__i_ctime.tv_nsec & VG_NSEC_MASK;
+		*msec = m->__i_mtime.tv_sec;
+		*mnsec = m->__i_mtime.tv_nsec;
+	} else {
+		struct inode___old *d = (void *)ino;
+		*csec = d->i_ctime.tv_sec;
+		*cnsec = d->i_ctime.tv_nsec & VG_NSEC_MASK;
+		*msec = d->i_mtime.tv_sec;
+		*mnsec = d->i_mtime.tv_nsec;
+	}
+}
+
+static __always_inline void fill_inode_btf(struct vg_inode *o, struct inode *ino)
+{
+	struct super_block *sb;
+	__u32 dev;
+
+	if (!ino)
+		return;
+	o->ino = ino->i_ino;
+	o->size = ino->i_size;
+	o->mode = ino->i_mode;
+	o->uid = ino->i_uid.val;
+	o->gid = ino->i_gid.val;
+	inode_times_btf(ino, &o->ctime_sec, &o->ctime_nsec, &o->mtime_sec, &o->mtime_nsec);
+	sb = ino->i_sb;
+	if (!sb)
+		return;
+	o->s_magic = sb->s_magic;
+	dev = sb->s_dev;
+	o->dev_major = dev >> 20;
+	o->dev_minor = dev & 0xfffff;
+	bpf_probe_read_kernel(o->s_id, sizeof(o->s_id), sb->s_id);
+	bpf_probe_read_kernel(o->s_uuid, sizeof(o->s_uuid), &sb->s_uuid);
+}
+
+static __always_inline void fill_file_btf(struct vg_file *f, struct file *file)
+{
+	struct {
+		struct vfsmount *mnt;
+		struct dentry *dentry;
+	} p = {};
+
+	if (!file) {
+		f->present = 0;
+		return;
+	}
+	f->present = 1;
+	f->flags = file->f_flags;
+	fill_inode_btf(&f->inode, file->f_inode);
+	/* walk_path keeps the pointers as numbers: read them as such. */
+	bpf_core_read(&p, sizeof(p), &file->f_path);
+	walk_path(&f->path, p.dentry, p.mnt);
+}
+
 /* fill_addr copies a socket address (kernel or user memory). */
 static __always_inline void fill_addr(struct vg_addr *a, const void *addr, int addrlen, int user)
 {
@@ -729,7 +941,7 @@ static __always_inline __u64 mix(__u64 h, __u64 v)
 	return (h ^ v) * KEY_PRIME;
 }
 
-static __noinline __u64 mix_str(__u64 h, const char *s, __u32 len, __u32 max)
+static __noinline __attribute__((unused)) __u64 mix_str(__u64 h, const char *s, __u32 len, __u32 max)
 {
 	__u32 i;
 
@@ -769,21 +981,203 @@ static __always_inline __u64 key_start(const struct vg_hdr *h)
 	return mix(k, h->coe.capeff);
 }
 
+#define VG_PROC_SUPER_MAGIC 0x9fa0
+#define VG_PROT_EXEC 0x4
+#define VG_PROT_MASK 0x7     /* PROT_READ | PROT_WRITE | PROT_EXEC */
+#define VG_MAP_TYPE_MASK 0xf /* MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE */
+
+/* key_pseudo_fs: the pseudo filesystems whose files have generated names
+ * ("pipe:[1234]"); bpf.PseudoFS lists the same. */
+static __always_inline int key_pseudo_fs(__u32 magic)
+{
+	switch (magic) {
+	case 0x9fa0: case 0x1cd1: case 0x50495045: case 0x534f434b:
+	case 0x09041934: case 0x73636673: case 0x64626720: case 0x74726163:
+	case 0x6e736673: case 0x42494e4d: case 0x19800202: case 0x62656570:
+	case 0x6165676c: case 0xde5e81e4: case 0xf97cff8c: case 0x43415d53:
+	case 0x62646576: case 0x444d4142: case 0x5345434d:
+		return 1;
+	}
+	return 0;
+}
+
+/* key_bytes mixes s[from..to) (to < VG_PATH_MAX) byte by byte, one
+ * bpf_loop step per byte: the verifier checks the step once instead of
+ * every iteration after every place a name scan can stop. */
+struct key_bytes_ctx {
+	const char *s;
+	__u64 h;
+	__u32 from;
+	__u32 to;
+};
+
+static long key_byte(__u32 i, void *data)
+{
+	struct key_bytes_ctx *c = data;
+	__u32 j = c->from + i;
+
+	if (j >= c->to)
+		return 1;
+	c->h = mix(c->h, (__u8)c->s[j & (VG_PATH_MAX - 1)]);
+	return 0;
+}
+
+static __always_inline __u64 key_bytes(__u64 h, const char *s, __u32 from, __u32 to)
+{
+	struct key_bytes_ctx c = {.s = s, .h = h, .from = from, .to = to};
+
+	if (from >= to)
+		return h;
+	bpf_loop(VG_PATH_MAX - 1, key_byte, &c, 0);
+	return c.h;
+}
+
+/* key_lit mixes the n bytes of a string constant (unrolled). */
+static __always_inline __u64 key_lit(__u64 h, const char *lit, __u32 n)
+{
+#pragma unroll
+	for (__u32 i = 0; i < n; i++)
+		h = mix(h, (__u8)lit[i]);
+	return h;
+}
+
+/* key_scan is the state of the name scans of key_path, each a bpf_loop
+ * step per byte so that the verifier sees one state after a scan instead
+ * of one per place the scan can stop. */
+struct key_scan {
+	const char *s;
+	__u64 n;     /* key_digit: the value of the digits */
+	__u32 len;
+	__u32 end;   /* key_digit: the index after the last digit */
+	__u32 colon; /* key_colon: the first ':' before any '/', or 0 */
+	__u32 pad;
+};
+
+/* key_digit reads the digits after "/proc/", at most ten. */
+static long key_digit(__u32 k, void *data)
+{
+	struct key_scan *c = data;
+	__u32 j = 6 + k;
+	char ch;
+
+	if (j >= c->len)
+		return 1;
+	ch = c->s[j & (VG_PATH_MAX - 1)];
+	if (ch < '0' || ch > '9')
+		return 1;
+	c->n = c->n * 10 + (ch - '0');
+	c->end = j + 1;
+	return 0;
+}
+
+/* key_colon finds a generated name's ':' (before any '/'). */
+static long key_colon(__u32 k, void *data)
+{
+	struct key_scan *c = data;
+	char ch;
+
+	if (k >= c->len)
+		return 1;
+	ch = c->s[k & (VG_PATH_MAX - 1)];
+	if (ch == '/')
+		return 1;
+	if (ch == ':') {
+		c->colon = k;
+		return 1;
+	}
+	return 0;
+}
+
+/* key_path mixes a file's pathname as bpf.CanonicalPath gives it, then its
+ * length: "/proc/<tgid>" of the acting process (procfs) as "/proc/self",
+ * a generated name "pipe:[1234]" (pseudo filesystem, device major 0) as
+ * "pipe:/", and a pipe, socket or anonymous inode walked to "/" as
+ * "pipe:/", "socket:/", "anon_inode:/". */
+static __noinline __u64 key_path(__u64 h, const struct vg_file *f, __u32 tgid)
+{
+	const char *s = f->path.name;
+	__u32 len = f->path.len, end;
+	struct key_scan c = {.s = s};
+
+	if (len > VG_PATH_MAX - 1)
+		len = VG_PATH_MAX - 1;
+	c.len = len;
+	if (f->inode.s_magic == VG_PROC_SUPER_MAGIC && tgid && len > 6 && s[0] == '/' && s[1] == 'p' &&
+	    s[2] == 'r' && s[3] == 'o' && s[4] == 'c' && s[5] == '/') {
+		c.end = 6;
+		c.n = 0;
+		bpf_loop(10, key_digit, &c, 0);
+		end = c.end;
+		if (end > 6 && end <= len && c.n == tgid && (end == len || s[end & (VG_PATH_MAX - 1)] == '/')) {
+			h = key_lit(h, "/proc/self", 10);
+			h = key_bytes(h, s, end, len);
+			return mix(h, 10 + len - end);
+		}
+	}
+	if (f->inode.dev_major == 0 && key_pseudo_fs(f->inode.s_magic)) {
+		c.colon = 0;
+		bpf_loop(VG_PATH_MAX - 1, key_colon, &c, 0);
+		end = c.colon;
+		if (end > 0 && end < len) {
+			h = key_bytes(h, s, 0, end);
+			h = mix(h, ':');
+			h = mix(h, '/');
+			return mix(h, end + 2);
+		}
+		/* A file in no directory: named by its filesystem. */
+		if (len == 1 && s[0] == '/') {
+			switch (f->inode.s_magic) {
+			case 0x50495045:
+				return mix(key_lit(h, "pipe:/", 6), 6);
+			case 0x534f434b:
+				return mix(key_lit(h, "socket:/", 8), 8);
+			case 0x09041934:
+				return mix(key_lit(h, "anon_inode:/", 12), 12);
+			}
+		}
+	}
+	h = key_bytes(h, s, 0, len);
+	return mix(h, len);
+}
+
+/* key_file mixes a file's cell. The acting process is current: its tgid
+ * is the record's hdr.tgid, which bpf.Key uses. */
 static __always_inline __u64 key_file(__u64 k, const struct vg_file *f)
 {
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
 	k = mix(k, f->flags);
 	k = mix(k, f->inode.uid);
 	k = mix(k, f->inode.gid);
 	k = mix(k, f->inode.mode);
 	k = mix(k, f->inode.s_magic);
-	return mix_str(k, f->path.name, f->path.len, VG_PATH_MAX - 1);
+	return key_path(k, f, tgid);
 }
 
-static __always_inline struct vg_ns_cfg *ns_cfg(const struct vg_task *st)
+/* ns_cfg returns the configuration of the task's namespace (NULL when it
+ * has none) from the task's copy, refreshed from ns_config when userspace
+ * changed any namespace since: an array read instead of a hash lookup on
+ * every event. */
+static __always_inline struct vg_ns_cfg *ns_cfg(struct vg_task *st)
 {
+	__u32 zero = 0, *now = bpf_map_lookup_elem(&cfg_epoch_now, &zero);
+	struct vg_ns_cfg *cfg;
 	__u64 ns = st->ns;
+	__u32 epoch;
 
-	return bpf_map_lookup_elem(&ns_config, &ns);
+	if (!now)
+		return bpf_map_lookup_elem(&ns_config, &ns);
+	epoch = *now;
+	if (epoch && st->cfg_epoch == epoch)
+		return st->cfg_present ? &st->cfg : NULL;
+	cfg = bpf_map_lookup_elem(&ns_config, &ns);
+	st->cfg_present = 0;
+	if (cfg) {
+		st->cfg = *cfg;
+		st->cfg_present = 1;
+	}
+	st->cfg_epoch = epoch;
+	return cfg;
 }
 
 static __always_inline int enforcing(const struct vg_ns_cfg *cfg)
@@ -791,13 +1185,42 @@ static __always_inline int enforcing(const struct vg_ns_cfg *cfg)
 	return cfg && cfg->mode == VG_ENFORCE;
 }
 
+/* key_passes: the events an enforcing namespace lets pass without a key,
+ * even for an untrusted task (bpf.Decides, DecidePass): anonymous mappings
+ * without PROT_EXEC, whose sizes and flags follow allocation timing, and
+ * signals to the sender's own thread group (a runtime's preemption
+ * signals); neither reaches outside the process. h starts a record of its
+ * type; the payload is read with probe reads because every program inlines
+ * this for records of one type only, and the verifier checks all types. */
+static __always_inline int key_passes(const struct vg_hdr *h)
+{
+	if (h->type == VG_MMAP_FILE) {
+		__u32 prot = 0, present = 1;
+
+		bpf_probe_read_kernel(&prot, sizeof(prot), (const void *)h + __builtin_offsetof(struct rec_mmap, prot));
+		bpf_probe_read_kernel(&present, sizeof(present),
+				      (const void *)h + __builtin_offsetof(struct rec_mmap, file.present));
+		return !present && !(prot & VG_PROT_EXEC);
+	}
+	if (h->type == VG_TASK_KILL) {
+		__u32 tgid = 0;
+
+		bpf_probe_read_kernel(&tgid, sizeof(tgid),
+				      (const void *)h + __builtin_offsetof(struct rec_task_kill, target.tgid));
+		return tgid && tgid == h->tgid;
+	}
+	return 0;
+}
+
 /* check decides an event of an enforcing namespace whose key is in h. An
  * event out of the allow set is denied and makes the task untrusted; every
- * event of an untrusted task is denied. */
+ * event of an untrusted task is denied. Events key_passes names pass. */
 static __always_inline int check(struct vg_task *st, struct vg_hdr *h)
 {
 	struct vg_allow_key k = {.ns = st->ns, .key = h->key};
 
+	if (key_passes(h))
+		return 0;
 	h->flags |= VG_F_KEY;
 	if (st->flags & VG_T_UNTRUSTED) {
 		h->flags |= VG_F_DENIED;
@@ -819,6 +1242,195 @@ static __always_inline int lost(struct vg_task *st, const struct vg_ns_cfg *cfg)
 	if ((st->flags & VG_T_UNTRUSTED) || (cfg->flags & VG_NS_FAIL_CLOSED))
 		return -EPERM;
 	return 0;
+}
+
+/* The repeat cache. The first event of a key (struct vg_rkey) in the
+ * current table makes a record with the entry's id (hdr.rid); repeats of
+ * it only count in the entry. Userspace replaces the table every window
+ * and hands the counts of the old one on, as repeats of the records with
+ * their ids: so a key makes at least one record per window and every
+ * suppressed event is counted once. */
+struct vg_rstate {
+	struct vg_rval *e;
+	__u64 rid;
+	__u32 gen;
+};
+
+static __always_inline int repeat_on(const struct vg_ns_cfg *cfg)
+{
+	return !cfg || !(cfg->flags & VG_NS_NO_REPEAT);
+}
+
+/* rkey_file fills the key of a file event. file must be a BTF pointer
+ * (an LSM argument, or bpf_rdonly_cast): its fields are plain loads. k
+ * must be map memory (vg_scratch.rk). */
+static __always_inline void rkey_file(struct vg_rkey *k, const struct vg_task *st, __u16 type, struct file *file)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	const struct cred *cred = task->cred;
+	struct inode *ino = file->f_inode;
+
+	__builtin_memset(k, 0, sizeof(*k));
+	k->ns = st->ns;
+	k->ttd = st->ttd;
+	k->p_ttd = st->p_ttd;
+	k->type = type;
+	k->tflags = st->flags & VG_T_UNTRUSTED;
+	/* The addresses as numbers: k is map memory (the per-CPU scratch),
+	 * where a stored pointer reads back as a number that can be hashed
+	 * (arithmetic on a BTF pointer is refused). */
+	k->inode = (__u64)file->f_inode;
+	k->mnt = (__u64)file->f_path.mnt;
+	k->dentry = (__u64)file->f_path.dentry;
+	/* ...and so must be read back from memory, not reused from the
+	 * registers that held the pointers. */
+	asm volatile("" ::: "memory");
+	k->f_flags = file->f_flags;
+	k->ino = ino->i_ino;
+	k->size = ino->i_size;
+	k->mode = ino->i_mode;
+	k->uid = ino->i_uid.val;
+	k->gid = ino->i_gid.val;
+	k->dev = ino->i_sb->s_dev;
+	inode_times_btf(ino, &k->ctime_sec, &k->ctime_nsec, &k->mtime_sec, &k->mtime_nsec);
+	fill_coe_btf(&k->coe, cred);
+}
+
+static __always_inline __u64 next_rid(void)
+{
+	__u32 zero = 0;
+	__u64 *c = bpf_map_lookup_elem(&rid_counter, &zero);
+
+	if (!c)
+		return 0;
+	return __sync_fetch_and_add(c, 1) + 1;
+}
+
+/* repeat_begin returns 1 when the event with key k is a repeat to
+ * suppress (counted), else 0 with rs set for the record to make. In an
+ * enforcing namespace only an entry whose last full check allowed the
+ * event, under the namespace's current generation, suppresses: a denial
+ * is never cached. */
+/* rkey_same compares two keys word by word. */
+static __always_inline int rkey_same(const struct vg_rkey *a, const struct vg_rkey *b)
+{
+	const __u64 *x = (const void *)a, *y = (const void *)b;
+	__u64 d = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)(sizeof(*a) / 8); i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
+}
+
+static __always_inline __u64 rkey_hash(const struct vg_rkey *k)
+{
+	const __u64 *x = (const void *)k;
+	__u64 h = 0xcbf29ce484222325ULL;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)(sizeof(*k) / 8); i++)
+		h = (h ^ x[i]) * 0x100000001b3ULL;
+	return h ^ (h >> 29);
+}
+
+static __always_inline int repeat_begin(struct vg_rkey *k, const struct vg_ns_cfg *cfg, struct vg_rstate *rs)
+{
+	struct vg_rhkey hk = {.ns = k->ns, .hash = rkey_hash(k)};
+	struct vg_rval *init, *e;
+	__u32 zero = 0;
+	void *m;
+
+	rs->e = NULL;
+	rs->rid = 0;
+	rs->gen = cfg ? cfg->gen : 0;
+	m = bpf_map_lookup_elem(&repeats, &zero);
+	if (!m)
+		return 0;
+	e = bpf_map_lookup_elem(m, &hk);
+	if (e) {
+		if (!rkey_same(&e->k, k))
+			return 0; /* another key with the same hash: uncached */
+		if (e->valid && (!enforcing(cfg) || (e->allowed && e->gen == rs->gen))) {
+			__sync_fetch_and_add(&e->count, 1);
+			return 1;
+		}
+		rs->e = e;
+		rs->rid = e->id;
+		return 0;
+	}
+	init = bpf_map_lookup_elem(&rval_scratch, &zero);
+	if (!init)
+		return 0;
+	init->id = next_rid();
+	init->count = 0;
+	init->gen = 0;
+	init->allowed = 0;
+	init->valid = 0;
+	init->k = *k;
+	if (!init->id || bpf_map_update_elem(m, &hk, init, BPF_NOEXIST))
+		return 0; /* full, or another CPU made it: an uncached record */
+	e = bpf_map_lookup_elem(m, &hk);
+	if (!e)
+		return 0;
+	rs->e = e;
+	rs->rid = e->id;
+	return 0;
+}
+
+/* repeat_reserved: the record of rs is reserved (it will reach
+ * userspace), so repeats of its key may be suppressed from now on. */
+static __always_inline void repeat_reserved(struct vg_hdr *h, const struct vg_rstate *rs)
+{
+	h->rid = rs->rid;
+	if (rs->e)
+		rs->e->valid = 1;
+}
+
+/* repeat_decided records the enforcement decision of a full check, under
+ * the generation read before the check. */
+static __always_inline void repeat_decided(const struct vg_rstate *rs, int rc)
+{
+	if (!rs->e)
+		return;
+	rs->e->gen = rs->gen;
+	rs->e->allowed = rc == 0;
+}
+
+/* The same in two steps for programs whose check is costly to verify: the
+ * key and generation wait in the per-CPU scratch (whose contents the
+ * verifier does not track), and the entry is looked up again after the
+ * check, so every path reaches the check in one verifier state. */
+static __always_inline void repeat_decide_later(struct vg_scratch *s, const struct vg_rstate *rs)
+{
+	s->rk_cached = rs->e != NULL;
+	s->rk_gen = rs->gen;
+}
+
+static __always_inline void repeat_decided_later(int rc)
+{
+	struct vg_rhkey hk;
+	struct vg_rval *e;
+	struct vg_scratch *s;
+	__u32 zero = 0;
+	void *m;
+
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s || !s->rk_cached)
+		return;
+	s->rk_cached = 0;
+	m = bpf_map_lookup_elem(&repeats, &zero);
+	if (!m)
+		return;
+	hk.ns = s->rk.ns;
+	hk.hash = rkey_hash(&s->rk);
+	e = bpf_map_lookup_elem(m, &hk);
+	if (!e || !rkey_same(&e->k, &s->rk))
+		return;
+	e->gen = s->rk_gen;
+	e->allowed = rc == 0;
 }
 
 #endif

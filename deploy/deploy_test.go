@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/vigil-tsem/vigil/internal/config"
+	"github.com/vigil-tsem/vigil/namespace"
 )
 
 // serviceMonitor is the part of monitoring.coreos.com/v1 ServiceMonitor the
@@ -268,6 +269,31 @@ func TestDaemonSet(t *testing.T) {
 			t.Errorf("DaemonSet: %s is not the host's %s: %+v", host, host, volumes[vm.Name])
 		}
 	}
+	// The runtimes' state, read-only under the config's runtime_root, at
+	// the directories the image resolver reads (or below them).
+	conf := configMapConfig(t, m)
+	var runtimeDirs []string
+	runtimeDirs = append(runtimeDirs, namespace.DefaultContainerdDirs...)
+	runtimeDirs = append(runtimeDirs, namespace.DefaultStorageDirs...)
+	runtimeDirs = append(runtimeDirs, namespace.DefaultDockerDirs...)
+	for _, d := range runtimeDirs {
+		at := filepath.Join(conf.RuntimeRoot, d)
+		found := false
+		for path, vm := range mounts {
+			if path != at && !strings.HasPrefix(path, at+"/") {
+				continue
+			}
+			found = true
+			hp := volumes[vm.Name].HostPath
+			if !vm.ReadOnly || hp == nil || hp.Path != strings.TrimPrefix(path, conf.RuntimeRoot) {
+				t.Errorf("DaemonSet: runtime state at %s is not the host's %s read-only: %+v, %+v", path, strings.TrimPrefix(path, conf.RuntimeRoot), vm, volumes[vm.Name])
+			}
+		}
+		if !found {
+			t.Errorf("DaemonSet: runtime state %s is not mounted at %s (runtime_root %s)", d, at, conf.RuntimeRoot)
+		}
+	}
+
 	cfg, ok := mounts["/etc/vigil"]
 	if !ok || volumes[cfg.Name].ConfigMap == nil || volumes[cfg.Name].ConfigMap.Name != m.configMap.Name {
 		t.Errorf("DaemonSet: /etc/vigil is not the ConfigMap %s", m.configMap.Name)
@@ -310,8 +336,9 @@ func TestDaemonSet(t *testing.T) {
 	}
 }
 
-func TestConfigMapLoads(t *testing.T) {
-	m := loadManifests(t)
+// configMapConfig loads the ConfigMap's config.yaml as the agent does.
+func configMapConfig(t *testing.T, m *manifests) config.Config {
+	t.Helper()
 	data, ok := m.configMap.Data["config.yaml"]
 	if !ok {
 		t.Fatal("ConfigMap has no config.yaml")
@@ -324,6 +351,11 @@ func TestConfigMapLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ConfigMap config.yaml: %v", err)
 	}
+	return c
+}
+
+func TestConfigMapLoads(t *testing.T) {
+	c := configMapConfig(t, loadManifests(t))
 	if c.MetricsAddr != "0.0.0.0:9476" || c.Socket != "/run/vigil/vigil.sock" {
 		t.Errorf("ConfigMap config: metrics_addr %q socket %q; want the pod-wide metrics address and the hostPath socket", c.MetricsAddr, c.Socket)
 	}

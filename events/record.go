@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 
 	"github.com/vigil-tsem/vigil/bpf"
@@ -72,17 +71,17 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 	case *bpf.PtraceAccessCheck:
 		e.Payload = &PtraceAccessCheck{Child: c.target(&r.Target), Mode: r.Mode}
 	case *bpf.InodeCreate:
-		e.Payload = &InodeCreate{Dir: inode(&r.Dir), Dentry: Dentry{Path: path(&r.Path, &r.Dir)}, Mode: r.Mode}
+		e.Payload = &InodeCreate{Dir: inode(&r.Dir), Dentry: Dentry{Path: path(&r.Path, &r.Dir, 0)}, Mode: r.Mode}
 	case *bpf.InodeUnlink:
-		e.Payload = &InodeRemove{Dir: inode(&r.Dir), Dentry: Dentry{HasInode: true, Inode: inode(&r.Inode), Path: path(&r.Path, &r.Inode)}}
+		e.Payload = &InodeRemove{Dir: inode(&r.Dir), Dentry: Dentry{HasInode: true, Inode: inode(&r.Inode), Path: path(&r.Path, &r.Inode, 0)}}
 	case *bpf.InodeRename:
 		e.Payload = &InodeRename{
-			OldDir: inode(&r.OldDir), OldDentry: Dentry{Path: path(&r.OldPath, &r.OldDir)},
-			NewDir: inode(&r.NewDir), NewDentry: Dentry{Path: path(&r.NewPath, &r.NewDir)},
+			OldDir: inode(&r.OldDir), OldDentry: Dentry{Path: path(&r.OldPath, &r.OldDir, 0)},
+			NewDir: inode(&r.NewDir), NewDentry: Dentry{Path: path(&r.NewPath, &r.NewDir, 0)},
 		}
 	case *bpf.InodeSetattr:
 		e.Payload = &InodeSetattr{
-			Dentry: Dentry{HasInode: true, Inode: inode(&r.Inode), Path: path(&r.Path, &r.Inode)},
+			Dentry: Dentry{HasInode: true, Inode: inode(&r.Inode), Path: path(&r.Path, &r.Inode, 0)},
 			Valid:  r.Valid, Mode: r.Mode, UID: r.UID, GID: r.GID, Size: r.Size,
 		}
 	case *bpf.SbMount:
@@ -160,7 +159,7 @@ func (c *Converter) target(t *bpf.TaskTarget) [32]byte {
 }
 
 func (c *Converter) file(f *bpf.File, tgid uint32) File {
-	out := File{Flags: f.Flags, Inode: inode(&f.Inode), Path: path(&f.Path, &f.Inode)}
+	out := File{Flags: f.Flags, Inode: inode(&f.Inode), Path: path(&f.Path, &f.Inode, tgid)}
 	if c.Digests == nil {
 		out.Digest = EmptyDigest
 		return out
@@ -181,29 +180,19 @@ func inode(in *bpf.Inode) Inode {
 // namespace's file system view.
 const pathTypeRoot = "root"
 
-// noDevFS lists the pseudo filesystems on an anonymous device whose root
-// directory cannot rename: TSEM prints their paths without a device, and a
-// name the filesystem generates ("pipe:[1234]") as its prefix and ":/"
-// ("pipe:/"), so that such names do not change the coefficient from one
-// run to the next.
-var noDevFS = map[uint32]bool{
-	0x9fa0: true, 0x1cd1: true, 0x50495045: true, 0x534f434b: true,
-	0x09041934: true, 0x73636673: true, 0x64626720: true, 0x74726163: true,
-	0x6e736673: true, 0x42494e4d: true, 0x19800202: true, 0x62656570: true,
-	0x6165676c: true, 0xde5e81e4: true, 0xf97cff8c: true, 0x43415d53: true,
-	0x62646576: true, 0x444d4142: true, 0x5345434d: true,
-}
-
-// path converts a kernel path of a file on the filesystem of in.
-func path(p *bpf.Path, in *bpf.Inode) Path {
-	out := Path{Type: pathTypeRoot, Pathname: p.Name}
-	if in.DevMajor != 0 || !noDevFS[in.SMagic] {
+// path converts a kernel path of a file on the filesystem of in; tgid is
+// the acting process for a file it opened, mapped, executed or used (0 for
+// a directory entry). The pathname is bpf.CanonicalPath's, the one the
+// kernel's allow key hashes, so that the description and the key agree
+// and neither changes from one run to the next: "/proc/self/..." for the
+// acting process's own /proc directory, and for a pseudo filesystem on an
+// anonymous device (bpf.PseudoFS) a generated name "pipe:[1234]" as
+// TSEM prints it, "pipe:/", without a device.
+func path(p *bpf.Path, in *bpf.Inode, tgid uint32) Path {
+	out := Path{Type: pathTypeRoot, Pathname: bpf.CanonicalPath(p.Name, in.SMagic, in.DevMajor, tgid)}
+	if in.DevMajor != 0 || !bpf.PseudoFS(in.SMagic) {
 		out.HasDev = in.DevMajor != 0 || in.DevMinor != 0
 		out.Dev = Dev{Major: in.DevMajor, Minor: in.DevMinor}
-		return out
-	}
-	if i := strings.IndexByte(p.Name, ':'); i > 0 && !strings.Contains(p.Name[:i], "/") {
-		out.Pathname = p.Name[:i] + ":/"
 	}
 	return out
 }

@@ -32,9 +32,10 @@ const fmodeExec = 0x20
 // counts descriptions that are nil, do not parse, or describe an event the
 // kernel does not check; the kernel will deny such events.
 //
-// Keys are computed from the descriptions, so they hold what the
-// description holds: a pathname TSEM rewrites (a pipe's "pipe:/") does not
-// give the kernel's key of that file.
+// Keys are computed from the descriptions. A file's pathname there is
+// already the one the kernel's key hashes (bpf.CanonicalPath: "/proc/self"
+// for the acting process's /proc directory, "pipe:/" for a pipe), so the
+// key of a description is the key of the record it came from.
 func KernelKeys(trajectory [][]byte) (keys []uint64, skipped int) {
 	seen := make(map[uint64]bool, len(trajectory))
 	add := func(r bpf.Record) bool {
@@ -129,7 +130,8 @@ func recordFile(f *File) bpf.File {
 	return bpf.File{
 		Present: true,
 		Flags:   f.Flags,
-		Inode:   bpf.Inode{UID: f.Inode.UID, GID: f.Inode.GID, Mode: f.Inode.Mode, SMagic: f.Inode.SMagic},
-		Path:    bpf.Path{Name: f.Path.Pathname},
+		Inode: bpf.Inode{UID: f.Inode.UID, GID: f.Inode.GID, Mode: f.Inode.Mode, SMagic: f.Inode.SMagic,
+			DevMajor: f.Path.Dev.Major, DevMinor: f.Path.Dev.Minor},
+		Path: bpf.Path{Name: f.Path.Pathname},
 	}
 }

@@ -57,6 +57,7 @@ func (w *recWriter) header(h recHeader) {
 	w.u64(h.ttd)
 	w.u64(h.pttd)
 	w.u64(h.key)
+	w.u64(0) // repeat cache entry
 }
 
 func (w *recWriter) inode(in bpf.Inode) {

@@ -130,6 +130,32 @@
 // Errors from Load name the file and line (*lineio.PlaceError) and match
 // ErrInvalidModel; SaveFile replaces a file atomically or not at all.
 //
+// # Description stores
+//
+// A point keeps the TSEM description of its first event, about 800 bytes
+// for a file_open: 40 MB for 50,000 points, twice that with the garbage
+// collector's headroom. Options.Store moves them out of the heap: the
+// model keeps a DescriptionRef (8 bytes) per point and the store the
+// bytes. Spool (store.go) is the agent's store: an append-only file,
+// unlinked as soon as it is created (so it is gone when the process ends,
+// however it ends), written 64 KiB at a time so that a new point costs a
+// copy rather than a system call, each description framed by its length
+// and CRC-32C so that a truncated or changed spool is reported
+// (*SpoolError naming the file and offset, ErrCorruptSpool) instead of
+// returning other bytes. Without a store (the default, and what the
+// offline commands use) descriptions stay in memory as before; a
+// description the store refuses is kept in memory too, and Add reports
+// the store's error.
+//
+// Reading descriptions back can then fail: ReadPoints, ReadForensics and
+// ReadTrajectory return every point and an error per description that
+// could not be read; WriteTo fails rather than write a model file without
+// a trajectory line. Points, Forensics, Trajectory and SetObserver keep
+// their signatures for models without a store and leave an unreadable
+// description nil. An Observer of a model with a store gets the caller's
+// description buffer, valid during NewPoint only. Close releases the
+// store.
+//
 // # Concurrency
 //
 // A Model is safe for concurrent use. Adding a repeated coefficient takes a
@@ -137,5 +163,8 @@
 // Observer calls happen outside that lock but are serialised and ordered by
 // arrival, so the measurement and a register extended by the observer take
 // the points in the same order; a slow observer delays only other new
-// points, not repeated events.
+// points, not repeated events. A store's Put runs under the write lock
+// (the order of the spool is the order of arrival); reads of stored
+// descriptions run outside the lock, on entries whose reference never
+// changes once published.
 package model

@@ -273,7 +273,7 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	m.mu.RLock()
 	sealed := m.sealed
 	pseudonyms := append([]Coefficient(nil), m.pseudoOrder...)
-	pts := append([]*entry(nil), m.points...) // entries' c and desc never change
+	pts := append([]*entry(nil), m.points...) // entries' c, desc and ref never change
 	m.mu.RUnlock()
 
 	cw := &countingWriter{w: w}
@@ -294,21 +294,30 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	}
 	for _, e := range pts {
 		line("state", e.c)
-		if len(e.desc) == 0 {
+		desc := e.desc
+		if e.stored {
+			// A model file without a point's trajectory line would seal
+			// to a model the kernel cannot enforce: fail instead.
+			var err error
+			if desc, err = m.description(e); err != nil {
+				return cw.n, fmt.Errorf("write model: %w", err)
+			}
+		}
+		if len(desc) == 0 {
 			continue
 		}
-		if bytes.ContainsAny(e.desc, "\r\n") {
+		if bytes.ContainsAny(desc, "\r\n") {
 			bw.WriteString(trajectoryBase64Prefix)
 			bw.Write(hexCoefficient(&hexbuf, e.c))
 			bw.WriteByte(' ')
 			enc := base64.NewEncoder(base64.StdEncoding, bw)
-			enc.Write(e.desc)
+			enc.Write(desc)
 			enc.Close()
 		} else {
 			bw.WriteString(trajectoryPrefix)
 			bw.Write(hexCoefficient(&hexbuf, e.c))
 			bw.WriteByte(' ')
-			bw.Write(e.desc)
+			bw.Write(desc)
 		}
 		bw.WriteByte('\n')
 	}

@@ -2,7 +2,10 @@ package model
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -17,13 +20,21 @@ type Options struct {
 	Base Coefficient
 	// Observer, if set, is told about every new unique coefficient.
 	Observer Observer
+	// Store, if set, keeps the points' first descriptions instead of the
+	// model's memory (a Spool, for the agent); nil keeps them in memory.
+	// The model owns it: Close closes it when it is an io.Closer. Use the
+	// Read methods (ReadPoints, ReadForensics, ReadTrajectory) with a
+	// store: they report a description that cannot be read back.
+	Store DescriptionStore
 }
 
 // Observer is told about each new unique coefficient of a model exactly
 // once, in arrival order: model points while learning and forensics points
 // after the seal. Calls are serialised, so an Observer need not be safe for
 // concurrent use; the measurement stage uses it to extend a register. The
-// Point's Description is shared with the model and must not be modified.
+// Point's Description is shared with the model and must not be modified;
+// in a model with a Store it is the caller's buffer given to Add, valid
+// only during the call.
 type Observer interface {
 	NewPoint(p Point) error
 }
@@ -57,12 +68,10 @@ type AddResult struct {
 type entry struct {
 	c        Coefficient
 	count    atomic.Uint64
-	desc     []byte
+	desc     []byte         // in memory: no store, or the store failed
+	ref      DescriptionRef // where the store keeps it, when stored
+	stored   bool
 	forensic bool
-}
-
-func (e *entry) point() Point {
-	return Point{Coefficient: e.c, Count: e.count.Load(), Description: bytes.Clone(e.desc), Forensic: e.forensic}
 }
 
 // Model is the model of one security modeling namespace: its points with
@@ -93,6 +102,8 @@ type Model struct {
 	obsCond  sync.Cond
 	notified int
 	observer Observer
+
+	store DescriptionStore // fixed at construction
 }
 
 // New returns an empty model that is learning.
@@ -104,6 +115,7 @@ func New(opts Options) *Model {
 		pseudonyms: make(map[Coefficient]struct{}),
 		stateN:     -1,
 		observer:   opts.Observer,
+		store:      opts.Store,
 	}
 	m.obsCond.L = &m.obsMu
 	m.measurement = initialValue(m.aggregate, m.base)
@@ -116,7 +128,8 @@ func New(opts Options) *Model {
 // a coefficient outside the model is recorded as forensics (and extended
 // into the measurement when new, as TSEM does). Repeats only count.
 //
-// A non-nil error comes from the Observer; the point is recorded anyway.
+// A non-nil error comes from the Observer or the Store; the point is
+// recorded anyway (a description the store refused is kept in memory).
 func (m *Model) Add(c Coefficient, description []byte) (AddResult, error) {
 	m.mu.RLock()
 	e, ok := m.index[c]
@@ -133,22 +146,39 @@ func (m *Model) Add(c Coefficient, description []byte) (AddResult, error) {
 		m.mu.Unlock()
 		return AddResult{Forensic: e.forensic}, nil
 	}
-	e = m.record(c, bytes.Clone(description), m.sealed)
+	var storeErr error
+	if m.store != nil && len(description) > 0 {
+		var ref DescriptionRef
+		if ref, storeErr = m.store.Put(description); storeErr == nil {
+			e = m.record(c, nil, m.sealed)
+			e.ref, e.stored = ref, true
+		} else {
+			storeErr = fmt.Errorf("store description of point %s (kept in memory): %w", c, storeErr)
+		}
+	}
+	if e == nil {
+		e = m.record(c, bytes.Clone(description), m.sealed)
+	}
 	e.count.Store(1)
 	seq := len(m.all)
-	// The observer shares the stored description instead of a copy: one
-	// allocation per new point, not two.
+	// The observer shares the kept description instead of a copy: one
+	// allocation per new point, not two. With a store, it gets the
+	// caller's (see Observer).
 	p := Point{Coefficient: c, Count: 1, Description: e.desc, Forensic: e.forensic}
+	if e.stored {
+		p.Description = description
+	}
 	m.mu.Unlock()
 
 	res := AddResult{New: true, Forensic: p.Forensic}
 	if err := m.notify(seq, p); err != nil {
-		return res, err
+		return res, errors.Join(storeErr, err)
 	}
-	return res, nil
+	return res, storeErr
 }
 
-// record appends a new entry; m.mu must be held for writing.
+// record appends a new entry; m.mu must be held for writing. The caller
+// sets the entry's ref before unlocking when the store keeps desc.
 func (m *Model) record(c Coefficient, desc []byte, forensic bool) *entry {
 	e := &entry{c: c, desc: desc, forensic: forensic}
 	m.index[c] = e
@@ -188,7 +218,9 @@ func (m *Model) notify(seq int, p Point) (err error) {
 // coefficients (model and forensics points, arrival order): the new
 // observer is told only about later ones. After Load this is how the
 // measurement stage learns the loaded points without missing or repeating
-// any.
+// any. In a model with a Store, a description that cannot be read back is
+// nil; set the observer before the first Add (as the agent does) or check
+// ReadPoints.
 func (m *Model) SetObserver(o Observer) []Point {
 	m.obsMu.Lock()
 	defer m.obsMu.Unlock()
@@ -200,9 +232,11 @@ func (m *Model) SetObserver(o Observer) []Point {
 		m.mu.RUnlock()
 		m.obsCond.Wait()
 	}
-	defer m.mu.RUnlock()
 	m.observer = o
-	return points(m.all)
+	all := slices.Clone(m.all)
+	m.mu.RUnlock()
+	ps, _ := m.readPoints(all)
+	return ps
 }
 
 // Seal freezes the model: from now on coefficients outside it are
@@ -229,6 +263,21 @@ func (m *Model) Contains(c Coefficient) bool {
 	return ok && !e.forensic
 }
 
+// AddRepeats counts n more occurrences of c, which must already be
+// recorded (a point or forensics point): repeats that the kernel counted
+// instead of reporting one by one. It reports whether c was recorded
+// (nothing is counted otherwise) and whether it is a forensics point.
+func (m *Model) AddRepeats(c Coefficient, n uint64) (recorded, forensic bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, ok := m.index[c]
+	if !ok {
+		return false, false
+	}
+	e.count.Add(n)
+	return true, e.forensic
+}
+
 // Len returns the number of model points.
 func (m *Model) Len() int {
 	m.mu.RLock()
@@ -236,39 +285,108 @@ func (m *Model) Len() int {
 	return len(m.points)
 }
 
-// Points returns copies of the model points in arrival order.
+// NumForensics returns the number of forensics points.
+func (m *Model) NumForensics() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.forensics)
+}
+
+// Points returns copies of the model points in arrival order. In a model
+// with a Store, a description that cannot be read back is left nil: use
+// ReadPoints there.
 func (m *Model) Points() []Point {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return points(m.points)
+	ps, _ := m.ReadPoints()
+	return ps
 }
 
-// Forensics returns copies of the forensics points in arrival order.
+// Forensics returns copies of the forensics points in arrival order. In a
+// model with a Store, use ReadForensics (see Points).
 func (m *Model) Forensics() []Point {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return points(m.forensics)
+	ps, _ := m.ReadForensics()
+	return ps
 }
 
-func points(es []*entry) []Point {
+// ReadPoints is Points reporting descriptions the Store cannot read back:
+// every point is returned, and the error joins one error per such point
+// (whose Description is nil).
+func (m *Model) ReadPoints() ([]Point, error) {
+	m.mu.RLock()
+	es := slices.Clone(m.points)
+	m.mu.RUnlock()
+	return m.readPoints(es)
+}
+
+// ReadForensics is Forensics reporting descriptions the Store cannot read
+// back, as ReadPoints does.
+func (m *Model) ReadForensics() ([]Point, error) {
+	m.mu.RLock()
+	es := slices.Clone(m.forensics)
+	m.mu.RUnlock()
+	return m.readPoints(es)
+}
+
+// readPoints copies es, which were published (so all but count are fixed
+// and may be read without m.mu), reading descriptions from the store.
+func (m *Model) readPoints(es []*entry) ([]Point, error) {
 	out := make([]Point, len(es))
+	var errs []error
 	for i, e := range es {
-		out[i] = e.point()
+		d, err := m.description(e)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		out[i] = Point{Coefficient: e.c, Count: e.count.Load(), Description: d, Forensic: e.forensic}
 	}
-	return out
+	return out, errors.Join(errs...)
+}
+
+// description returns a copy of e's description; e is published.
+func (m *Model) description(e *entry) ([]byte, error) {
+	if !e.stored {
+		return bytes.Clone(e.desc), nil
+	}
+	d, err := m.store.Get(e.ref)
+	if err != nil {
+		return nil, fmt.Errorf("description of point %s: %w", e.c, err)
+	}
+	return d, nil
 }
 
 // Trajectory returns the first description of each model point, in the
 // order of Points; an entry is nil where the description is unknown (a
-// point loaded from a model file without trajectory).
+// point loaded from a model file without trajectory). In a model with a
+// Store, use ReadTrajectory (see Points).
 func (m *Model) Trajectory() [][]byte {
+	tr, _ := m.ReadTrajectory()
+	return tr
+}
+
+// ReadTrajectory is Trajectory reporting descriptions the Store cannot
+// read back, as ReadPoints does.
+func (m *Model) ReadTrajectory() ([][]byte, error) {
 	m.mu.RLock()
-	defer m.mu.RUnlock()
-	out := make([][]byte, len(m.points))
-	for i, e := range m.points {
-		out[i] = bytes.Clone(e.desc)
+	es := slices.Clone(m.points)
+	m.mu.RUnlock()
+	out := make([][]byte, len(es))
+	var errs []error
+	for i, e := range es {
+		d, err := m.description(e)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		out[i] = d
 	}
-	return out
+	return out, errors.Join(errs...)
+}
+
+// Close releases the model's Store when it is an io.Closer; later reads of
+// stored descriptions fail. A model without one needs no Close.
+func (m *Model) Close() error {
+	if c, ok := m.store.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 // Measurement returns the time-ordered measurement: the aggregate and every

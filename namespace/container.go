@@ -57,6 +57,10 @@ type Container struct {
 	// Cgroup is the container's own cgroup directory, relative to the
 	// cgroup v2 mount and starting with '/'.
 	Cgroup string `json:"cgroup"`
+	// Image is the image the container was started from, as its runtime
+	// recorded it. A cgroup path does not say: ParseCgroupPath leaves it
+	// empty and the agent fills it in with an ImageResolver (image.go).
+	Image string `json:"image,omitempty"`
 }
 
 // NamespaceName is the name of the container's modeling namespace: the

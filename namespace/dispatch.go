@@ -5,6 +5,7 @@ import (
 
 	"github.com/vigil-tsem/vigil/bpf"
 	"github.com/vigil-tsem/vigil/events"
+	"github.com/vigil-tsem/vigil/model"
 )
 
 // Dispatcher routes decoded records to their namespaces: lifecycle and
@@ -16,8 +17,15 @@ import (
 type Dispatcher struct {
 	reg  *Registry
 	conv *events.Converter
-	// OnEvent, if set, is called after each event is added.
+	// OnEvent, if set, is called after each event is added. With the
+	// kernel's repeat cache on (bpf.NamespaceConfig.NoRepeatCache unset),
+	// an event repeated within a repeat window is seen here once; its
+	// repeats arrive later through OnRepeats.
 	OnEvent func(n *Namespace, e *events.Event, res Result)
+	// OnRepeats, if set, is called when count more occurrences of an
+	// event already added (coefficient c) are counted in n: the repeats
+	// the kernel counted instead of reporting (bpf.RepeatCount).
+	OnRepeats func(n *Namespace, c model.Coefficient, count uint64)
 	// RootProcess names an enrolled task before its first exec when no
 	// event of it was seen (the tracepoint backend sees no open before an
 	// exec): `vigil run` names its stub so, and the BPF LSM reports the
@@ -25,6 +33,7 @@ type Dispatcher struct {
 	RootProcess string
 
 	foreign atomic.Uint64
+	repeats repeatTable
 }
 
 // NewDispatcher returns a dispatcher into reg whose file digests come from
@@ -47,6 +56,10 @@ func (d *Dispatcher) Foreign() uint64 { return d.foreign.Load() }
 // observer (the measurement); the event is recorded anyway.
 func (d *Dispatcher) Dispatch(r bpf.Record) error {
 	h := r.Head()
+	if rc, ok := r.(*bpf.RepeatCount); ok {
+		d.dispatchRepeats(rc)
+		return nil
+	}
 	n, ok := d.reg.Get(h.NS)
 	if !ok {
 		d.foreign.Add(1)
@@ -76,20 +89,31 @@ func (d *Dispatcher) Dispatch(r bpf.Record) error {
 			// The LSM backend reports the exec's open itself.
 			return nil
 		}
-		return d.add(n, d.conv.ExecOpen(r, file, process))
+		_, err := d.add(n, d.conv.ExecOpen(r, file, process))
+		return err
 	}
 	tasks.Seen(h)
 	e, err := d.conv.Convert(r)
 	if err != nil {
 		return nil // not a security event: nothing for the model
 	}
-	return d.add(n, e)
+	res, err := d.add(n, e)
+	if h.RepeatID != 0 {
+		target := repeatTarget{ns: n, c: res.Coefficient, unmodeled: res.Unmodeled}
+		if early := d.repeats.record(h.RepeatID, target); early != 0 {
+			target.apply(early)
+			if d.OnRepeats != nil {
+				d.OnRepeats(n, res.Coefficient, early)
+			}
+		}
+	}
+	return err
 }
 
-func (d *Dispatcher) add(n *Namespace, e *events.Event) error {
+func (d *Dispatcher) add(n *Namespace, e *events.Event) (Result, error) {
 	res, err := n.Add(e)
 	if d.OnEvent != nil {
 		d.OnEvent(n, e, res)
 	}
-	return err
+	return res, err
 }

@@ -33,6 +33,9 @@
 //
 // ParseCgroupPath and the watcher in container_watch.go find containers by
 // their cgroup v2 directories, for the agent to give each its namespace.
+// An ImageResolver (image.go) finds the image a container runs from in the
+// state files its runtime keeps on the host, so that models can be kept
+// per image.
 //
 // # Concurrency
 //

@@ -289,11 +289,19 @@ func NewRegistry(opts RegistryOptions) *Registry {
 // Tasks returns the task table.
 func (r *Registry) Tasks() *Tasks { return r.tasks }
 
-// Create makes a new namespace with the next id.
+// Create makes a new namespace with the next id; a namespace of
+// OriginHost is namespace 0, the host, which the registry holds at most
+// once.
 func (r *Registry) Create(opts Options) (*Namespace, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id := r.next
+	if opts.Origin == OriginHost {
+		id = 0
+		if _, ok := r.byID[0]; ok {
+			return nil, fmt.Errorf("create the host namespace: %w", ErrExists)
+		}
+	}
 	name := opts.Name
 	if name == "" {
 		prefix := "ns-"
@@ -316,7 +324,9 @@ func (r *Registry) Create(opts Options) (*Namespace, error) {
 	if m.Sealed() {
 		n.mode.Store(uint32(Sealed))
 	}
-	r.next++
+	if id != 0 {
+		r.next++
+	}
 	r.byID[id] = n
 	r.byName[name] = n
 	return n, nil

@@ -27,7 +27,11 @@ kernel allows it, else the observe-only tracepoints), watches the cgroup v2
 tree for containers (containerd, CRI-O, Docker, Podman; Kubernetes pods) and
 gives each its own security modeling namespace named <runtime>-<container id>.
 The processes in a container's cgroup are enrolled as soon as they appear;
-their children inherit the membership.
+their children inherit the membership. 'vigil run' commands started while
+the agent runs get their namespaces from it. --host-namespace also models
+the node itself as namespace "host" (the agent's own process left out);
+--model-key image seals a container to <model-dir>/<image>.model, the image
+read from its runtime's state under --runtime-root.
 
 Each namespace learns its model; 'vigil ns seal NS' seals it (later
 out-of-model events are forensics) and 'vigil ns enforce NS' denies them

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/vigil-tsem/vigil/bpf"
 	"github.com/vigil-tsem/vigil/events"
+	"github.com/vigil-tsem/vigil/internal/control"
 	"github.com/vigil-tsem/vigil/internal/lineio"
 	"github.com/vigil-tsem/vigil/measure"
 	"github.com/vigil-tsem/vigil/model"
@@ -89,9 +92,22 @@ type runFlags struct {
 	backend    string
 	noCapable  bool
 	ringBytes  uint32
+	agent      string // auto, always or never
+	socket     string
 	command    string // CMD, for messages
 	reg        registerFlags
 }
+
+// The values of --agent.
+const (
+	agentAuto   = "auto"
+	agentAlways = "always"
+	agentNever  = "never"
+)
+
+// standaloneFlags are the flags that only make sense when 'vigil run' loads
+// its own capture programs and keeps its own log.
+var standaloneFlags = []string{"backend", "ring-buffer", "log", "register", "tdx-root", "tpm"}
 
 func newRunCmd() *cobra.Command {
 	f := &runFlags{}
@@ -113,16 +129,37 @@ and recorded as a gap in the measured log.
 With --model the namespace starts sealed to that model: events outside it
 are forensics, written to --forensics (TSEM JSON lines) or summarised on
 standard error. With --enforce (BPF LSM backend only) an out-of-model action
-fails with EPERM, and so does every later action of the task that made it.
+fails with EPERM, and so does every later action of the task that made it;
+what the kernel denied is listed on standard error. Anonymous memory
+mappings without PROT_EXEC and signals a process sends to its own threads
+always pass (they are still modeled, and forensics when new); anonymous
+executable mappings are checked by protection and mapping type only. A
+process's own /proc/<pid> is modeled as /proc/self, and pipes, sockets and
+anonymous inodes as pipe:/, socket:/, anon_inode:/, so that a model learned
+in one run holds in the next.
+
+When a Vigil agent runs on the host (its control socket answers), 'vigil
+run' loads no programs of its own: two captures would record every event
+twice. It asks the agent for a namespace (origin run, listed by 'vigil ns
+list' while CMD runs), the agent enrols CMD before it execs, its new model
+points go to the agent's measured log, and when CMD exits Vigil fetches the
+model, trajectory and forensics from the agent and ends the namespace (the
+agent keeps it a minute for 'vigil ns'). --agent auto (the default) uses an
+agent when one answers on --socket and runs standalone otherwise; always
+requires one, never ignores it. Standard error says which. --backend,
+--ring-buffer and --log/--register are standalone flags: with an agent they
+are refused.
 
 The exit status is CMD's (128+N when a signal N killed it); 127 when CMD is
 not found, 126 when it cannot be executed. Vigil's own failures exit 1 (2
 for bad flags). Needs root: loading eBPF programs takes CAP_BPF,
-CAP_PERFMON and CAP_SYS_ADMIN.`,
+CAP_PERFMON and CAP_SYS_ADMIN, and the agent's control socket serves root
+only.`,
 		Example: `  sudo vigil run -o m.model -- sh -c 'cat /etc/hostname'
   sudo vigil run --trajectory t.json -- curl -s http://127.0.0.1:8080/ && vigil model points t.json
   sudo vigil run --model m.model --forensics f.json -- sh -c 'cat /etc/hostname'
-  sudo vigil run --log events.log --register software -o m.model -- make`,
+  sudo vigil run --log events.log --register software -o m.model -- make
+  sudo vigil run --agent always --name build -o m.model -- make`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dash := cmd.ArgsLenAtDash(); dash > 0 {
@@ -142,6 +179,8 @@ CAP_PERFMON and CAP_SYS_ADMIN.`,
 	fl.StringVar(&f.backend, "backend", "auto", "capture backend: auto, lsm or tracepoint")
 	fl.BoolVar(&f.noCapable, "no-capable", false, "do not model capable events")
 	fl.Uint32Var(&f.ringBytes, "ring-buffer", 0, "ring buffer size in bytes, a power of two multiple of the page size (default 16 MiB)")
+	fl.StringVar(&f.agent, "agent", agentAuto, "use a running vigil agent: auto (when its socket answers), always or never (standalone)")
+	fl.StringVar(&f.socket, "socket", control.DefaultSocket, "the agent's control socket")
 	f.reg.addFlags(cmd)
 	return cmd
 }
@@ -163,6 +202,18 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if f.enforce && backend == bpf.BackendTracepoint {
 		return badInput(fmt.Errorf("--enforce: %w; use --backend lsm (or auto) on a kernel with the BPF LSM active", bpf.ErrObserveOnly))
 	}
+	switch f.agent {
+	case agentAuto, agentAlways, agentNever:
+	default:
+		return badInput(fmt.Errorf("--agent %q: want auto, always or never", f.agent))
+	}
+	if f.agent == agentAlways {
+		for _, name := range standaloneFlags {
+			if cmd.Flags().Changed(name) {
+				return badInput(fmt.Errorf("--%s is a standalone flag: with --agent always the agent captures and measures; drop it or use --agent never", name))
+			}
+		}
+	}
 	f.command = args[0]
 	path, err := exec.LookPath(args[0])
 	if err != nil {
@@ -170,7 +221,23 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		return exitCode(127)
 	}
 	if os.Geteuid() != 0 {
-		return failed(errors.New("vigil run needs root: loading and attaching eBPF programs takes CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN; run it with sudo"))
+		return failed(errors.New("vigil run needs root: loading and attaching eBPF programs takes CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN, and the agent's control socket serves root only; run it with sudo"))
+	}
+	if f.agent == agentNever {
+		fmt.Fprintln(cmd.ErrOrStderr(), "vigil: standalone (--agent never): loading the capture programs")
+	} else {
+		client := control.NewClient(f.socket)
+		ctx, cancel := context.WithTimeout(cmd.Context(), probeTimeout)
+		info, err := client.Agent(ctx)
+		cancel()
+		switch {
+		case err == nil:
+			return runViaAgent(cmd, f, client, info, path, args)
+		case f.agent == agentAuto && errors.Is(err, control.ErrNoAgent):
+			fmt.Fprintf(cmd.ErrOrStderr(), "vigil: standalone (no agent at %s): loading the capture programs\n", f.socket)
+		default:
+			return failed(fmt.Errorf("--agent %s: %w; --agent never runs standalone", f.agent, err))
+		}
 	}
 
 	var m *model.Model
@@ -244,15 +311,24 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		obsMu  sync.Mutex
 		obsErr error
 	)
+	// current is the record being dispatched (OnEvent runs inside
+	// Dispatch, on the reader's goroutine, as does everything using
+	// relatives).
+	var (
+		current   bpf.Record
+		relatives namespace.Relatives
+	)
 	disp.OnEvent = func(n *namespace.Namespace, e *events.Event, res namespace.Result) {
-		if res.Forensic && f.enforce {
-			// The kernel passed an event its coarser key allowed;
-			// userspace found it out of the model: no more trust.
+		relatives.See(e)
+		if f.enforce && relatives.Untrust(n, current, e, res) {
+			// Out of the model by what the kernel's key cannot see:
+			// no more trust (namespace.Relatives.Untrust).
 			if err := capture.MarkUntrusted(int(e.Header.Pid)); err != nil {
 				slog.Debug("mark untrusted", "pid", e.Header.Pid, "err", err)
 			}
 		}
 	}
+	denials := &denialLog{}
 	stop := make(chan struct{})
 	readCtx, stopReading := context.WithCancel(context.Background())
 	defer stopReading()
@@ -261,7 +337,11 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		// Run delivers every record already in the ring buffer when
 		// readCtx ends, then returns: ending it after CMD exits drains.
 		readDone <- capture.Run(readCtx, func(r bpf.Record) {
-			if err := disp.Dispatch(r); err != nil {
+			denials.note(r)
+			current = r
+			err := disp.Dispatch(r)
+			current = nil
+			if err != nil {
 				obsMu.Lock()
 				if obsErr == nil {
 					obsErr = err
@@ -274,7 +354,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	losses := &lossWatcher{stderr: cmd.ErrOrStderr(), capture: capture, ns: ns, logNS: logNS, seen: make(map[bpf.LossKey]uint64)}
 	go losses.watch(stop, time.Second)
 
-	status, runErr := runEnrolled(cmd, capture, ns.ID(), path, args)
+	status, runErr := runEnrolled(cmd, func(pid int) error { return capture.Enroll(pid, ns.ID()) }, path, args)
 
 	// Every record of CMD is in the ring buffer once it has exited: drain
 	// it to the end before looking at the model.
@@ -295,6 +375,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		return failed(err)
 	}
 	printRunSummary(cmd.ErrOrStderr(), f, capture, ns, disp, digests, lost)
+	denials.print(cmd.ErrOrStderr())
 	if status != 0 {
 		return exitCode(status)
 	}
@@ -328,9 +409,9 @@ func startLogNamespace(meas *measured, ns *namespace.Namespace, enforce bool) (*
 	return logNS, nil
 }
 
-// runEnrolled starts the stub, enrolls it into namespace nsID, lets it exec
-// CMD and waits for CMD. It returns CMD's exit status.
-func runEnrolled(cmd *cobra.Command, capture *bpf.Capture, nsID uint64, path string, args []string) (int, error) {
+// runEnrolled starts the stub, enrolls it into the namespace (enroll), lets
+// it exec CMD and waits for CMD. It returns CMD's exit status.
+func runEnrolled(cmd *cobra.Command, enroll func(pid int) error, path string, args []string) (int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return 0, fmt.Errorf("find the vigil executable: %w", err)
@@ -361,7 +442,7 @@ func runEnrolled(cmd *cobra.Command, capture *bpf.Capture, nsID uint64, path str
 	// its end of the ready pipe: EOF here).
 	io.Copy(io.Discard, readyR)
 	readyR.Close()
-	if err := capture.Enroll(child.Process.Pid, nsID); err != nil {
+	if err := enroll(child.Process.Pid); err != nil {
 		gateW.Close() // the stub sees EOF and exits without running CMD
 		child.Wait()
 		return 0, fmt.Errorf("enroll %s (pid %d): %w", path, child.Process.Pid, err)
@@ -550,6 +631,59 @@ func printRunSummary(w io.Writer, f *runFlags, capture *bpf.Capture, ns *namespa
 	slog.Debug("digest cache", "stats", digests.Stats())
 }
 
+// denialLog keeps what the kernel denied in an enforcing namespace, for
+// the summary: the first denial is the out-of-model action, the rest are
+// actions of the task the kernel no longer trusts. It is used by the
+// reader's goroutine only, and read after the reader is done.
+type denialLog struct {
+	n     uint64
+	first []string
+}
+
+func (d *denialLog) note(r bpf.Record) {
+	if r.Head().Flags&bpf.FlagDenied == 0 {
+		return
+	}
+	d.n++
+	if len(d.first) < 5 {
+		d.first = append(d.first, describeRecord(r))
+	}
+}
+
+func (d *denialLog) print(w io.Writer) {
+	if d.n == 0 {
+		return
+	}
+	fmt.Fprintf(w, "vigil: the kernel denied %d events with EPERM (out of the model, or by a task that had stepped out of it):\n", d.n)
+	for _, s := range d.first {
+		fmt.Fprintf(w, "  %s\n", s)
+	}
+	if d.n > uint64(len(d.first)) {
+		fmt.Fprintf(w, "  ... %d more\n", d.n-uint64(len(d.first)))
+	}
+}
+
+// describeRecord names a kernel record for people: type, pid, process and
+// what it acted on.
+func describeRecord(r bpf.Record) string {
+	h := r.Head()
+	s := fmt.Sprintf("%s pid %d %q", h.Type, h.PID, h.Process())
+	switch r := r.(type) {
+	case *bpf.FileOpen:
+		s += " " + strconv.Quote(r.File.Path.Name)
+	case *bpf.Exec:
+		s += " " + strconv.Quote(r.File.Path.Name)
+	case *bpf.MmapFile:
+		s += fmt.Sprintf(" prot %#x flags %#x", r.Prot, r.MmapFlags)
+		if r.File.Present {
+			s += " " + strconv.Quote(r.File.Path.Name)
+		}
+	case *bpf.FileIoctl:
+		s += fmt.Sprintf(" cmd %#x %q", r.Cmd, r.File.Path.Name)
+	}
+	return s
+}
+
 // describeLine names an event for people: "type process".
 func describeLine(desc []byte) string {
 	e, err := events.Parse(desc)
@@ -567,4 +701,204 @@ func monotonicNow() uint64 {
 		return 0
 	}
 	return uint64(ts.Sec)*uint64(time.Second) + uint64(ts.Nsec)
+}
+
+// Timeouts of the requests 'vigil run' makes to an agent: probeTimeout for
+// the first (does an agent answer?), agentTimeout for each later one,
+// syncTimeout for the agent to process CMD's exit.
+const (
+	probeTimeout = 5 * time.Second
+	agentTimeout = 30 * time.Second
+	syncTimeout  = 10 * time.Second
+)
+
+// runViaAgent runs CMD in a namespace of the agent behind client: create
+// the namespace (and seal it to --model), enrol the stub, run CMD, wait
+// until the agent has processed CMD's exit, write the outputs from the
+// agent's copies, end the namespace.
+func runViaAgent(cmd *cobra.Command, f *runFlags, client *control.Client, agent control.AgentInfo, path string, args []string) error {
+	stderr := cmd.ErrOrStderr()
+	for _, name := range standaloneFlags {
+		if cmd.Flags().Changed(name) {
+			return badInput(fmt.Errorf("--%s is a standalone flag, and the vigil agent at %s captures and measures this run (%s backend, its own log): drop --%s, or use --agent never", name, f.socket, agent.Backend, name))
+		}
+	}
+	var modelFile []byte
+	settings := agent.Defaults
+	settings.Capable = !f.noCapable
+	settings.Enforce = f.enforce
+	if f.modelIn != "" {
+		if _, err := model.LoadFile(f.modelIn); err != nil {
+			return badInput(fmt.Errorf("--model: %w", err))
+		}
+		b, err := os.ReadFile(f.modelIn)
+		if err != nil {
+			return badInput(fmt.Errorf("--model: %w", err))
+		}
+		modelFile = b
+		if settings.Model, err = filepath.Abs(f.modelIn); err != nil {
+			settings.Model = f.modelIn
+		}
+	}
+	if f.enforce && !agent.CanEnforce {
+		return failed(fmt.Errorf("--enforce: the vigil agent at %s: %w", f.socket, bpf.ErrObserveOnly))
+	}
+	call := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(cmd.Context(), agentTimeout)
+	}
+
+	ctx, cancel := call()
+	info, err := client.Create(ctx, control.CreateRequest{Name: f.name, Origin: control.OriginRun, Settings: settings})
+	cancel()
+	if err != nil {
+		if errors.Is(err, control.ErrConflict) && f.name != "" {
+			return badInput(fmt.Errorf("--name %s: %w", f.name, err))
+		}
+		return failed(fmt.Errorf("create the namespace: %w", err))
+	}
+	ns := info.Name
+	fmt.Fprintf(stderr, "vigil: using the vigil agent at %s (pid %d, %s backend): namespace %q (context %d)\n", f.socket, agent.PID, agent.Backend, ns, info.Context)
+	ended := false
+	end := func() (control.NamespaceInfo, error) {
+		ended = true
+		// Not cmd.Context(): the namespace ends even when we are
+		// interrupted (the agent would end it anyway when we exit).
+		ctx, cancel := context.WithTimeout(context.Background(), agentTimeout)
+		defer cancel()
+		return client.End(ctx, ns)
+	}
+	defer func() {
+		if !ended {
+			if _, err := end(); err != nil {
+				fmt.Fprintf(stderr, "vigil: end namespace %s: %v\n", ns, err)
+			}
+		}
+	}()
+
+	if modelFile != nil {
+		ctx, cancel := call()
+		err := client.Load(ctx, ns, bytes.NewReader(modelFile))
+		if err == nil {
+			info, err = client.Namespace(ctx, ns)
+		}
+		if err == nil && f.enforce && info.Mode != control.ModeEnforcing {
+			info, err = client.Enforce(ctx, ns)
+		}
+		cancel()
+		if err != nil {
+			return failed(fmt.Errorf("--model: %w", err))
+		}
+	}
+
+	var stub int
+	status, runErr := runEnrolled(cmd, func(pid int) error {
+		stub = pid
+		ctx, cancel := call()
+		defer cancel()
+		return client.AddTask(ctx, ns, pid)
+	}, path, args)
+	if runErr != nil {
+		return failed(runErr)
+	}
+
+	// Every record of CMD, and of the children it waited for, precedes
+	// its exit record in the ring buffer: once the agent has processed
+	// that, the model holds them.
+	ctx, cancel = context.WithTimeout(cmd.Context(), syncTimeout+agentTimeout)
+	reply, err := client.Sync(ctx, ns, stub, syncTimeout)
+	cancel()
+	if err != nil {
+		return failed(fmt.Errorf("wait for the agent to process %s's exit: %w", f.command, err))
+	}
+	if !reply.Exited {
+		fmt.Fprintf(stderr, "vigil: WARNING: the agent did not see %s exit within %s (its exit record was lost?): the outputs may miss its last events\n", f.command, syncTimeout)
+	}
+	if err := writeAgentOutputs(cmd, f, client, ns); err != nil {
+		return failed(err)
+	}
+	final, err := end()
+	if err != nil {
+		return failed(fmt.Errorf("end namespace %s: %w", ns, err))
+	}
+	printAgentSummary(cmd, f, client, agent, final)
+	if status != 0 {
+		return exitCode(status)
+	}
+	return nil
+}
+
+// writeAgentOutputs writes -o, --trajectory and --forensics from the
+// agent's copies of the namespace.
+func writeAgentOutputs(cmd *cobra.Command, f *runFlags, client *control.Client, ns string) error {
+	outputs := []struct {
+		flag, path string
+		get        func(context.Context, string, io.Writer) error
+	}{
+		{"-o", f.output, client.Model},
+		{"--trajectory", f.trajectory, client.Trajectory},
+		{"--forensics", f.forensics, client.Forensics},
+	}
+	for _, o := range outputs {
+		if o.path == "" {
+			continue
+		}
+		var buf bytes.Buffer
+		ctx, cancel := context.WithTimeout(cmd.Context(), agentTimeout)
+		err := o.get(ctx, ns, &buf)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", o.flag, err)
+		}
+		if o.path == "-" && o.flag != "-o" {
+			if _, err := cmd.OutOrStdout().Write(buf.Bytes()); err != nil {
+				return fmt.Errorf("%s: %w", o.flag, err)
+			}
+			continue
+		}
+		err = lineio.WriteFileAtomic(o.path, 0o644, func(w *bufio.Writer) error {
+			_, err := w.Write(buf.Bytes())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", o.flag, err)
+		}
+	}
+	return nil
+}
+
+// printAgentSummary is printRunSummary for a namespace of the agent.
+func printAgentSummary(cmd *cobra.Command, f *runFlags, client *control.Client, agent control.AgentInfo, n control.NamespaceInfo) {
+	w := cmd.ErrOrStderr()
+	fmt.Fprintf(w, "vigil: namespace %q (context %d, agent's %s backend): %d events, %d model points, %d forensics points (%d events), %d lost\n",
+		n.Name, n.Context, agent.Backend, n.Events, n.Points, n.ForensicsPoints, n.ForensicsEvents, n.Lost)
+	if n.Lost > 0 {
+		fmt.Fprintf(w, "vigil: WARNING: %d records of namespace %q lost: its model and measurement are incomplete\n", n.Lost, n.Name)
+	}
+	if n.ForensicsPoints == 0 || f.forensics != "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), agentTimeout)
+	defer cancel()
+	pts, err := client.ForensicsPoints(ctx, n.Name)
+	var lines bytes.Buffer
+	if err == nil {
+		err = client.Forensics(ctx, n.Name, &lines)
+	}
+	if err != nil {
+		fmt.Fprintf(w, "vigil: %d events outside the model %s; read them: %v\n", n.ForensicsPoints, f.modelIn, err)
+		return
+	}
+	descs := bytes.Split(bytes.TrimSuffix(lines.Bytes(), []byte("\n")), []byte("\n"))
+	fmt.Fprintf(w, "vigil: %d events outside the model %s (use --forensics FILE for their descriptions):\n", len(pts), f.modelIn)
+	for i, p := range pts {
+		if i == 10 {
+			fmt.Fprintf(w, "  ... %d more\n", len(pts)-10)
+			break
+		}
+		var what string
+		if i < len(descs) {
+			what = describeLine(descs[i])
+		}
+		fmt.Fprintf(w, "  %s x%d %s\n", p.Coefficient, p.Count, what)
+	}
 }

@@ -76,11 +76,15 @@ type Agent struct {
 	met      *metrics.Metrics
 	sink     *export.Sink
 	ecs      bool
+	self     *selfFilter // the agent's own host records (host.go); nil: host not modeled
 
 	controlL, metricsL net.Listener
 
 	// Reader goroutine only.
-	line []byte
+	line         []byte
+	forensicsLog *logLimiter // new forensics points logged per namespace
+	current      bpf.Record  // the record being dispatched, for onEvent
+	relatives    namespace.Relatives
 
 	// Poller only (and the final poll after it stopped).
 	lossSeen   map[bpf.LossKey]uint64
@@ -108,9 +112,6 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	if cfg.Hash != "sha256" {
 		return nil, fmt.Errorf("hash %q: %w: coefficients are SHA-256 as in TSEM's default namespace hash", cfg.Hash, ErrUnsupported)
 	}
-	if cfg.HostNamespace {
-		return nil, fmt.Errorf("host_namespace: %w yet: the agent models containers only", ErrUnsupported)
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -130,6 +131,7 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		opts.LossInterval = time.Second
 	}
 	a = &Agent{cfg: cfg, opts: opts, log: opts.Logger, lossSeen: make(map[bpf.LossKey]uint64), containers: make(map[string]*container), ecs: cfg.ExportFormat == "ecs"}
+	a.forensicsLog = newLogLimiter(forensicsLogBurst, forensicsLogWindow)
 	opened := a // a is nil when New fails
 	defer func() {
 		if err != nil {
@@ -171,8 +173,10 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		// committer shares one fdatasync among the waiting records. The
 		// queue's bound holds the reader back only when it is full, and
 		// closeAll's mlog.Close commits everything queued before the
-		// register is read.
-		a.mlog.StartBatching(measure.BatchOptions{})
+		// register is read. The bound is logQueue (descriptions.go), not
+		// measure's default: queued records are heap, and the ring
+		// buffer behind a waiting reader holds records at no extra cost.
+		a.mlog.StartBatching(measure.BatchOptions{Queue: logQueue})
 		for _, r := range a.mlog.Repairs() {
 			a.log.Warn("repaired the event log after a crash", "log", cfg.Log, "line", r.Line, "repair", r.Action)
 		}
@@ -188,6 +192,10 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	a.disp.OnEvent = a.onEvent
 	defaults := control.Settings{HashAlgorithm: cfg.Hash, Capable: cfg.Capable, Enforce: cfg.Enforce, FailClosed: cfg.FailClosed}
 	a.table = newTable(a.registry, a.capture, a.mlog, a.met, defaults, cfg.ModelDir, a.log)
+	a.table.runs.grace = opts.StopGrace // ended `vigil run` namespaces are kept as long as stopped containers'
+	a.table.images = &namespace.ImageResolver{Root: cfg.RuntimeRoot}
+	a.table.keyByImage = cfg.ModelKey == "image"
+	a.table.hostEnforce = cfg.HostEnforce
 	a.enroller = newEnroller(a.capture, a.log, opts.EnrollResync)
 
 	if cfg.Export != "" {
@@ -202,6 +210,15 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		if a.metricsL, err = metrics.Listen(cfg.MetricsAddr); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.HostNamespace {
+		// Last: from here on the kernel reports every task of the node.
+		a.self = newSelfFilter(os.Getpid())
+		st, err := a.table.startHost()
+		if err != nil {
+			return nil, fmt.Errorf("host_namespace: %w", err)
+		}
+		a.log.Info("modeling the host", "namespace", st.ns.Name(), "context", st.ns.ID(), "mode", st.ns.Mode())
 	}
 	return a, nil
 }
@@ -367,6 +384,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		runErr = fmt.Errorf("read records: %w", err)
 	}
 	a.poll()
+	if a.self != nil {
+		a.log.Info("the agent's own host records were not modeled", "records", a.self.Dropped())
+	}
 	stopServing()
 	servers.Wait()
 	if err := a.closeAll(true); err != nil && runErr == nil {
@@ -442,6 +462,9 @@ func (a *Agent) onContainer(ev namespace.ContainerEvent) {
 
 // handle takes one record on the reader goroutine.
 func (a *Agent) handle(r bpf.Record) {
+	if a.self != nil && a.self.drop(r) {
+		return
+	}
 	h := r.Head()
 	if h.Flags&bpf.FlagDenied != 0 {
 		if st, ok := a.table.get(h.NS); ok {
@@ -449,11 +472,16 @@ func (a *Agent) handle(r bpf.Record) {
 			a.met.Denial(st.ns.Name())
 		}
 	}
-	if err := a.disp.Dispatch(r); err != nil {
+	a.table.beforeDispatch(r) // runns.go
+	a.current = r
+	err := a.disp.Dispatch(r)
+	a.current = nil
+	if err != nil {
 		if st, ok := a.table.get(h.NS); ok && !st.logErr.Swap(true) {
 			a.log.Error("measured log append failed: the namespace's measurement is incomplete", "namespace", st.ns.Name(), "err", err)
 		}
 	}
+	a.table.afterDispatch(r)
 	if now := monotonicNow(); now > h.KTime {
 		a.met.PipelineLatency(time.Duration(now - h.KTime))
 	}
@@ -463,6 +491,7 @@ func (a *Agent) handle(r bpf.Record) {
 // namespace. It runs on the reader goroutine.
 func (a *Agent) onEvent(n *namespace.Namespace, e *events.Event, res namespace.Result) {
 	name := n.Name()
+	a.relatives.See(e)
 	if !res.Unmodeled {
 		a.met.Event(name, e.Header.Type)
 		if res.New && !res.Forensic {
@@ -471,12 +500,19 @@ func (a *Agent) onEvent(n *namespace.Namespace, e *events.Event, res namespace.R
 	}
 	if res.Forensic {
 		if res.New {
-			a.log.Info("forensics event", "namespace", name, "type", e.Header.Type, "process", e.Header.Process, "coefficient", res.Coefficient)
+			if ok, held := a.forensicsLog.allow(name); ok {
+				attrs := []any{"namespace", name, "type", e.Header.Type, "process", e.Header.Process, "coefficient", res.Coefficient}
+				if held > 0 {
+					attrs = append(attrs, "not_logged_before", held)
+				}
+				a.log.Info("forensics event", attrs...)
+			}
 		}
 		a.met.Forensics(name)
-		if n.Mode() == namespace.Enforcing {
-			// The kernel passed what its coarser key allowed; the model
-			// says no: the task is no longer trusted.
+		if a.relatives.Untrust(n, a.current, e, res) {
+			// The kernel passed what its key allowed; the model says
+			// no by what the key cannot see: the task is no longer
+			// trusted (namespace.Relatives.Untrust).
 			if err := a.capture.MarkUntrusted(int(e.Header.Pid)); err != nil {
 				a.log.Debug("mark task untrusted", "pid", e.Header.Pid, "err", err)
 			}
@@ -485,6 +521,9 @@ func (a *Agent) onEvent(n *namespace.Namespace, e *events.Event, res namespace.R
 	if a.sink == nil {
 		return
 	}
+	// Exports carry the pid (the model's description, written at Add,
+	// does not), so that an operator can find the process.
+	e.Header.HasPid = true
 	if a.ecs {
 		a.line = events.ECS{Boot: n.Created()}.Encode(a.line[:0], e, res.Coefficient)
 	} else {
@@ -513,7 +552,10 @@ func (a *Agent) poll() {
 		n := v - prev
 		reason := k.Reason.String()
 		var targets []*nsState
-		if k.NS == 0 {
+		// Namespace 0's losses are the host's when it is modeled, but for
+		// those nobody could attribute (a full loss table, undecodable
+		// records): they may belong to any namespace.
+		if k.NS == 0 && (k.Reason == bpf.LossOverflow || k.Reason == bpf.LossDecode || a.self == nil) {
 			a.met.RecordsLost("", reason, n)
 			targets = a.table.list()
 		} else if st, ok := a.table.get(k.NS); ok {
@@ -547,12 +589,23 @@ func (a *Agent) poll() {
 }
 
 // monotonicNow is CLOCK_MONOTONIC in nanoseconds, the clock of the
-// kernel's record timestamps (a copy of cmd/vigil's helper, which package
-// main cannot share).
+// kernel's record timestamps. The reader asks for it at every record: it
+// reads the clock through a system call once, then adds Go's monotonic
+// time, the same clock read through the vDSO (a system call per record
+// cost a sixth of the reader's CPU at 100k events/s).
 func monotonicNow() uint64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return uint64(ts.Sec)*uint64(time.Second) + uint64(ts.Nsec)
+	c := monotonicBase()
+	return c.ns + uint64(time.Since(c.at))
 }
+
+var monotonicBase = sync.OnceValue(func() (c struct {
+	ns uint64
+	at time.Time
+}) {
+	c.at = time.Now()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err == nil {
+		c.ns = uint64(ts.Sec)*uint64(time.Second) + uint64(ts.Nsec)
+	}
+	return c
+})

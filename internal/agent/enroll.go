@@ -89,7 +89,9 @@ func (e *enroller) enrol(st *nsState) {
 		if err != nil {
 			continue // exited
 		}
-		if ok {
+		// A task the host namespace (0) picked up at its first event is
+		// in no namespace of its own yet: its container's claims it.
+		if ok && ns != 0 {
 			if ns == id {
 				members++
 			}

@@ -65,10 +65,20 @@ type table struct {
 	defaults control.Settings
 	modelDir string
 	log      *slog.Logger
-	ktime    func() uint64
+
+	ktime func() uint64
+
+	// images finds containers' images (nil: not looked up); with
+	// keyByImage a container's model is <model_dir>/<image>.model first
+	// (image.go). hostEnforce lets the host namespace enforce (host.go).
+	images      *namespace.ImageResolver
+	keyByImage  bool
+	hostEnforce bool
 
 	mu   sync.RWMutex
 	byID map[uint64]*nsState
+
+	runs runs // namespaces of `vigil run` (runns.go)
 }
 
 var _ control.Backend = (*table)(nil)
@@ -117,12 +127,14 @@ func (t *table) modelFile(name string) string {
 // startContainer creates the namespace of a container whose cgroup is at
 // cgroupDir, configures it in the kernel and in the log. The namespace
 // starts sealed (and enforcing, when so configured and possible) when the
-// model directory holds a model of its name.
+// model directory holds a model for it: of its image (model_key image,
+// see containerModelFiles) or of its name.
 func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsState, error) {
 	name := c.NamespaceName()
 	settings := t.defaults
+	c.Image = t.containerImage(c)
 	var m *model.Model
-	if path := t.modelFile(name); path != "" {
+	for _, path := range t.containerModelFiles(name, c.Image) {
 		if _, err := os.Stat(path); err == nil {
 			loaded, err := model.LoadFile(path)
 			if err != nil {
@@ -130,6 +142,7 @@ func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsStat
 			}
 			loaded.Seal()
 			m, settings.Model = loaded, path
+			break
 		}
 	}
 	return t.create(namespace.Options{Name: name, Origin: namespace.OriginContainer, Model: m, KTime: t.ktime()}, &c, cgroupDir, settings)
@@ -137,14 +150,20 @@ func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsStat
 
 // create makes a namespace and everything the agent keeps for it.
 func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir string, settings control.Settings) (*nsState, error) {
+	releaseModel, err := t.withModel(&opts) // descriptions.go
+	if err != nil {
+		return nil, err
+	}
 	n, err := t.reg.Create(opts)
 	if err != nil {
+		releaseModel()
 		return nil, err
 	}
 	st := &nsState{ns: n, container: c, cgroupDir: cgroupDir, settings: settings}
 	fail := func(err error) (*nsState, error) {
 		t.reg.Remove(n.ID())
 		t.kern.DropNamespace(n.ID())
+		releaseModel()
 		return nil, fmt.Errorf("start namespace %s: %w", n.Name(), err)
 	}
 	m := n.Model()
@@ -169,7 +188,9 @@ func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir
 	if m.Sealed() {
 		mode = bpf.ModeSeal
 	}
-	if err := t.kern.SetNamespace(n.ID(), bpf.NamespaceConfig{Mode: mode, NoCapable: !settings.Capable, FailClosed: settings.FailClosed}); err != nil {
+	// Model: namespace 0, the host, takes every task outside the other
+	// namespaces at its first event (host.go).
+	if err := t.kern.SetNamespace(n.ID(), bpf.NamespaceConfig{Mode: mode, Model: n.ID() == 0, NoCapable: !settings.Capable, FailClosed: settings.FailClosed}); err != nil {
 		return fail(err)
 	}
 	t.mu.Lock()
@@ -201,6 +222,7 @@ func (t *table) remove(st *nsState) {
 	}
 	t.met.RemoveNamespace(st.ns.Name())
 	t.met.SetNamespaces(count)
+	t.closeModel(st.ns)
 }
 
 // list returns the namespaces' states ordered by id.
@@ -258,7 +280,11 @@ func (t *table) pushAllowLocked(st *nsState) error {
 	if st.allowPushed {
 		return nil
 	}
-	keys, skipped := events.KernelKeys(st.ns.Model().Trajectory())
+	trajectory, err := st.ns.Model().ReadTrajectory()
+	if err != nil {
+		return fmt.Errorf("push allow set of namespace %s: %w", st.ns.Name(), err)
+	}
+	keys, skipped := events.KernelKeys(trajectory)
 	if skipped > 0 {
 		t.log.Warn("model points without a kernel allow key: the kernel will deny those events when enforcing",
 			"namespace", st.ns.Name(), "points", skipped)
@@ -273,6 +299,9 @@ func (t *table) pushAllowLocked(st *nsState) error {
 // enforce makes st's namespace enforce (sealing it first if needed).
 func (t *table) enforce(st *nsState) error {
 	n := st.ns
+	if n.ID() == 0 && !t.hostEnforce {
+		return fmt.Errorf("enforce namespace %s: %w", n.Name(), errHostEnforce)
+	}
 	if !t.kern.CanEnforce() {
 		return fmt.Errorf("enforce namespace %s: %w: %w", n.Name(), bpf.ErrObserveOnly, control.ErrConflict)
 	}
@@ -326,9 +355,10 @@ func (t *table) info(st *nsState) control.NamespaceInfo {
 		State:       hexOf(m.State()),
 		Measurement: hexOf(m.Measurement()),
 	}
-	info.ForensicsPoints = len(m.Forensics())
+	info.ForensicsPoints = m.NumForensics()
+	info.Ended = t.runs.isEnded(n.ID())
 	if c := st.container; c != nil {
-		info.Container = &control.Container{Runtime: string(c.Runtime), ID: c.ID, PodUID: c.PodUID, Cgroup: c.Cgroup}
+		info.Container = &control.Container{Runtime: string(c.Runtime), ID: c.ID, PodUID: c.PodUID, Cgroup: c.Cgroup, Image: c.Image}
 	}
 	return info
 }
@@ -388,7 +418,11 @@ func (t *table) Trajectory(name string) ([]control.Point, error) {
 	if err != nil {
 		return nil, err
 	}
-	return controlPoints(st.ns.Model().Points()), nil
+	ps, err := st.ns.Model().ReadPoints()
+	if err != nil {
+		return nil, fmt.Errorf("trajectory of namespace %s: %w", name, err)
+	}
+	return controlPoints(ps), nil
 }
 
 // Forensics implements control.Backend.
@@ -397,7 +431,11 @@ func (t *table) Forensics(name string) ([]control.Point, error) {
 	if err != nil {
 		return nil, err
 	}
-	return controlPoints(st.ns.Model().Forensics()), nil
+	ps, err := st.ns.Model().ReadForensics()
+	if err != nil {
+		return nil, fmt.Errorf("forensics of namespace %s: %w", name, err)
+	}
+	return controlPoints(ps), nil
 }
 
 func controlPoints(ps []model.Point) []control.Point {

@@ -537,7 +537,6 @@ func TestNewRefuses(t *testing.T) {
 		want error // nil: any error
 	}{
 		{"hash sha384", func(c *config.Config) { c.Hash = "sha384" }, ErrUnsupported},
-		{"host namespace", func(c *config.Config) { c.HostNamespace = true }, ErrUnsupported},
 		{"no cgroup v2", func(c *config.Config) { c.CgroupRoot = t.TempDir() }, namespace.ErrNoCgroup2Mount},
 	}
 	for _, tc := range tests {

@@ -31,7 +31,7 @@ type Config struct {
 	PCR      int    `yaml:"pcr" usage:"TPM PCR extended for register tpm"`
 
 	Backend        string `yaml:"backend" usage:"capture backend: auto (LSM if it loads, else tracepoints), lsm or tracepoint"`
-	RingBufferSize int    `yaml:"ring_buffer_size" usage:"kernel event ring buffer size in bytes (a power of two)"`
+	RingBufferSize int    `yaml:"ring_buffer_size" usage:"kernel event ring buffer size in bytes (a power of two); the agent's RSS holds it twice (the kernel maps it twice), and a smaller one loses records sooner in a burst"`
 
 	Export              string `yaml:"export" usage:"export event descriptions to this file ('-' for standard output, empty: off)"`
 	ExportFormat        string `yaml:"export_format" usage:"export format: tsem or ecs"`
@@ -39,10 +39,13 @@ type Config struct {
 	ExportMaxSize       int64  `yaml:"export_max_size" usage:"rotate the export file when it reaches this many bytes"`
 	ExportMaxFiles      int    `yaml:"export_max_files" usage:"rotated export files to keep"`
 
-	HostNamespace   bool          `yaml:"host_namespace" usage:"also model the host itself (namespace 0)"`
+	HostNamespace   bool          `yaml:"host_namespace" usage:"also model the host itself: namespace 0, named host, every task outside the other namespaces (the agent's own excepted)"`
+	HostEnforce     bool          `yaml:"host_enforce" usage:"let the host namespace enforce ('vigil ns enforce host', and enforce: true once sealed); off, enforcing it is refused: it would deny every out-of-model action on the node"`
 	CgroupRoot      string        `yaml:"cgroup_root" usage:"sysfs cgroup directory; the cgroup v2 mount is it or its unified/ subdirectory"`
 	ContainerResync time.Duration `yaml:"container_resync" usage:"how often container discovery rescans the whole cgroup tree"`
-	ModelDir        string        `yaml:"model_dir" usage:"directory of sealed models named <namespace>.model (e.g. docker-<id>.model); a container whose namespace has one starts sealed to it"`
+	ModelDir        string        `yaml:"model_dir" usage:"directory of sealed models named <namespace>.model (e.g. docker-<id>.model, host.model); a namespace that has one starts sealed to it"`
+	ModelKey        string        `yaml:"model_key" usage:"how a container's model is found in model_dir: name (<namespace>.model) or image (<image>.model, every character of the image outside A-Za-z0-9._- turned into _, then <namespace>.model)"`
+	RuntimeRoot     string        `yaml:"runtime_root" usage:"directory the container runtimes' state (/run/containerd, /run/containers, /var/lib/containers, /var/lib/docker) is read under to find each container's image: / on the host"`
 
 	Hash       string `yaml:"hash" usage:"namespace hash for new namespaces: sha256, sha384 or sha512"`
 	Capable    bool   `yaml:"capable" usage:"model capable events in new namespaces"`
@@ -66,6 +69,8 @@ func Default() Config {
 		CgroupRoot:      "/sys/fs/cgroup",
 		ContainerResync: 10 * time.Second,
 		ModelDir:        "/var/lib/vigil/models",
+		ModelKey:        "name",
+		RuntimeRoot:     "/",
 		Hash:            "sha256",
 		Capable:         true,
 	}
@@ -257,7 +262,11 @@ func (c *Config) validate(origin map[string]string) error {
 		oneOf("backend", c.Backend, "auto", "lsm", "tracepoint"),
 		oneOf("export_format", c.ExportFormat, "tsem", "ecs"),
 		oneOf("hash", c.Hash, "sha256", "sha384", "sha512"),
+		oneOf("model_key", c.ModelKey, "name", "image"),
 	)
+	if c.RuntimeRoot == "" || !filepath.IsAbs(c.RuntimeRoot) {
+		errs = append(errs, fmt.Errorf("%s: %q is not an absolute path", at("runtime_root"), c.RuntimeRoot))
+	}
 	if c.Socket == "" || !filepath.IsAbs(c.Socket) {
 		errs = append(errs, fmt.Errorf("%s: %q is not an absolute path", at("socket"), c.Socket))
 	}

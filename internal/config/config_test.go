@@ -40,8 +40,8 @@ func TestLoadFull(t *testing.T) {
 		Socket: "/run/vigil/other.sock", MetricsAddr: "0.0.0.0:9999", Log: "/var/log/vigil.log",
 		Register: "tpm", TDXRoot: "/tmp/rtmr", TPM: "/dev/tpm0", PCR: 16, Backend: "tracepoint",
 		RingBufferSize: 1 << 22, Export: "-", ExportFormat: "ecs", ExportForensicsOnly: true,
-		ExportMaxSize: 1048576, ExportMaxFiles: 2, HostNamespace: true, CgroupRoot: "/host/sys/fs/cgroup",
-		ContainerResync: 30 * time.Second, ModelDir: "/models", Hash: "sha384", Capable: false,
+		ExportMaxSize: 1048576, ExportMaxFiles: 2, HostNamespace: true, HostEnforce: true, CgroupRoot: "/host/sys/fs/cgroup",
+		ContainerResync: 30 * time.Second, ModelDir: "/models", ModelKey: "image", RuntimeRoot: "/host", Hash: "sha384", Capable: false,
 		Enforce: true, FailClosed: true,
 	}
 	if c != want {
@@ -70,6 +70,8 @@ func TestLoadErrors(t *testing.T) {
 		{"duration", "container_resync: 10 seconds\n", []string{"config.yaml:1:", "container_resync:"}},
 		{"bad enum", "\n\nregister: rtmr\n", []string{"config.yaml:3: register", `"rtmr" is not one of auto, tdx, tpm, software`}},
 		{"bad export format", "export_format: json\n", []string{"config.yaml:1: export_format"}},
+		{"bad model key", "model_key: digest\n", []string{"config.yaml:1: model_key", `"digest" is not one of name, image`}},
+		{"relative runtime root", "runtime_root: host\n", []string{"config.yaml:1: runtime_root", "absolute"}},
 		{"metrics on every interface by accident", "metrics_addr: \":9476\"\n", []string{"config.yaml:1: metrics_addr", "host:port"}},
 		{"relative socket", "socket: vigil.sock\n", []string{"config.yaml:1: socket", "absolute"}},
 		{"ring buffer", "ring_buffer_size: 1000\n", []string{"config.yaml:1: ring_buffer_size", "power of two"}},

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -21,6 +22,9 @@ var (
 	ErrConflict = errors.New("not possible in this mode")
 	// ErrPermission: the peer is not allowed to use the control socket.
 	ErrPermission = errors.New("permission denied")
+	// ErrUnsupported: the agent does not implement the request (an agent
+	// that cannot create namespaces for `vigil run`).
+	ErrUnsupported = errors.New("not supported by this agent")
 	// ErrNoAgent: nothing listens on the control socket.
 	ErrNoAgent = errors.New("no vigil agent on the control socket")
 )
@@ -72,8 +76,11 @@ type NamespaceInfo struct {
 	Origin    string     `json:"origin"`
 	Container *Container `json:"container,omitempty"`
 	Mode      Mode       `json:"mode"`
-	Settings  Settings   `json:"settings"`
-	Created   time.Time  `json:"created"`
+	// Ended says a run namespace was ended (its command exited) and is
+	// kept only for a while.
+	Ended    bool      `json:"ended,omitempty"`
+	Settings Settings  `json:"settings"`
+	Created  time.Time `json:"created"`
 
 	// Points is the size of the trajectory (unique coefficients), Events
 	// the number of security events counted into it.
@@ -119,6 +126,95 @@ type Backend interface {
 	Forensics(name string) ([]Point, error)
 	Model(name string) ([]byte, error)
 	Load(name string, model []byte) error
+}
+
+// OriginRun is the origin of a namespace created through the API for
+// `vigil run`; the only origin a client may create.
+const OriginRun = "run"
+
+// AgentInfo describes the agent behind the socket (GET /v1/agent): what a
+// client needs to know before it asks for a namespace.
+type AgentInfo struct {
+	// PID is the agent's process id.
+	PID int `json:"pid"`
+	// Backend is the capture backend in use ("lsm" or "tracepoint").
+	Backend string `json:"backend"`
+	// CanEnforce says whether the backend can deny events.
+	CanEnforce bool `json:"can_enforce"`
+	// Defaults are the settings a new namespace gets unless the request
+	// says otherwise.
+	Defaults Settings `json:"defaults"`
+	// Register names the measurement register, "" without a measured log.
+	Register string `json:"register,omitempty"`
+}
+
+// CreateRequest asks the agent for a new modeling namespace (POST
+// /v1/namespaces). Settings fields absent from the JSON body keep the
+// agent's defaults.
+type CreateRequest struct {
+	// Name names the namespace; empty lets the agent choose run-<id>.
+	Name string `json:"name,omitempty"`
+	// Origin must be OriginRun (the default when empty).
+	Origin   string   `json:"origin,omitempty"`
+	Settings Settings `json:"settings"`
+	// Owner is the process that asked, from the socket's peer
+	// credentials (never from the body): when it exits without ending
+	// the namespace, the agent ends it.
+	Owner Peer `json:"-"`
+}
+
+// TaskRequest asks the agent to enrol a process into a namespace (POST
+// /v1/namespaces/{ns}/tasks). The process must be a child of the caller,
+// waiting to exec its workload: its children inherit the membership.
+type TaskRequest struct {
+	PID int `json:"pid"`
+	// Caller is the process that asked, from the peer credentials.
+	Caller Peer `json:"-"`
+}
+
+// SyncRequest asks the agent to wait until it has processed the exit of an
+// enrolled process (POST /v1/namespaces/{ns}/sync): every record the
+// process and the children it waited for made before it exited is then in
+// the namespace's model.
+type SyncRequest struct {
+	PID int `json:"pid"`
+	// TimeoutMS bounds the wait (default DefaultSyncTimeout, at most
+	// MaxSyncTimeout).
+	TimeoutMS int `json:"timeout_ms,omitempty"`
+}
+
+// Bounds of a sync's wait.
+const (
+	DefaultSyncTimeout = 5 * time.Second
+	MaxSyncTimeout     = time.Minute
+)
+
+// SyncReply answers a SyncRequest: Exited is false when the wait timed out
+// (the exit record was lost or the process still runs).
+type SyncReply struct {
+	Exited    bool          `json:"exited"`
+	Namespace NamespaceInfo `json:"namespace"`
+}
+
+// RunBackend is a Backend that also creates, enrols into and ends
+// namespaces for `vigil run`. A Server whose Backend does not implement it
+// answers those routes with 501.
+type RunBackend interface {
+	Backend
+	// Agent describes the agent.
+	Agent() AgentInfo
+	// Create makes a namespace of origin run; a name in use is
+	// ErrConflict.
+	Create(req CreateRequest) (NamespaceInfo, error)
+	// AddTask enrols req.PID into the namespace.
+	AddTask(name string, req TaskRequest) error
+	// Sync waits until the exit of the enrolled process pid has been
+	// processed, or ctx ends (then it returns false and no error).
+	Sync(ctx context.Context, name string, pid int) (bool, error)
+	// End ends a run namespace: no more tasks join; it is kept for a
+	// while (its last records drain, it stays readable) and then
+	// removed. Its points stay in the measured log.
+	End(name string) (NamespaceInfo, error)
 }
 
 // wire types

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vigil-tsem/vigil/model"
 )
@@ -110,6 +112,75 @@ func (c *Client) Load(ctx context.Context, name string, modelFile io.Reader) err
 	return nil
 }
 
+// Agent describes the agent behind the socket. An agent that does not
+// create namespaces for `vigil run` gives an error wrapping
+// ErrUnsupported.
+func (c *Client) Agent(ctx context.Context) (AgentInfo, error) {
+	var info AgentInfo
+	err := c.getJSON(ctx, "/v1/agent", &info)
+	if errors.Is(err, ErrNotFound) {
+		// An agent from before the route: the mux's plain 404.
+		return info, fmt.Errorf("agent at %s: %w", c.socket, ErrUnsupported)
+	}
+	return info, err
+}
+
+// Create asks for a new run namespace and returns it. The agent ends it
+// by itself when this process exits without calling End.
+func (c *Client) Create(ctx context.Context, req CreateRequest) (NamespaceInfo, error) {
+	var info NamespaceInfo
+	err := c.sendJSON(ctx, http.MethodPost, "/v1/namespaces", req, &info)
+	return info, err
+}
+
+// AddTask enrols process pid, a child of this process that has not
+// executed its workload yet, into the namespace.
+func (c *Client) AddTask(ctx context.Context, name string, pid int) error {
+	return c.sendJSON(ctx, http.MethodPost, nsPath(name, "/tasks"), TaskRequest{PID: pid}, nil)
+}
+
+// Sync waits until the agent has processed the exit of the enrolled
+// process pid (false after timeout) and returns the namespace then.
+func (c *Client) Sync(ctx context.Context, name string, pid int, timeout time.Duration) (SyncReply, error) {
+	var reply SyncReply
+	req := SyncRequest{PID: pid, TimeoutMS: int(timeout.Milliseconds())}
+	err := c.sendJSON(ctx, http.MethodPost, nsPath(name, "/sync"), req, &reply)
+	return reply, err
+}
+
+// End ends a run namespace and returns its last state.
+func (c *Client) End(ctx context.Context, name string) (NamespaceInfo, error) {
+	var info NamespaceInfo
+	err := c.sendJSON(ctx, http.MethodDelete, nsPath(name, ""), nil, &info)
+	return info, err
+}
+
+// sendJSON sends body (nil: none) as JSON and decodes the reply into out
+// (nil: ignored).
+func (c *Client) sendJSON(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode %s request: %w", path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	resp, err := c.do(ctx, method, path, rd)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode %s reply: %w", path, err)
+	}
+	return nil
+}
+
 func (c *Client) points(ctx context.Context, path string) ([]Point, error) {
 	var body pointsBody
 	if err := c.getJSON(ctx, path, &body); err != nil {
@@ -157,6 +228,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
+	if _, ok := body.(*bytes.Reader); ok {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
@@ -187,6 +261,8 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 		sentinel = ErrConflict
 	case http.StatusForbidden:
 		sentinel = ErrPermission
+	case http.StatusNotImplemented:
+		sentinel = ErrUnsupported
 	default:
 		return nil, fmt.Errorf("agent: %s %s: %s: %s", method, path, resp.Status, msg)
 	}

@@ -23,6 +23,23 @@
 //	GET  /namespaces/{ns}/model               the model file (TSEM/Quixote format, text/plain)
 //	PUT  /namespaces/{ns}/model               load a model file into the namespace
 //
+// and, for `vigil run` when an agent runs (a Backend that is a RunBackend;
+// others answer 501):
+//
+//	GET    /agent                  AgentInfo (pid, backend, can_enforce, defaults)
+//	POST   /namespaces             {"name","origin":"run","settings":{...}} -> 201 NamespaceInfo;
+//	                               settings absent keep the agent's defaults
+//	POST   /namespaces/{ns}/tasks  {"pid":N}: enrol the caller's child N (before it execs) -> 204
+//	POST   /namespaces/{ns}/sync   {"pid":N,"timeout_ms":T} -> {"exited":bool,"namespace":NamespaceInfo}
+//	                               once the agent has processed N's exit (or T passed)
+//	DELETE /namespaces/{ns}        end a run namespace -> NamespaceInfo (kept a while, then removed)
+//
+// Request bodies are decoded strictly: an unknown field, a value of the
+// wrong type or trailing data is a 400 naming the field (or the byte
+// offset of a syntax error). The creator of a run namespace is the peer
+// that created it: when that process exits without ending the namespace,
+// the agent ends it.
+//
 // Errors are {"error": "..."} with 400 (bad input), 403 (peer not allowed),
 // 404 (no such namespace), 409 (not possible in the namespace's mode) or
 // 500; the Client maps them back to this package's sentinel errors.

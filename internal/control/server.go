@@ -38,6 +38,9 @@ func RootOnly(p Peer) error {
 // maxModelSize bounds a model file sent to PUT .../model.
 const maxModelSize = 64 << 20
 
+// maxRequestSize bounds the JSON body of the other requests.
+const maxRequestSize = 1 << 20
+
 // Server serves the control API for a Backend.
 type Server struct {
 	Backend Backend
@@ -181,6 +184,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	s.runRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := r.Context().Value(peerKey{}).(Peer)
 		var err error
@@ -317,6 +321,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, ErrPermission):
 		code = http.StatusForbidden
+	case errors.Is(err, ErrUnsupported):
+		code = http.StatusNotImplemented
 	}
 	if code == http.StatusInternalServerError {
 		s.log().Error("control API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -330,4 +336,196 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// runRoutes adds the routes `vigil run` uses: create a namespace, enrol a
+// task, wait for its exit to be processed, end the namespace.
+func (s *Server) runRoutes(mux *http.ServeMux) {
+	run := func(h func(RunBackend, http.ResponseWriter, *http.Request)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			rb, ok := s.Backend.(RunBackend)
+			if !ok {
+				s.fail(w, r, fmt.Errorf("this agent does not create namespaces for vigil run: %w", ErrUnsupported))
+				return
+			}
+			h(rb, w, r)
+		}
+	}
+	mux.HandleFunc("GET /v1/agent", run(func(rb RunBackend, w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, rb.Agent())
+	}))
+	mux.HandleFunc("POST /v1/namespaces", run(func(rb RunBackend, w http.ResponseWriter, r *http.Request) {
+		req := CreateRequest{Settings: rb.Agent().Defaults}
+		if err := decodeBody(r, &req); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if err := checkCreate(&req); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		req.Owner, _ = r.Context().Value(peerKey{}).(Peer)
+		info, err := rb.Create(req)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.Header().Set("Location", nsPath(info.Name, ""))
+		writeJSON(w, http.StatusCreated, info)
+	}))
+	mux.HandleFunc("POST /v1/namespaces/{ns}/tasks", run(func(rb RunBackend, w http.ResponseWriter, r *http.Request) {
+		var req TaskRequest
+		err := decodeBody(r, &req)
+		if err == nil {
+			err = checkPID(req.PID)
+		}
+		var ns string
+		if err == nil {
+			ns, err = s.name(r)
+		}
+		if err == nil {
+			req.Caller, _ = r.Context().Value(peerKey{}).(Peer)
+			err = rb.AddTask(ns, req)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	mux.HandleFunc("POST /v1/namespaces/{ns}/sync", run(func(rb RunBackend, w http.ResponseWriter, r *http.Request) {
+		var req SyncRequest
+		err := decodeBody(r, &req)
+		if err == nil {
+			err = checkPID(req.PID)
+		}
+		timeout := DefaultSyncTimeout
+		if err == nil && req.TimeoutMS != 0 {
+			timeout = time.Duration(req.TimeoutMS) * time.Millisecond
+			if req.TimeoutMS < 0 || timeout > MaxSyncTimeout {
+				err = fmt.Errorf("request body: field timeout_ms: %d is outside 1..%d: %w", req.TimeoutMS, MaxSyncTimeout.Milliseconds(), ErrInvalid)
+			}
+		}
+		var ns string
+		if err == nil {
+			ns, err = s.name(r)
+		}
+		var reply SyncReply
+		if err == nil {
+			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+			reply.Exited, err = rb.Sync(ctx, ns, req.PID)
+			cancel()
+		}
+		if err == nil {
+			reply.Namespace, err = rb.Namespace(ns)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, reply)
+	}))
+	mux.HandleFunc("DELETE /v1/namespaces/{ns}", run(func(rb RunBackend, w http.ResponseWriter, r *http.Request) {
+		var info NamespaceInfo
+		ns, err := s.name(r)
+		if err == nil {
+			info, err = rb.End(ns)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, info)
+	}))
+}
+
+// checkCreate validates a CreateRequest's fields.
+func checkCreate(req *CreateRequest) error {
+	if req.Origin == "" {
+		req.Origin = OriginRun
+	}
+	if req.Origin != OriginRun {
+		return fmt.Errorf("request body: field origin: %q: only %q namespaces are created through the API (containers get theirs when the agent discovers them): %w", req.Origin, OriginRun, ErrInvalid)
+	}
+	if req.Name != "" {
+		if err := CheckName(req.Name); err != nil {
+			return fmt.Errorf("request body: field name: %w", err)
+		}
+	}
+	return nil
+}
+
+// CheckName checks a namespace name a client chose: 1 to 128 characters
+// from letters, digits, '.', '_' and '-', starting with a letter or digit
+// (names appear in the measured log, in metric labels and in file names).
+// It returns an error wrapping ErrInvalid.
+func CheckName(name string) error {
+	if name == "" || len(name) > 128 {
+		return fmt.Errorf("namespace name %q: want 1 to 128 characters: %w", name, ErrInvalid)
+	}
+	for i, c := range []byte(name) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || (i > 0 && (c == '.' || c == '_' || c == '-'))
+		if !ok {
+			return fmt.Errorf("namespace name %q: character %d (%q): want letters, digits, '.', '_' or '-', and a letter or digit first: %w", name, i+1, c, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func checkPID(pid int) error {
+	if pid <= 0 {
+		return fmt.Errorf("request body: field pid: %d is not a process id: %w", pid, ErrInvalid)
+	}
+	return nil
+}
+
+// decodeBody decodes a request's JSON object into v strictly (unknown
+// fields and trailing data are refused); errors wrap ErrInvalid and name
+// the field or the byte offset at fault.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestSize+1))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, err2 := dec.Token(); err2 != io.EOF {
+			err = errors.New("trailing data after the JSON object")
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("request body: empty; want a JSON object: %w", ErrInvalid)
+	case errors.As(err, &syn):
+		return fmt.Errorf("request body: byte %d: %v: %w", syn.Offset, syn, ErrInvalid)
+	case errors.As(err, &typ) && typ.Field != "":
+		return fmt.Errorf("request body: field %s: got a JSON %s, want %s: %w", typ.Field, typ.Value, jsonKind(typ.Type.Kind().String()), ErrInvalid)
+	case errors.As(err, &typ):
+		return fmt.Errorf("request body: got a JSON %s, want an object: %w", typ.Value, ErrInvalid)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Errorf("request body: unknown field %s: %w", strings.TrimPrefix(err.Error(), "json: unknown field "), ErrInvalid)
+	}
+	return fmt.Errorf("request body: %v: %w", err, ErrInvalid)
+}
+
+// jsonKind names a Go kind the way a JSON document's author would.
+func jsonKind(k string) string {
+	switch {
+	case k == "bool":
+		return "a boolean"
+	case k == "string":
+		return "a string"
+	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"), strings.HasPrefix(k, "float"):
+		return "a number"
+	case k == "struct", k == "map":
+		return "an object"
+	case k == "slice", k == "array":
+		return "an array"
+	}
+	return k
 }

@@ -40,8 +40,9 @@ type agentProc struct {
 
 // startAgent starts the agent binary with its state in a temp directory,
 // the tracepoint backend, the software register and metrics on a free
-// loopback port, and waits until it serves.
-func startAgent(t *testing.T, bin string) *agentProc {
+// loopback port, and waits until it serves. Flags in extra come last (and
+// so win).
+func startAgent(t *testing.T, bin string, extra ...string) *agentProc {
 	t.Helper()
 	dir := t.TempDir()
 	a := &agentProc{
@@ -60,6 +61,7 @@ func startAgent(t *testing.T, bin string) *agentProc {
 		"--socket", a.socket, "--log", a.log, "--register", "software",
 		"--metrics-addr", "127.0.0.1:0", "--model-dir", filepath.Join(dir, "models"),
 		"--export", a.export, "--container-resync", "1s")
+	a.cmd.Args = append(a.cmd.Args, extra...)
 	a.cmd.Stdout, a.cmd.Stderr = errf, errf
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("start agent: %v", err)
