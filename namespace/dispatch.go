@@ -5,7 +5,6 @@ import (
 
 	"github.com/vigil-tsem/vigil/bpf"
 	"github.com/vigil-tsem/vigil/events"
-	"github.com/vigil-tsem/vigil/model"
 )
 
 // Dispatcher routes decoded records to their namespaces: lifecycle and
@@ -22,10 +21,10 @@ type Dispatcher struct {
 	// an event repeated within a repeat window is seen here once; its
 	// repeats arrive later through OnRepeats.
 	OnEvent func(n *Namespace, e *events.Event, res Result)
-	// OnRepeats, if set, is called when count more occurrences of an
-	// event already added (coefficient c) are counted in n: the repeats
-	// the kernel counted instead of reporting (bpf.RepeatCount).
-	OnRepeats func(n *Namespace, c model.Coefficient, count uint64)
+	// OnRepeats, if set, is called when more occurrences of an event
+	// already added are counted in n: the repeats the kernel counted
+	// instead of reporting (bpf.RepeatCount).
+	OnRepeats func(n *Namespace, r Repeats)
 	// RootProcess names an enrolled task before its first exec when no
 	// event of it was seen (the tracepoint backend sees no open before an
 	// exec): `vigil run` names its stub so, and the BPF LSM reports the
@@ -99,11 +98,10 @@ func (d *Dispatcher) Dispatch(r bpf.Record) error {
 	}
 	res, err := d.add(n, e)
 	if h.RepeatID != 0 {
-		target := repeatTarget{ns: n, c: res.Coefficient, unmodeled: res.Unmodeled}
+		target := repeatTarget{ns: n, c: res.Coefficient, typ: e.Header.Type, unmodeled: res.Unmodeled}
 		if early := d.repeats.record(h.RepeatID, target); early != 0 {
-			target.apply(early)
-			if d.OnRepeats != nil {
-				d.OnRepeats(n, res.Coefficient, early)
+			if rep, ok := target.apply(early); ok && d.OnRepeats != nil {
+				d.OnRepeats(n, rep)
 			}
 		}
 	}

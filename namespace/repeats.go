@@ -11,21 +11,33 @@ import (
 // already added: events the kernel's repeat cache counted instead of
 // reporting one by one. They are numbered (event.number moves on by n)
 // and counted like the events Add takes; c must be recorded in the model
-// (a Result's Coefficient), else nothing is counted and it returns false.
-func (n *Namespace) AddRepeats(c model.Coefficient, count uint64) bool {
+// (a Result's Coefficient), else nothing is counted and recorded is false.
+// forensic says whether c is outside the sealed model.
+func (n *Namespace) AddRepeats(c model.Coefficient, count uint64) (recorded, forensic bool) {
 	if count == 0 {
-		return true
+		return true, false
 	}
-	recorded, forensic := n.model.AddRepeats(c, count)
+	recorded, forensic = n.model.AddRepeats(c, count)
 	if !recorded {
-		return false
+		return false, false
 	}
 	n.number.Add(count)
 	n.events.Add(count)
 	if forensic {
 		n.forensicEvents.Add(count)
 	}
-	return true
+	return true, forensic
+}
+
+// Repeats is what Dispatcher.OnRepeats receives: Count more occurrences
+// of an event already added to a namespace.
+type Repeats struct {
+	Coefficient model.Coefficient
+	Type        string // the event's TSEM type
+	Count       uint64
+	// Forensic: the event is outside the sealed model. Unmodeled: its
+	// type has no coefficient layout (counted, not modeled).
+	Forensic, Unmodeled bool
 }
 
 // repeatTable maps the kernel's repeat cache entries (bpf.Header.RepeatID)
@@ -53,6 +65,7 @@ const (
 type repeatTarget struct {
 	ns        *Namespace
 	c         model.Coefficient
+	typ       string
 	unmodeled bool
 }
 
@@ -98,16 +111,20 @@ func (t *repeatTable) count(id, n uint64) (repeatTarget, bool) {
 	return repeatTarget{}, false
 }
 
-// apply adds n repeats to target.
-func (target repeatTarget) apply(n uint64) {
+// apply adds n repeats to target and says what it did (ok false: nothing
+// to add).
+func (target repeatTarget) apply(n uint64) (r Repeats, ok bool) {
 	if n == 0 || target.ns == nil {
-		return
+		return Repeats{}, false
 	}
+	r = Repeats{Coefficient: target.c, Type: target.typ, Count: n, Unmodeled: target.unmodeled}
 	if target.unmodeled {
 		target.ns.unmodeled.Add(n)
-		return
+		return r, true
 	}
-	target.ns.AddRepeats(target.c, n)
+	recorded, forensic := target.ns.AddRepeats(target.c, n)
+	r.Forensic = forensic
+	return r, recorded
 }
 
 // dispatchRepeats handles a *bpf.RepeatCount.
@@ -120,8 +137,7 @@ func (d *Dispatcher) dispatchRepeats(r *bpf.RepeatCount) {
 	if !ok {
 		return
 	}
-	target.apply(r.Count)
-	if d.OnRepeats != nil && r.Count != 0 && target.ns != nil {
-		d.OnRepeats(target.ns, target.c, r.Count)
+	if rep, ok := target.apply(r.Count); ok && d.OnRepeats != nil {
+		d.OnRepeats(target.ns, rep)
 	}
 }

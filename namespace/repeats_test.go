@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/vigil-tsem/vigil/bpf"
-	"github.com/vigil-tsem/vigil/model"
 )
 
 // TestRepeatCounts: the kernel's repeat counts (bpf.RepeatCount) land on
@@ -53,11 +52,14 @@ func TestRepeatCounts(t *testing.T) {
 			}
 			d := NewDispatcher(reg, nil)
 			var seen uint64
-			d.OnRepeats = func(got *Namespace, _ model.Coefficient, count uint64) {
+			d.OnRepeats = func(got *Namespace, r Repeats) {
 				if got != n {
 					t.Errorf("OnRepeats namespace %d; want %d", got.ID(), n.ID())
 				}
-				seen += count
+				if r.Type != "file_open" || r.Forensic {
+					t.Errorf("OnRepeats %+v; want a file_open in the model", r)
+				}
+				seen += r.Count
 			}
 			for _, r := range tc.recs(n.ID()) {
 				h := r.Head()

@@ -150,6 +150,7 @@ func printNamespace(w io.Writer, n control.NamespaceInfo) error {
 	row("mode", n.Mode)
 	row("hash", n.Settings.HashAlgorithm)
 	row("capable", onOff(n.Settings.Capable))
+	row("repeat cache", onOff(n.Settings.RepeatCache))
 	if n.Settings.Model != "" {
 		row("seal to", n.Settings.Model)
 	}

@@ -91,6 +91,7 @@ type runFlags struct {
 	forensics  string
 	backend    string
 	noCapable  bool
+	noRepeats  bool
 	ringBytes  uint32
 	agent      string // auto, always or never
 	socket     string
@@ -178,6 +179,7 @@ only.`,
 	fl.StringVar(&f.forensics, "forensics", "", "with --model: write the forensics (TSEM JSON lines) to this file, - for standard output (default: a summary on standard error)")
 	fl.StringVar(&f.backend, "backend", "auto", "capture backend: auto, lsm or tracepoint")
 	fl.BoolVar(&f.noCapable, "no-capable", false, "do not model capable events")
+	fl.BoolVar(&f.noRepeats, "no-repeat-cache", false, "record every event in the kernel, not one per repeat window with its count (model counts are exact either way)")
 	fl.Uint32Var(&f.ringBytes, "ring-buffer", 0, "ring buffer size in bytes, a power of two multiple of the page size (default 16 MiB)")
 	fl.StringVar(&f.agent, "agent", agentAuto, "use a running vigil agent: auto (when its socket answers), always or never (standalone)")
 	fl.StringVar(&f.socket, "socket", control.DefaultSocket, "the agent's control socket")
@@ -300,7 +302,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		}
 		mode = bpf.ModeEnforce
 	}
-	if err := capture.SetNamespace(ns.ID(), bpf.NamespaceConfig{Mode: mode, NoCapable: f.noCapable}); err != nil {
+	if err := capture.SetNamespace(ns.ID(), bpf.NamespaceConfig{Mode: mode, NoCapable: f.noCapable, NoRepeatCache: f.noRepeats}); err != nil {
 		return failed(err)
 	}
 
@@ -726,6 +728,7 @@ func runViaAgent(cmd *cobra.Command, f *runFlags, client *control.Client, agent 
 	var modelFile []byte
 	settings := agent.Defaults
 	settings.Capable = !f.noCapable
+	settings.RepeatCache = !f.noRepeats
 	settings.Enforce = f.enforce
 	if f.modelIn != "" {
 		if _, err := model.LoadFile(f.modelIn); err != nil {

@@ -190,7 +190,12 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	a.digests = events.NewDigestCache(events.DigestOptions{})
 	a.disp = namespace.NewDispatcher(a.registry, a.digests)
 	a.disp.OnEvent = a.onEvent
-	defaults := control.Settings{HashAlgorithm: cfg.Hash, Capable: cfg.Capable, Enforce: cfg.Enforce, FailClosed: cfg.FailClosed}
+	a.disp.OnRepeats = func(n *namespace.Namespace, r namespace.Repeats) {
+		if !r.Unmodeled {
+			a.met.Repeats(n.Name(), r.Type, r.Count, r.Forensic)
+		}
+	}
+	defaults := control.Settings{HashAlgorithm: cfg.Hash, Capable: cfg.Capable, Enforce: cfg.Enforce, FailClosed: cfg.FailClosed, RepeatCache: cfg.RepeatCache}
 	a.table = newTable(a.registry, a.capture, a.mlog, a.met, defaults, cfg.ModelDir, a.log)
 	a.table.runs.grace = opts.StopGrace // ended `vigil run` namespaces are kept as long as stopped containers'
 	a.table.images = &namespace.ImageResolver{Root: cfg.RuntimeRoot}

@@ -190,7 +190,7 @@ func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir
 	}
 	// Model: namespace 0, the host, takes every task outside the other
 	// namespaces at its first event (host.go).
-	if err := t.kern.SetNamespace(n.ID(), bpf.NamespaceConfig{Mode: mode, Model: n.ID() == 0, NoCapable: !settings.Capable, FailClosed: settings.FailClosed}); err != nil {
+	if err := t.kern.SetNamespace(n.ID(), bpf.NamespaceConfig{Mode: mode, Model: n.ID() == 0, NoCapable: !settings.Capable, FailClosed: settings.FailClosed, NoRepeatCache: !settings.RepeatCache}); err != nil {
 		return fail(err)
 	}
 	t.mu.Lock()

@@ -47,10 +47,11 @@ type Config struct {
 	ModelKey        string        `yaml:"model_key" usage:"how a container's model is found in model_dir: name (<namespace>.model) or image (<image>.model, every character of the image outside A-Za-z0-9._- turned into _, then <namespace>.model)"`
 	RuntimeRoot     string        `yaml:"runtime_root" usage:"directory the container runtimes' state (/run/containerd, /run/containers, /var/lib/containers, /var/lib/docker) is read under to find each container's image: / on the host"`
 
-	Hash       string `yaml:"hash" usage:"namespace hash for new namespaces: sha256, sha384 or sha512"`
-	Capable    bool   `yaml:"capable" usage:"model capable events in new namespaces"`
-	Enforce    bool   `yaml:"enforce" usage:"new namespaces enforce their model once sealed"`
-	FailClosed bool   `yaml:"fail_closed" usage:"an enforcing namespace that loses an event denies everything after it"`
+	Hash        string `yaml:"hash" usage:"namespace hash for new namespaces: sha256, sha384 or sha512"`
+	Capable     bool   `yaml:"capable" usage:"model capable events in new namespaces"`
+	Enforce     bool   `yaml:"enforce" usage:"new namespaces enforce their model once sealed"`
+	FailClosed  bool   `yaml:"fail_closed" usage:"an enforcing namespace that loses an event denies everything after it"`
+	RepeatCache bool   `yaml:"repeat_cache" usage:"the kernel counts an event repeated within a second (same task, credentials, file and flags) instead of recording each one: model counts stay exact, exports see one record per repeat window"`
 }
 
 // Default returns the configuration the agent runs with when given nothing.
@@ -73,6 +74,7 @@ func Default() Config {
 		RuntimeRoot:     "/",
 		Hash:            "sha256",
 		Capable:         true,
+		RepeatCache:     true,
 	}
 }
 

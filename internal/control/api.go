@@ -62,6 +62,10 @@ type Settings struct {
 	// FailClosed says whether a lost event makes an enforcing namespace
 	// deny everything after it.
 	FailClosed bool `json:"fail_closed"`
+	// RepeatCache says whether the kernel counts an event repeated within
+	// a repeat window (same task, credentials and object) instead of
+	// reporting each one; model counts are exact either way.
+	RepeatCache bool `json:"repeat_cache"`
 }
 
 // NamespaceInfo describes one security modeling namespace.

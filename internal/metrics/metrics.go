@@ -134,6 +134,16 @@ func (m *Metrics) RecordsLost(namespace, reason string, n uint64) {
 // Forensics counts one event outside a sealed model.
 func (m *Metrics) Forensics(namespace string) { m.forensics.WithLabelValues(namespace).Inc() }
 
+// Repeats counts n more events of one type of a namespace, forensics
+// when forensic: the repeats the kernel's repeat cache counted in place of
+// reporting each one.
+func (m *Metrics) Repeats(namespace, eventType string, n uint64, forensic bool) {
+	m.events.WithLabelValues(namespace, eventType).Add(float64(n))
+	if forensic {
+		m.forensics.WithLabelValues(namespace).Add(float64(n))
+	}
+}
+
 // Denial counts one event denied by an enforcing model.
 func (m *Metrics) Denial(namespace string) { m.denials.WithLabelValues(namespace).Inc() }
 

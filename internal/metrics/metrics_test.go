@@ -179,3 +179,19 @@ func BenchmarkEventLookup(b *testing.B) {
 		m.Event("containerd-1a2b", "file_open")
 	}
 }
+
+// TestRepeats: the kernel's repeat counts add to the events and, for
+// forensics, to the forensics counter.
+func TestRepeats(t *testing.T) {
+	m := New(Options{})
+	m.Event("run-1", "file_open")
+	m.Repeats("run-1", "file_open", 41, false)
+	m.Forensics("run-1")
+	m.Repeats("run-1", "file_open", 9, true)
+	if got := testutil.ToFloat64(m.events.WithLabelValues("run-1", "file_open")); got != 51 {
+		t.Errorf("events_total = %v; want 51", got)
+	}
+	if got := testutil.ToFloat64(m.forensics.WithLabelValues("run-1")); got != 10 {
+		t.Errorf("forensics_events_total = %v; want 10", got)
+	}
+}
