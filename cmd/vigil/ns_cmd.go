@@ -93,14 +93,21 @@ func newNsListCmd(client func() *control.Client) *cobra.Command {
 
 func printNamespaceTable(w io.Writer, list []control.NamespaceInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tCONTEXT\tMODE\tPOINTS\tEVENTS\tFORENSICS\tLOST\tPOD")
+	fmt.Fprintln(tw, "NAMESPACE\tCONTEXT\tORIGIN\tMODE\tPOINTS\tEVENTS\tFORENSICS\tLOST\tPOD")
 	for _, n := range list {
 		pod := "-"
 		if n.Container != nil && n.Container.PodUID != "" {
 			pod = n.Container.PodUID
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\n",
-			n.Name, n.Context, n.Mode, n.Points, n.Events, n.ForensicsPoints, n.Lost, pod)
+		origin := n.Origin
+		if origin == "" {
+			origin = "-"
+		}
+		if n.Ended {
+			origin += " (ended)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n",
+			n.Name, n.Context, origin, n.Mode, n.Points, n.Events, n.ForensicsPoints, n.Lost, pod)
 	}
 	return tw.Flush()
 }

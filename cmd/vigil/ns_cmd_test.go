@@ -92,7 +92,7 @@ func TestNsCommands(t *testing.T) {
 		code int
 		want []string
 	}{
-		{"list", []string{"ns", "list"}, 0, []string{"NAMESPACE", "docker-abc", "learning", "2a4c6e8f-1b3d-4f5a-9c7e-0d2f4b6a8c1e"}},
+		{"list", []string{"ns", "list"}, 0, []string{"NAMESPACE", "ORIGIN", "docker-abc", "container", "learning", "2a4c6e8f-1b3d-4f5a-9c7e-0d2f4b6a8c1e"}},
 		{"list json", []string{"ns", "list", "--json"}, 0, []string{`"name": "docker-abc"`, `"pod_uid"`}},
 		{"show", []string{"ns", "show", "docker-abc"}, 0, []string{"namespace:", "runtime:", "docker", "trajectory size:", "state:", strings.Repeat("5", 64)}},
 		{"show missing", []string{"ns", "show", "nope"}, 2, []string{"no such modeling namespace"}},
