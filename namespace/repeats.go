@@ -65,7 +65,7 @@ const (
 type repeatTarget struct {
 	ns        *Namespace
 	c         model.Coefficient
-	typ       string
+	rt        bpf.RecordType // its TSEM type, RecordType.String (kept small: one per cached record)
 	unmodeled bool
 }
 
@@ -117,7 +117,7 @@ func (target repeatTarget) apply(n uint64) (r Repeats, ok bool) {
 	if n == 0 || target.ns == nil {
 		return Repeats{}, false
 	}
-	r = Repeats{Coefficient: target.c, Type: target.typ, Count: n, Unmodeled: target.unmodeled}
+	r = Repeats{Coefficient: target.c, Type: target.rt.String(), Count: n, Unmodeled: target.unmodeled}
 	if target.unmodeled {
 		target.ns.unmodeled.Add(n)
 		return r, true

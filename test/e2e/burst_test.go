@@ -70,7 +70,9 @@ for i in range(%d):
 		t.Fatal(err)
 	}
 
-	ag := startAgent(t, bin)
+	// VIGIL_TEST_RATE_ARGS adds agent flags, e.g. --repeat-cache=false
+	// to make the kernel record every open.
+	ag := startAgent(t, bin, strings.Fields(os.Getenv(envRate+"_ARGS"))...)
 	client := control.NewClient(ag.socket)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -222,7 +224,9 @@ func main() {
 		t.Fatalf("build the workload: %v\n%s", err, out)
 	}
 
-	ag := startAgent(t, bin)
+	// VIGIL_TEST_RATE_ARGS adds agent flags, e.g. --repeat-cache=false
+	// to make the kernel record every open.
+	ag := startAgent(t, bin, strings.Fields(os.Getenv(envRate+"_ARGS"))...)
 	client := control.NewClient(ag.socket)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
