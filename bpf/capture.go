@@ -99,6 +99,8 @@ const (
 
 	taskEnrolled  = 1 << 0
 	taskUntrusted = 1 << 1
+
+	ignoreLive = 1 // enum vg_ignore: VG_IGN_LIVE
 )
 
 // LossReason says why the kernel could not deliver a record.
@@ -192,7 +194,7 @@ type Capture struct {
 	fillMu     sync.RWMutex
 	fillClosed bool
 
-	events, taskState, nsConfig, allow, loss, lossOverflow *ebpf.Map
+	events, taskState, nsConfig, allow, loss, lossOverflow, ignore *ebpf.Map
 
 	// The repeat cache: repeats holds the current table (repCur) in slot
 	// 0; repMu orders its replacement against Close.
@@ -314,6 +316,7 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 		allow:        coll.Maps["allow"],
 		loss:         coll.Maps["loss"],
 		lossOverflow: coll.Maps["loss_overflow"],
+		ignore:       coll.Maps["ignore_tgid"],
 		repeats:      coll.Maps["repeats"],
 		cfgEpochNow:  coll.Maps["cfg_epoch_now"],
 		repSpec:      repSpec,
@@ -592,6 +595,22 @@ func (c *Capture) setTask(pid int, edit func(*taskValue), mustExist bool) error 
 	edit(&v)
 	if err := c.taskState.Update(uint32(fd), &v, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("update task %d: %w", pid, err)
+	}
+	return nil
+}
+
+// Ignore leaves process tgid (all its threads, and the processes it forks
+// from now on, and theirs) out of namespace 0: while the host is modeled
+// its tasks there make no records and are never denied. Tasks enrolled in
+// another namespace are not affected. The kernel forgets the process when
+// its group leader is freed, after every thread has exited. The table
+// holds 4096 processes; a fork past that is not ignored.
+func (c *Capture) Ignore(tgid int) error {
+	if tgid <= 0 {
+		return fmt.Errorf("ignore process %d: not a process id", tgid)
+	}
+	if err := c.ignore.Update(uint32(tgid), uint8(ignoreLive), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("ignore process %d: %w", tgid, err)
 	}
 	return nil
 }

@@ -23,7 +23,8 @@
 //     ErrObserveOnly.
 //
 // Both attach sched_process_fork and sched_process_exit, which carry
-// membership to children and report task lifecycle. Open picks the backend
+// membership to children and report task lifecycle, and
+// sched_process_free, which ends a process's Ignore. Open picks the backend
 // by a real load and attach (BackendAuto: LSM, else tracepoints, else
 // ErrNoBackend naming both reasons).
 //
@@ -75,6 +76,13 @@
 // with NamespaceConfig.Model. Enroll affects the one task given: enroll a
 // process before it starts threads, e.g. a stub that waits on a pipe and
 // then execs the workload (everything after the exec inherits).
+//
+// Ignore leaves a process out of namespace 0 in the kernel: its threads,
+// and the processes it forks after the call (and theirs), make no host
+// records and are never denied by an enforcing host, while tasks enrolled
+// in other namespaces are unaffected. The agent ignores itself when it
+// models the host. The kernel forgets a process when it has exited (at
+// sched_process_free of its group leader).
 //
 // In ModeEnforce (LSM only) each hook computes the event's allow key (Key
 // gives the same value in Go for a record; build a record from an

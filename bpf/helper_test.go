@@ -39,6 +39,9 @@ import (
 //	openloop   open and close VIGIL_BPF_FILES (one file) VIGIL_BPF_N times,
 //	           print the nanoseconds the loop took
 //	connect    connect a TCP socket to VIGIL_BPF_ADDR, print "ok" or the error
+//	signal-threads  start VIGIL_BPF_N threads (goroutines locked to new
+//	           threads, blocked before any event of their own), send each
+//	           SIGURG with tgkill, print "tid TID ERRNO-NAME" per thread
 const (
 	envHelper = "VIGIL_BPF_HELPER"
 	envNext   = "VIGIL_BPF_NEXT"
@@ -147,6 +150,32 @@ func helperMain(mode string) int {
 			unix.Close(fd)
 		}
 		fmt.Println(time.Since(start).Nanoseconds())
+		return 0
+	case "signal-threads":
+		n, err := strconv.Atoi(os.Getenv(envN))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "helper: signal-threads:", err)
+			return 3
+		}
+		tids := make(chan int)
+		release := make(chan struct{})
+		for range n {
+			go func() {
+				// Never unlocked: the thread ends with the goroutine,
+				// so the next one gets a new thread.
+				runtime.LockOSThread()
+				tids <- unix.Gettid()
+				<-release
+			}()
+		}
+		var out strings.Builder
+		for range n {
+			tid := <-tids
+			err := unix.Tgkill(os.Getpid(), tid, unix.SIGURG)
+			fmt.Fprintf(&out, "tid %d %s\n", tid, errName(err))
+		}
+		close(release)
+		os.Stdout.WriteString(out.String())
 		return 0
 	case "connect":
 		conn, err := net.Dial("tcp", os.Getenv(envAddr))
@@ -289,6 +318,9 @@ type workload struct {
 	// midway, when set, runs after the helper printed "ready" (mode
 	// wait-open); the helper goes on when it returns.
 	midway func()
+	// join, when set, replaces enrolling the waiting helper in the
+	// namespace (e.g. Capture.Ignore).
+	join func(pid int) error
 }
 
 type ran struct {
@@ -296,8 +328,8 @@ type ran struct {
 	out string
 }
 
-// runEnrolled starts the helper, enrolls it in ns while it waits, lets it
-// exec into w.next and waits for it to exit.
+// runEnrolled starts the helper, enrolls it in ns (or calls w.join) while
+// it waits, lets it exec into w.next and waits for it to exit.
 func runEnrolled(t testing.TB, c *Capture, ns uint64, w workload) ran {
 	t.Helper()
 	bin := w.bin
@@ -327,10 +359,14 @@ func runEnrolled(t testing.TB, c *Capture, ns uint64, w workload) ran {
 		t.Fatalf("start helper: %v", err)
 	}
 	pid := cmd.Process.Pid
-	if err := c.Enroll(pid, ns); err != nil {
+	join := w.join
+	if join == nil {
+		join = func(pid int) error { return c.Enroll(pid, ns) }
+	}
+	if err := join(pid); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
-		t.Fatalf("Enroll(%d, %d): %v", pid, ns, err)
+		t.Fatalf("enroll %d in %d: %v", pid, ns, err)
 	}
 	stdin.Write([]byte{'g'})
 	out := bufio.NewReader(stdoutPipe)

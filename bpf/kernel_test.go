@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -412,16 +413,25 @@ func describe(r Record) string {
 	return fmt.Sprintf("%+v", r)
 }
 
-// TestTracepointHostModel: with namespace 0 modeled, a task nobody
-// enrolled is captured in namespace 0; before and after, it is not.
-func TestTracepointHostModel(t *testing.T) {
+// hostCapture opens the tracepoint backend (a host test: skipped in the
+// VM) and makes a file name in the shared directory, with the helper
+// binary there.
+func hostCapture(t *testing.T, name string) (c *Capture, bin, path string) {
+	t.Helper()
 	if os.Getenv("VIGIL_VM") != "" {
 		t.Skip("the VM runs the LSM backend tests")
 	}
-	c := openCapture(t, BackendTracepoint)
+	c = openCapture(t, BackendTracepoint)
 	dir, bin := sharedDir(t)
-	path := filepath.Join(dir, "host-file")
+	path = filepath.Join(dir, name)
 	writeFile(t, path, "x")
+	return c, bin, path
+}
+
+// TestTracepointHostModel: with namespace 0 modeled, a task nobody
+// enrolled is captured in namespace 0; before and after, it is not.
+func TestTracepointHostModel(t *testing.T) {
+	c, bin, path := hostCapture(t, "host-file")
 	opened := func(recs []Record) bool {
 		for _, r := range recs {
 			if fo, ok := r.(*FileOpen); ok && fo.File.Path.Name == path && fo.NS == 0 {
@@ -478,5 +488,51 @@ func TestTracepointRingFill(t *testing.T) {
 	}
 	if got := c.RingFill(); got != 0 {
 		t.Errorf("RingFill() after Close = %v; want 0", got)
+	}
+}
+
+// TestLSMSignalNewThread: a signal to a thread that has made no event yet
+// (no task storage) describes the target by the state the thread inherits
+// at fork: the sender's namespace and TTD, not a zero target in another
+// namespace.
+func TestLSMSignalNewThread(t *testing.T) {
+	c := openCapture(t, BackendLSM)
+	_, bin := sharedDir(t)
+	col := collect(t, c)
+	ns := nextNS()
+	const threads = 8
+	run := runEnrolled(t, c, ns, workload{next: "signal-threads", env: []string{envN + "=" + strconv.Itoa(threads)}, bin: bin})
+	tids := map[uint32]bool{}
+	for _, line := range strings.Split(run.out, "\n") {
+		var (
+			tid    uint32
+			result string
+		)
+		if n, _ := fmt.Sscanf(line, "tid %d %s", &tid, &result); n == 2 {
+			if result != "ok" {
+				t.Fatalf("tgkill of thread %d: %s", tid, result)
+			}
+			tids[tid] = true
+		}
+	}
+	if len(tids) != threads {
+		t.Fatalf("helper output %q: want %d threads signalled", run.out, threads)
+	}
+	col.until(exitedMain(run.pid))
+	recs := col.finish(t)
+	seen := 0
+	for _, r := range recs {
+		k, ok := r.(*TaskKill)
+		if !ok || int(k.TGID) != run.pid || !tids[k.Target.PID] || k.Sig != uint32(unix.SIGURG) {
+			continue
+		}
+		seen++
+		if k.Target.NS != ns || k.Target.TTD != k.TTD || k.Target.TGID != k.TGID || k.CrossNS != 0 {
+			t.Errorf("SIGURG to new thread %d: target %+v cross_ns %d; want namespace %d, ttd %d (the sender's), cross_ns 0",
+				k.Target.PID, k.Target, k.CrossNS, ns, k.TTD)
+		}
+	}
+	if seen < threads {
+		t.Errorf("%d task_kill records of the %d signals", seen, threads)
 	}
 }

@@ -1,10 +1,65 @@
 /* Task lifecycle programs shared by both backends: fork passes namespace
  * membership and identity to the child (through the pending table, taken
- * over at the child's first event), exit reports the end of a task. */
+ * over at the child's first event), exit reports the end of a task; fork,
+ * exit and free keep the table of ignored processes (ignore_tgid). */
 #ifndef VIGIL_LIFECYCLE_H
 #define VIGIL_LIFECYCLE_H
 
 #include "vigil.h"
+
+/* ignore_fork: a process forked by an ignored one is ignored too (a new
+ * thread shares its tgid already). The tracepoint names the child by pid
+ * only; copy_process has put a new thread last in its group's list by
+ * now, so a child that is not that last thread is a new process. A thread
+ * taken for a process (another thread of the group cloned meanwhile)
+ * only adds an entry that ignore_exit removes when the thread exits. */
+static __always_inline void ignore_fork(__u32 child)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *last;
+	__u8 live = VG_IGN_LIVE;
+
+	if (!bpf_map_lookup_elem(&ignore_tgid, &tgid))
+		return;
+	last = (void *)BPF_CORE_READ(task, signal, thread_head.prev) -
+	       bpf_core_field_offset(struct task_struct, thread_node);
+	if ((__u32)BPF_CORE_READ(last, pid) == child)
+		return;
+	bpf_map_update_elem(&ignore_tgid, &child, &live, BPF_ANY);
+}
+
+/* ignore_exit marks the entry of an ignored process dead once every
+ * thread has begun to exit (signal->live reaches 0 before the tracepoint),
+ * and drops the entry a thread may have got at its creation (see
+ * ignore_fork). */
+static __always_inline void ignore_exit(struct task_struct *task)
+{
+	__u64 pt = bpf_get_current_pid_tgid();
+	__u32 tgid = pt >> 32, pid = (__u32)pt;
+	__u8 *v = bpf_map_lookup_elem(&ignore_tgid, &tgid);
+
+	if (!v)
+		return;
+	if (pid != tgid)
+		bpf_map_delete_elem(&ignore_tgid, &pid);
+	if (BPF_CORE_READ(task, signal, live.counter) == 0)
+		*v = VG_IGN_DEAD;
+}
+
+/* vg_free drops a dead process's entry when its group leader is freed:
+ * the leader is released only after every other thread of the group, so
+ * no thread of the process can act any more. */
+SEC("tracepoint/sched/sched_process_free")
+int vg_free(struct trace_event_raw_sched_process_template *ctx)
+{
+	__u32 pid = ctx->pid;
+	__u8 *v = bpf_map_lookup_elem(&ignore_tgid, &pid);
+
+	if (v && *v == VG_IGN_DEAD)
+		bpf_map_delete_elem(&ignore_tgid, &pid);
+	return 0;
+}
 
 SEC("tracepoint/sched/sched_process_fork")
 int vg_fork(struct trace_event_raw_sched_process_fork *ctx)
@@ -14,8 +69,10 @@ int vg_fork(struct trace_event_raw_sched_process_fork *ctx)
 	struct rec_fork *r;
 	__u32 pid;
 
-	if (!st)
+	if (!st) {
+		ignore_fork(ctx->child_pid);
 		return 0;
+	}
 	pid = ctx->child_pid;
 	child.ns = st->ns;
 	child.ttd = st->ttd;
@@ -23,12 +80,9 @@ int vg_fork(struct trace_event_raw_sched_process_fork *ctx)
 	child.flags = st->flags;
 	if (bpf_map_update_elem(&pending, &pid, &child, BPF_ANY))
 		count_loss(st->ns, VG_LOSS_PENDING);
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-	if (!r) {
-		count_loss(st->ns, VG_LOSS_RINGBUF);
+	r = new_record(VG_TASK_FORK, sizeof(*r), st);
+	if (!r)
 		return 0;
-	}
-	fill_hdr(&r->hdr, VG_TASK_FORK, sizeof(*r), st);
 	r->child_pid = pid;
 	r->child_tgid = 0;
 	r->child_ttd = st->ttd;
@@ -43,14 +97,12 @@ int vg_exit(void *ctx)
 	struct vg_task *st = current_state();
 	struct rec_exit *r;
 
+	ignore_exit(task);
 	if (!st)
 		return 0;
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-	if (!r) {
-		count_loss(st->ns, VG_LOSS_RINGBUF);
+	r = new_record(VG_TASK_EXIT, sizeof(*r), st);
+	if (!r)
 		return 0;
-	}
-	fill_hdr(&r->hdr, VG_TASK_EXIT, sizeof(*r), st);
 	r->code = BPF_CORE_READ(task, exit_code);
 	r->pad = 0;
 	bpf_ringbuf_submit(r, wake_flags());

@@ -18,10 +18,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 	if (!st)                                                    \
 		return 0;                                           \
 	cfg = ns_cfg(st);                                           \
-	var = bpf_ringbuf_reserve(&events, sizeof(T), 0);           \
+	var = new_record(rectype, sizeof(T), st);                   \
 	if (!var)                                                   \
-		return lost(st, cfg);                               \
-	fill_hdr(&var->hdr, rectype, sizeof(T), st)
+		return lost(st, cfg)
 
 /* END decides (enforcing namespaces only; key computed lazily) and
  * submits. */
@@ -66,10 +65,9 @@ int BPF_PROG(vg_file_open, struct file *file, int ret)
 		if (repeat_begin(&s->rk, cfg, &rs))
 			return 0;
 	}
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	r = new_record(VG_FILE_OPEN, sizeof(*r), st);
 	if (!r)
 		return lost(st, cfg);
-	fill_hdr(&r->hdr, VG_FILE_OPEN, sizeof(*r), st);
 	repeat_reserved(&r->hdr, &rs);
 	repeat_decide_later(s, &rs);
 	fill_file_btf(&r->file, file);
@@ -130,21 +128,12 @@ int BPF_PROG(vg_bprm_committed_creds, struct linux_binprm *bprm)
 {
 	struct vg_task *st = current_state();
 	struct rec_exec *r;
-	__u64 prev;
 
 	if (!st)
 		return 0;
-	prev = st->ttd;
-	st->ttd = next_ttd();
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-	if (!r) {
-		count_loss(st->ns, VG_LOSS_RINGBUF);
-		return 0;
-	}
-	fill_hdr(&r->hdr, VG_EXEC, sizeof(*r), st);
-	r->prev_ttd = prev;
-	fill_file(&r->file, BPF_CORE_READ(bprm, file));
-	bpf_ringbuf_submit(r, wake_flags());
+	r = exec_record(st, BPF_CORE_READ(bprm, file));
+	if (r)
+		bpf_ringbuf_submit(r, wake_flags());
 	return 0;
 }
 
@@ -213,8 +202,7 @@ static __always_inline __u64 key_sock_addr(const struct rec_sock_addr *r)
 static __always_inline int sock_addr_event(__u16 type, struct socket *sock, struct sockaddr *address, int addrlen)
 {
 	BEGIN(struct rec_sock_addr, r, type);
-	__builtin_memset(&r->sock, 0, sizeof(r->sock) + sizeof(r->addr));
-	fill_sock(&r->sock, sock, st);
+	fill_sock(r, sock, st);
 	fill_addr(&r->addr, address, addrlen, 0);
 	END(r, key_sock_addr(r));
 }
@@ -243,8 +231,7 @@ int BPF_PROG(vg_socket_accept, struct socket *sock, struct socket *newsock, int 
 	if (ret)
 		return ret;
 	BEGIN(struct rec_sock_addr, r, VG_SOCKET_ACCEPT);
-	__builtin_memset(&r->sock, 0, sizeof(r->sock) + sizeof(r->addr));
-	fill_sock(&r->sock, sock, st);
+	fill_sock(r, sock, st);
 	sk = BPF_CORE_READ(sock, sk);
 	r->addr.family = r->sock.family;
 	r->addr.port = bpf_htons(BPF_CORE_READ(sk, __sk_common.skc_num));
@@ -256,11 +243,18 @@ int BPF_PROG(vg_socket_accept, struct socket *sock, struct socket *newsock, int 
 	END(r, key_sock_addr(r));
 }
 
+/* fill_target describes the task p an event acts on. A thread or process
+ * that has not had an event yet has no task storage: its pending entry
+ * (fork inheritance) is the state it will take over, so a signal to a
+ * new thread is described as it would be once the thread ran. */
 static __always_inline void fill_target(struct vg_target *t, struct task_struct *p)
 {
 	struct vg_task *ts = bpf_task_storage_get(&task_state, p, 0, 0);
+	__u32 pid = BPF_CORE_READ(p, pid);
 
-	t->pid = BPF_CORE_READ(p, pid);
+	if (!ts)
+		ts = bpf_map_lookup_elem(&pending, &pid);
+	t->pid = pid;
 	t->tgid = BPF_CORE_READ(p, tgid);
 	t->ns = ts ? ts->ns : 0;
 	t->ttd = ts ? ts->ttd : 0;
@@ -440,10 +434,9 @@ int BPF_PROG(vg_capable, const struct cred *cred, struct user_namespace *ns, int
 	cfg = ns_cfg(st);
 	if (cfg && (cfg->flags & VG_NS_NO_CAPABLE))
 		return 0;
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	r = new_record(VG_CAPABLE, sizeof(*r), st);
 	if (!r)
 		return lost(st, cfg);
-	fill_hdr(&r->hdr, VG_CAPABLE, sizeof(*r), st);
 	r->cap = cap;
 	r->opts = opts;
 	END(r, mix(mix(key_start(&r->hdr), r->cap), r->opts));

@@ -623,6 +623,7 @@ const (
 	lsmMapCfgEpochNow            = "cfg_epoch_now"
 	lsmMapEvents                 = "events"
 	lsmMapExecScratch            = "exec_scratch"
+	lsmMapIgnoreTgid             = "ignore_tgid"
 	lsmMapLoss                   = "loss"
 	lsmMapLossOverflow           = "loss_overflow"
 	lsmMapNsConfig               = "ns_config"
@@ -641,6 +642,7 @@ const (
 	lsmProgVgFileIoctl           = "vg_file_ioctl"
 	lsmProgVgFileOpen            = "vg_file_open"
 	lsmProgVgFork                = "vg_fork"
+	lsmProgVgFree                = "vg_free"
 	lsmProgVgInodeCreate         = "vg_inode_create"
 	lsmProgVgInodeMkdir          = "vg_inode_mkdir"
 	lsmProgVgInodeRename         = "vg_inode_rename"
@@ -730,6 +732,7 @@ type lsmProgramSpecs struct {
 	VgFileIoctl           *ebpf.ProgramSpec `ebpf:"vg_file_ioctl"`
 	VgFileOpen            *ebpf.ProgramSpec `ebpf:"vg_file_open"`
 	VgFork                *ebpf.ProgramSpec `ebpf:"vg_fork"`
+	VgFree                *ebpf.ProgramSpec `ebpf:"vg_free"`
 	VgInodeCreate         *ebpf.ProgramSpec `ebpf:"vg_inode_create"`
 	VgInodeMkdir          *ebpf.ProgramSpec `ebpf:"vg_inode_mkdir"`
 	VgInodeRename         *ebpf.ProgramSpec `ebpf:"vg_inode_rename"`
@@ -755,6 +758,7 @@ type lsmMapSpecs struct {
 	CfgEpochNow  *ebpf.MapSpec `ebpf:"cfg_epoch_now"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExecScratch  *ebpf.MapSpec `ebpf:"exec_scratch"`
+	IgnoreTgid   *ebpf.MapSpec `ebpf:"ignore_tgid"`
 	Loss         *ebpf.MapSpec `ebpf:"loss"`
 	LossOverflow *ebpf.MapSpec `ebpf:"loss_overflow"`
 	NsConfig     *ebpf.MapSpec `ebpf:"ns_config"`
@@ -819,6 +823,7 @@ type lsmMaps struct {
 	CfgEpochNow  *ebpf.Map `ebpf:"cfg_epoch_now"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExecScratch  *ebpf.Map `ebpf:"exec_scratch"`
+	IgnoreTgid   *ebpf.Map `ebpf:"ignore_tgid"`
 	Loss         *ebpf.Map `ebpf:"loss"`
 	LossOverflow *ebpf.Map `ebpf:"loss_overflow"`
 	NsConfig     *ebpf.Map `ebpf:"ns_config"`
@@ -837,6 +842,7 @@ func (m *lsmMaps) Close() error {
 		m.CfgEpochNow,
 		m.Events,
 		m.ExecScratch,
+		m.IgnoreTgid,
 		m.Loss,
 		m.LossOverflow,
 		m.NsConfig,
@@ -890,6 +896,7 @@ type lsmPrograms struct {
 	VgFileIoctl           *ebpf.Program `ebpf:"vg_file_ioctl"`
 	VgFileOpen            *ebpf.Program `ebpf:"vg_file_open"`
 	VgFork                *ebpf.Program `ebpf:"vg_fork"`
+	VgFree                *ebpf.Program `ebpf:"vg_free"`
 	VgInodeCreate         *ebpf.Program `ebpf:"vg_inode_create"`
 	VgInodeMkdir          *ebpf.Program `ebpf:"vg_inode_mkdir"`
 	VgInodeRename         *ebpf.Program `ebpf:"vg_inode_rename"`
@@ -917,6 +924,7 @@ func (p *lsmPrograms) Close() error {
 		p.VgFileIoctl,
 		p.VgFileOpen,
 		p.VgFork,
+		p.VgFree,
 		p.VgInodeCreate,
 		p.VgInodeMkdir,
 		p.VgInodeRename,

@@ -25,10 +25,11 @@ func TestSpecPrograms(t *testing.T) {
 			"lsm/socket_accept", "lsm/socket_bind", "lsm/socket_connect", "lsm/socket_create",
 			"lsm/task_kill",
 			"tracepoint/sched/sched_process_exit", "tracepoint/sched/sched_process_fork",
+			"tracepoint/sched/sched_process_free",
 		}},
 		{BackendTracepoint, ebpf.TracePoint, []string{
 			"tracepoint/sched/sched_process_exec", "tracepoint/sched/sched_process_exit",
-			"tracepoint/sched/sched_process_fork",
+			"tracepoint/sched/sched_process_fork", "tracepoint/sched/sched_process_free",
 			"tracepoint/syscalls/sys_enter_bind", "tracepoint/syscalls/sys_enter_connect",
 			"tracepoint/syscalls/sys_enter_kill", "tracepoint/syscalls/sys_enter_mmap",
 			"tracepoint/syscalls/sys_enter_tgkill", "tracepoint/syscalls/sys_exit_open",

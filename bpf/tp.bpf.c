@@ -52,12 +52,9 @@ static __always_inline struct file *fd_file(long fd)
 	T *var;                                                     \
 	if (!st)                                                    \
 		return 0;                                           \
-	var = bpf_ringbuf_reserve(&events, sizeof(T), 0);           \
-	if (!var) {                                                 \
-		count_loss(st->ns, VG_LOSS_RINGBUF);                \
+	var = new_record(rectype, sizeof(T), st);                   \
+	if (!var)                                                   \
 		return 0;                                           \
-	}                                                           \
-	fill_hdr(&var->hdr, rectype, sizeof(T), st);                \
 	var->hdr.flags |= VG_F_OBSERVED
 
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
@@ -115,23 +112,17 @@ static __always_inline int open_exit(struct sys_exit_ctx *ctx)
 		file = fd_file_btf(ctx->ret);
 		if (!file)
 			return 0;
-		r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-		if (!r) {
-			count_loss(st->ns, VG_LOSS_RINGBUF);
+		r = new_record(VG_FILE_OPEN, sizeof(*r), st);
+		if (!r)
 			return 0;
-		}
-		fill_hdr(&r->hdr, VG_FILE_OPEN, sizeof(*r), st);
 		fill_file_btf(&r->file, file);
 	} else {
 		file = fd_file(ctx->ret);
 		if (!file)
 			return 0;
-		r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-		if (!r) {
-			count_loss(st->ns, VG_LOSS_RINGBUF);
+		r = new_record(VG_FILE_OPEN, sizeof(*r), st);
+		if (!r)
 			return 0;
-		}
-		fill_hdr(&r->hdr, VG_FILE_OPEN, sizeof(*r), st);
 		fill_file(&r->file, file);
 	}
 	r->hdr.flags |= VG_F_OBSERVED;
@@ -164,21 +155,13 @@ int vg_exec(void *ctx)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct vg_task *st = current_state();
 	struct rec_exec *r;
-	__u64 prev;
 
 	if (!st)
 		return 0;
-	prev = st->ttd;
-	st->ttd = next_ttd();
-	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-	if (!r) {
-		count_loss(st->ns, VG_LOSS_RINGBUF);
+	r = exec_record(st, BPF_CORE_READ(task, mm, exe_file));
+	if (!r)
 		return 0;
-	}
-	fill_hdr(&r->hdr, VG_EXEC, sizeof(*r), st);
 	r->hdr.flags |= VG_F_OBSERVED;
-	r->prev_ttd = prev;
-	fill_file(&r->file, BPF_CORE_READ(task, mm, exe_file));
 	bpf_ringbuf_submit(r, wake_flags());
 	return 0;
 }
@@ -216,8 +199,7 @@ static __always_inline int sock_addr_enter(struct sys_enter_ctx *ctx, __u16 type
 		return 0;
 	sock = BPF_CORE_READ(file, private_data);
 	BEGIN(struct rec_sock_addr, r, type);
-	__builtin_memset(&r->sock, 0, sizeof(r->sock) + sizeof(r->addr));
-	fill_sock(&r->sock, sock, st);
+	fill_sock(r, sock, st);
 	fill_addr(&r->addr, (const void *)ctx->args[1], (int)ctx->args[2], 1);
 	bpf_ringbuf_submit(r, wake_flags());
 	return 0;

@@ -149,6 +149,7 @@ const (
 	tpMapAllow                 = "allow"
 	tpMapCfgEpochNow           = "cfg_epoch_now"
 	tpMapEvents                = "events"
+	tpMapIgnoreTgid            = "ignore_tgid"
 	tpMapLoss                  = "loss"
 	tpMapLossOverflow          = "loss_overflow"
 	tpMapNsConfig              = "ns_config"
@@ -170,6 +171,7 @@ const (
 	tpProgVgExitOpenat         = "vg_exit_openat"
 	tpProgVgExitOpenat2        = "vg_exit_openat2"
 	tpProgVgFork               = "vg_fork"
+	tpProgVgFree               = "vg_free"
 	tpVarUnusedRecBpf          = "unused_rec_bpf"
 	tpVarUnusedRecCapable      = "unused_rec_capable"
 	tpVarUnusedRecExec         = "unused_rec_exec"
@@ -247,6 +249,7 @@ type tpProgramSpecs struct {
 	VgExitOpenat   *ebpf.ProgramSpec `ebpf:"vg_exit_openat"`
 	VgExitOpenat2  *ebpf.ProgramSpec `ebpf:"vg_exit_openat2"`
 	VgFork         *ebpf.ProgramSpec `ebpf:"vg_fork"`
+	VgFree         *ebpf.ProgramSpec `ebpf:"vg_free"`
 }
 
 // tpMapSpecs contains maps before they are loaded into the kernel.
@@ -256,6 +259,7 @@ type tpMapSpecs struct {
 	Allow        *ebpf.MapSpec `ebpf:"allow"`
 	CfgEpochNow  *ebpf.MapSpec `ebpf:"cfg_epoch_now"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	IgnoreTgid   *ebpf.MapSpec `ebpf:"ignore_tgid"`
 	Loss         *ebpf.MapSpec `ebpf:"loss"`
 	LossOverflow *ebpf.MapSpec `ebpf:"loss_overflow"`
 	NsConfig     *ebpf.MapSpec `ebpf:"ns_config"`
@@ -319,6 +323,7 @@ type tpMaps struct {
 	Allow        *ebpf.Map `ebpf:"allow"`
 	CfgEpochNow  *ebpf.Map `ebpf:"cfg_epoch_now"`
 	Events       *ebpf.Map `ebpf:"events"`
+	IgnoreTgid   *ebpf.Map `ebpf:"ignore_tgid"`
 	Loss         *ebpf.Map `ebpf:"loss"`
 	LossOverflow *ebpf.Map `ebpf:"loss_overflow"`
 	NsConfig     *ebpf.Map `ebpf:"ns_config"`
@@ -336,6 +341,7 @@ func (m *tpMaps) Close() error {
 		m.Allow,
 		m.CfgEpochNow,
 		m.Events,
+		m.IgnoreTgid,
 		m.Loss,
 		m.LossOverflow,
 		m.NsConfig,
@@ -392,6 +398,7 @@ type tpPrograms struct {
 	VgExitOpenat   *ebpf.Program `ebpf:"vg_exit_openat"`
 	VgExitOpenat2  *ebpf.Program `ebpf:"vg_exit_openat2"`
 	VgFork         *ebpf.Program `ebpf:"vg_fork"`
+	VgFree         *ebpf.Program `ebpf:"vg_free"`
 }
 
 func (p *tpPrograms) Close() error {
@@ -407,6 +414,7 @@ func (p *tpPrograms) Close() error {
 		p.VgExitOpenat,
 		p.VgExitOpenat2,
 		p.VgFork,
+		p.VgFree,
 	)
 }
 

@@ -362,6 +362,25 @@ struct {
 	__type(value, __u64);
 } loss SEC(".maps");
 
+/* Processes left out of the host (namespace 0), by tgid: their tasks in
+ * namespace 0 make no records and are never denied. Capture.Ignore adds
+ * one (VG_IGN_LIVE); a process forked by an ignored one is added at the
+ * fork. When the last thread of the process has begun to exit the entry
+ * becomes VG_IGN_DEAD (threads that exit concurrently may still be on
+ * their way to the exit tracepoint, and stay ignored); it goes when the
+ * group leader's task is freed, after every thread is gone. */
+enum vg_ignore {
+	VG_IGN_LIVE = 1,
+	VG_IGN_DEAD = 2,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} ignore_tgid SEC(".maps");
+
 /* [0]: losses that could not be counted in loss (table full). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -485,10 +504,13 @@ static __always_inline void count_loss(__u64 ns, __u32 reason)
 		*v += 1;
 }
 
-static __always_inline __u64 next_ttd(void)
+/* next_id hands out the next number of a counter map (ttd_counter,
+ * rid_counter: slot 0 holds the last one handed out); 0 when the map
+ * cannot be read. */
+static __always_inline __u64 next_id(void *counter)
 {
 	__u32 zero = 0;
-	__u64 *c = bpf_map_lookup_elem(&ttd_counter, &zero);
+	__u64 *c = bpf_map_lookup_elem(counter, &zero);
 
 	if (!c)
 		return 0;
@@ -506,6 +528,22 @@ static __always_inline int host_modeled(void)
 	return cfg && (cfg->flags & VG_NS_MODEL);
 }
 
+/* ignored: the current process is left out of the host (ignore_tgid).
+ * A VG_IGN_DEAD entry covers only the exiting threads of the process it
+ * was made for: a process with live threads under that tgid is a new one
+ * (the tgid recycled before the old leader was freed). */
+static __always_inline int ignored(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u8 *v = bpf_map_lookup_elem(&ignore_tgid, &tgid);
+
+	if (!v)
+		return 0;
+	if (*v != VG_IGN_DEAD)
+		return 1;
+	return BPF_CORE_READ(bpf_get_current_task_btf(), signal, live.counter) == 0;
+}
+
 static __always_inline struct vg_task *current_state(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -515,13 +553,19 @@ static __always_inline struct vg_task *current_state(void)
 	st = bpf_task_storage_get(&task_state, task, 0, 0);
 	if (st) {
 		/* Host tasks picked up while the host was modeled stop being
-		 * recorded when it no longer is; enrolled tasks never stop. */
-		if (st->ns == 0 && !(st->flags & VG_T_ENROLLED) && !host_modeled())
+		 * recorded when it no longer is (enrolled tasks never stop),
+		 * and when their process is left out of the host. Tasks of
+		 * other namespaces pay for neither check. */
+		if (st->ns == 0 && ((!(st->flags & VG_T_ENROLLED) && !host_modeled()) || ignored()))
 			return NULL;
 	} else {
 		pid = (__u32)bpf_get_current_pid_tgid();
 		pend = bpf_map_lookup_elem(&pending, &pid);
 		if (pend) {
+			if (pend->ns == 0 && ignored()) {
+				bpf_map_delete_elem(&pending, &pid);
+				return NULL;
+			}
 			st = bpf_task_storage_get(&task_state, task, pend, BPF_LOCAL_STORAGE_GET_F_CREATE);
 			if (!st)
 				count_loss(pend->ns, VG_LOSS_TASK_STATE);
@@ -529,7 +573,7 @@ static __always_inline struct vg_task *current_state(void)
 		} else {
 			struct vg_task init = {};
 
-			if (!host_modeled())
+			if (!host_modeled() || ignored())
 				return NULL;
 			st = bpf_task_storage_get(&task_state, task, &init, BPF_LOCAL_STORAGE_GET_F_CREATE);
 			if (!st)
@@ -539,7 +583,7 @@ static __always_inline struct vg_task *current_state(void)
 			return NULL;
 	}
 	if (st->ttd == 0)
-		st->ttd = next_ttd();
+		st->ttd = next_id(&ttd_counter);
 	return st;
 }
 
@@ -622,6 +666,21 @@ static __always_inline void fill_hdr(struct vg_hdr *h, __u16 type, __u16 size, c
 	h->p_ttd = st->p_ttd;
 	h->key = 0;
 	h->rid = 0;
+}
+
+/* new_record reserves a record of type and size in the ring buffer and
+ * fills its header for the task; when the ring is full it counts the loss
+ * in the task's namespace and returns NULL. */
+static __always_inline void *new_record(__u16 type, __u16 size, const struct vg_task *st)
+{
+	struct vg_hdr *h = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!h) {
+		count_loss(st->ns, VG_LOSS_RINGBUF);
+		return NULL;
+	}
+	fill_hdr(h, type, size, st);
+	return h;
 }
 
 static __always_inline void fill_inode(struct vg_inode *o, struct inode *ino)
@@ -818,6 +877,23 @@ static __always_inline void fill_file(struct vg_file *f, struct file *file)
 	walk_path(&f->path, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt));
 }
 
+/* exec_record: the task has executed file, its new credentials in place.
+ * It gets a new TTD, and the Exec record names the one it replaces; NULL
+ * (the loss counted) when the ring is full. */
+static __always_inline struct rec_exec *exec_record(struct vg_task *st, struct file *file)
+{
+	__u64 prev = st->ttd;
+	struct rec_exec *r;
+
+	st->ttd = next_id(&ttd_counter);
+	r = new_record(VG_EXEC, sizeof(*r), st);
+	if (!r)
+		return NULL;
+	r->prev_ttd = prev;
+	fill_file(&r->file, file);
+	return r;
+}
+
 /* The same for BTF pointers (hook arguments, bpf_get_current_task_btf,
  * bpf_rdonly_cast): fields are plain loads, no probe read each. */
 
@@ -922,10 +998,14 @@ static __always_inline void fill_addr(struct vg_addr *a, const void *addr, int a
 	}
 }
 
-static __always_inline void fill_sock(struct vg_sock *o, struct socket *sock, const struct vg_task *st)
+/* fill_sock clears a socket address record's payload and describes the
+ * socket in it (the address is the caller's). */
+static __always_inline void fill_sock(struct rec_sock_addr *r, struct socket *sock, const struct vg_task *st)
 {
 	struct sock *sk = BPF_CORE_READ(sock, sk);
+	struct vg_sock *o = &r->sock;
 
+	__builtin_memset(&r->sock, 0, sizeof(r->sock) + sizeof(r->addr));
 	o->type = BPF_CORE_READ(sock, type);
 	o->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	o->protocol = BPF_CORE_READ(sk, sk_protocol);
@@ -1233,10 +1313,10 @@ static __always_inline int check(struct vg_task *st, struct vg_hdr *h)
 	return -EPERM;
 }
 
-/* lost decides an event whose record could not be reserved. */
+/* lost decides an event whose record could not be reserved (new_record
+ * counted the loss). */
 static __always_inline int lost(struct vg_task *st, const struct vg_ns_cfg *cfg)
 {
-	count_loss(st->ns, VG_LOSS_RINGBUF);
 	if (!enforcing(cfg))
 		return 0;
 	if ((st->flags & VG_T_UNTRUSTED) || (cfg->flags & VG_NS_FAIL_CLOSED))
@@ -1294,16 +1374,6 @@ static __always_inline void rkey_file(struct vg_rkey *k, const struct vg_task *s
 	k->dev = ino->i_sb->s_dev;
 	inode_times_btf(ino, &k->ctime_sec, &k->ctime_nsec, &k->mtime_sec, &k->mtime_nsec);
 	fill_coe_btf(&k->coe, cred);
-}
-
-static __always_inline __u64 next_rid(void)
-{
-	__u32 zero = 0;
-	__u64 *c = bpf_map_lookup_elem(&rid_counter, &zero);
-
-	if (!c)
-		return 0;
-	return __sync_fetch_and_add(c, 1) + 1;
 }
 
 /* repeat_begin returns 1 when the event with key k is a repeat to
@@ -1364,7 +1434,7 @@ static __always_inline int repeat_begin(struct vg_rkey *k, const struct vg_ns_cf
 	init = bpf_map_lookup_elem(&rval_scratch, &zero);
 	if (!init)
 		return 0;
-	init->id = next_rid();
+	init->id = next_id(&rid_counter);
 	init->count = 0;
 	init->gen = 0;
 	init->allowed = 0;

@@ -54,8 +54,10 @@
 // namespace claims, picked up by the kernel at the task's first event; the
 // enroller moves such a task to its container's namespace when it finds
 // it in a container cgroup. The agent's own process, threads and children
-// are left out (their records are dropped before the model and counted),
-// and enforcing the host needs host_enforce (host.go says why).
+// are left out by the kernel (bpf Capture.Ignore: no records, never
+// denied); any record of them that still arrives is dropped before the
+// model and counted. Enforcing the host needs host_enforce (host.go says
+// why).
 //
 // # Memory
 //

@@ -20,29 +20,44 @@ import (
 //
 // Enforcing it is refused unless host_enforce is set. An enforcing host
 // denies every action of every process on the node that its model does not
-// hold: a package upgrade, an operator's new command, a log rotation, and
-// the agent's own next open of a file it never opened while learning (the
-// kernel cannot yet exempt the agent; see selfFilter). That is a choice for
-// an operator to make knowingly, never a default that enforce: true turns
-// on for every namespace.
+// hold: a package upgrade, an operator's new command, a log rotation. That
+// is a choice for an operator to make knowingly, never a default that
+// enforce: true turns on for every namespace.
 //
 // The agent itself is not modeled: its reads of /proc and of files it
 // hashes, its log appends and its metrics would otherwise be events of the
 // host, each new one a model point and a register extend, in a loop with
-// the host's own activity. The kernel has no way yet to leave a process
-// out of the host (Enroll reaches a process's main thread only, and the
-// Go runtime's other threads exist by then), so the agent drops the host
-// records of its own process, of its threads and of the processes it
-// starts, before they reach the model, and counts them.
+// the host's own activity. Before the host is modeled the agent asks the
+// kernel to leave its own process out of namespace 0 (bpf.Capture.Ignore):
+// its threads and the processes it starts then make no host records and
+// an enforcing host never denies them. selfFilter stays behind it as a
+// backstop, dropping and counting any host record of the agent's that
+// still arrives (Ignore failed, or the kernel's table of ignored
+// processes was full when the agent forked).
+
+// ignorer is the kernel's way to leave a process out of the host.
+type ignorer interface {
+	Ignore(tgid int) error
+}
+
+var _ ignorer = (*bpf.Capture)(nil)
 
 // hostName is the name of namespace 0.
 const hostName = "host"
 
 // errHostEnforce refuses to make the host enforce without host_enforce.
-var errHostEnforce = fmt.Errorf("the host namespace enforces only with host_enforce: true (it would deny every out-of-model action on the node, the agent's own included): %w", control.ErrConflict)
+var errHostEnforce = fmt.Errorf("the host namespace enforces only with host_enforce: true (it would deny every out-of-model action on the node but the agent's own): %w", control.ErrConflict)
 
-// startHost creates namespace 0 and tells the kernel to model the host.
+// startHost leaves the agent's own process out of the host in the kernel,
+// then creates namespace 0 and tells the kernel to model the host. When
+// the kernel cannot leave the agent out, the host is modeled all the same
+// and selfFilter drops the agent's records.
 func (t *table) startHost() (*nsState, error) {
+	if k, ok := t.kern.(ignorer); ok {
+		if err := k.Ignore(os.Getpid()); err != nil {
+			t.log.Warn("the kernel cannot leave the agent out of the host; its records are dropped in userspace", "err", err)
+		}
+	}
 	settings := t.defaults
 	settings.Enforce = settings.Enforce && t.hostEnforce
 	var m *model.Model
@@ -60,8 +75,10 @@ func (t *table) startHost() (*nsState, error) {
 }
 
 // selfFilter recognises the host namespace's records of the agent's own
-// process, of its threads and of the processes it forks (and theirs). It
-// runs on the reader goroutine only, except Dropped.
+// process, of its threads and of the processes it forks (and theirs): the
+// backstop behind the kernel's (startHost), so Dropped counts what the
+// kernel let through. It runs on the reader goroutine only, except
+// Dropped.
 type selfFilter struct {
 	pid uint32
 	// tasks holds the agent's pid and every thread or process id forked

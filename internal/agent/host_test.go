@@ -2,8 +2,10 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,6 +103,54 @@ func TestHostNamespace(t *testing.T) {
 				if m := f.kern.config[0]; m.Mode != bpf.ModeSeal || !m.Model {
 					t.Errorf("kernel config after seal = %+v; want seal, still modeled", m)
 				}
+			}
+		})
+	}
+}
+
+// ignoringKernel is a fake kernel that can leave a process out of the
+// host; it records Ignore and SetNamespace calls in order.
+type ignoringKernel struct {
+	*fakeKernel
+	err   error // of Ignore
+	calls []string
+}
+
+func (k *ignoringKernel) Ignore(tgid int) error {
+	k.calls = append(k.calls, fmt.Sprintf("ignore %d", tgid))
+	return k.err
+}
+
+func (k *ignoringKernel) SetNamespace(ns uint64, cfg bpf.NamespaceConfig) error {
+	k.calls = append(k.calls, fmt.Sprintf("set %d model=%v", ns, cfg.Model))
+	return k.fakeKernel.SetNamespace(ns, cfg)
+}
+
+// TestHostIgnoresAgent: startHost leaves the agent's process out of the
+// host in the kernel before the kernel models the host, and models it
+// even when the kernel cannot (selfFilter is the backstop).
+func TestHostIgnoresAgent(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"kernel leaves the agent out", nil},
+		{"kernel cannot", errors.New("ignore table full")},
+	}
+	want := []string{fmt.Sprintf("ignore %d", os.Getpid()), "set 0 model=true"}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, false, control.Settings{HashAlgorithm: "sha256"}, "")
+			k := &ignoringKernel{fakeKernel: f.kern, err: tc.err}
+			f.tab.kern = k
+			if _, err := f.tab.startHost(); err != nil {
+				t.Fatalf("startHost = %v", err)
+			}
+			if !slices.Equal(k.calls, want) {
+				t.Errorf("kernel calls %q; want %q", k.calls, want)
+			}
+			if cfg := f.kern.config[0]; !cfg.Model {
+				t.Errorf("kernel config of namespace 0 = %+v; want Model", cfg)
 			}
 		})
 	}

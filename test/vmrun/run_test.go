@@ -160,10 +160,9 @@ func byPolicy(e *events.Event) bool {
 		return !p.HasFile && p.Prot&0x4 == 0
 	case *events.TaskKill:
 		// A Go runtime's preemption signal (SIGURG) to one of its own
-		// threads; a thread that has made no event yet has no task
-		// state in the kernel, and is described as a zero target in
-		// another namespace (cross_ns 1).
-		return p.Target == e.Header.TaskID || p.Target == [32]byte{}
+		// threads (a brand-new thread is described by the state it
+		// inherits, so the target is the sender's own task id).
+		return p.Target == e.Header.TaskID
 	}
 	return false
 }
