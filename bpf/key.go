@@ -1,6 +1,9 @@
 package bpf
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // The kernel allow key of an event is what the BPF programs can compute
 // without userspace: a 64-bit FNV-1a style hash over the record type, the
@@ -62,7 +65,7 @@ func (d Decision) String() string {
 	case DecidePass:
 		return "pass"
 	}
-	return "decision(" + itoa(uint64(d)) + ")"
+	return "decision(" + strconv.FormatUint(uint64(d), 10) + ")"
 }
 
 // Protection and mapping type bits of mmap(2), as the kernel's mmap_file
@@ -178,19 +181,6 @@ func procSelf(name string, tgid uint32) (string, bool) {
 		return "", false
 	}
 	return name[i:], true
-}
-
-func itoa(v uint64) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			return string(b[i:])
-		}
-	}
 }
 
 type keyHash uint64

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/vigil-tsem/vigil/bpf"
@@ -101,9 +102,9 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 		}
 		// A read that names no file has no file cell: kept generic,
 		// and the model reports it as unmodeled.
-		e.Payload = &Generic{Fields: []Field{{Key: "id", Value: utoa(uint64(r.ID))}, {Key: "contents", Value: utoa(uint64(r.Contents))}}}
+		e.Payload = &Generic{Fields: []Field{{Key: "id", Value: strconv.FormatUint(uint64(r.ID), 10)}, {Key: "contents", Value: strconv.FormatUint(uint64(r.Contents), 10)}}}
 	case *bpf.Bpf:
-		e.Payload = &Generic{Fields: []Field{{Key: "cmd", Value: utoa(uint64(r.Cmd))}, {Key: "size", Value: utoa(uint64(r.AttrSize))}}}
+		e.Payload = &Generic{Fields: []Field{{Key: "cmd", Value: strconv.FormatUint(uint64(r.Cmd), 10)}, {Key: "size", Value: strconv.FormatUint(uint64(r.AttrSize), 10)}}}
 	case *bpf.Exec, *bpf.TaskFork, *bpf.TaskExit:
 		return nil, fmt.Errorf("convert %s record: %w", h.Type, ErrNotEvent)
 	default:
@@ -233,17 +234,4 @@ func sockAddr(a *bpf.Addr, flowScope bool) SockAddr {
 		n = len(a.Raw)
 	}
 	return SockAddr{Kind: AddrOther, Other: sha256.Sum256(a.Raw[:n])}
-}
-
-func utoa(v uint64) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			return string(b[i:])
-		}
-	}
 }
