@@ -345,20 +345,7 @@ func TestAgentContainerLifecycle(t *testing.T) {
 	// Graceful stop, then verify the log against the register's last value.
 	w.stop(t)
 	stderr := ag.stop(t)
-	m := regexp.MustCompile(`(?m)^register software 23 sha384 ([0-9a-f]{96})$`).FindStringSubmatch(stderr)
-	if m == nil {
-		t.Fatalf("agent stderr has no final register line:\n%s", stderr)
-	}
-	value, _ := hex.DecodeString(m[1])
-	f, err := os.Open(ag.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rep, err := measure.Verify(f, ag.log, measure.VerifyOptions{Register: value, Kind: measure.KindSoftware, Index: 23})
-	if err != nil {
-		t.Fatalf("verify the agent's log: %v", err)
-	}
+	rep, m := verifyAgentLog(t, ag, stderr)
 	var nsRep *measure.NamespaceReport
 	for _, n := range rep.Namespaces {
 		if n.Name == nsName {
@@ -402,4 +389,26 @@ func TestAgentRefusesNonRoot(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "vigil agent needs root") {
 		t.Fatalf("agent as uid 65534: %v\n%s\nwant exit status 1 and a message saying it needs root", err, out)
 	}
+}
+
+// verifyAgentLog verifies the agent's measured log against the final
+// register line on its stderr (software register 23) and returns the
+// report and the line's match (m[0] the line, m[1] the value).
+func verifyAgentLog(t *testing.T, ag *agentProc, stderr string) (*measure.Report, []string) {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^register software 23 sha384 ([0-9a-f]{96})$`).FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("agent stderr has no final register line:\n%s", stderr)
+	}
+	value, _ := hex.DecodeString(m[1])
+	f, err := os.Open(ag.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rep, err := measure.Verify(f, ag.log, measure.VerifyOptions{Register: value, Kind: measure.KindSoftware, Index: 23})
+	if err != nil {
+		t.Fatalf("verify the agent's log: %v", err)
+	}
+	return rep, m
 }

@@ -19,7 +19,6 @@ import (
 
 	"github.com/vigil-tsem/vigil/events"
 	"github.com/vigil-tsem/vigil/internal/control"
-	"github.com/vigil-tsem/vigil/measure"
 	"github.com/vigil-tsem/vigil/namespace"
 	"github.com/vigil-tsem/vigil/test/agenttest"
 )
@@ -93,11 +92,13 @@ func TestAgentHostNamespace(t *testing.T) {
 	}
 
 	stderr := ag.stop(t)
+	// The kernel leaves the agent out (bpf Capture.Ignore); the
+	// userspace backstop counts whatever still arrived, normally none.
 	m := regexp.MustCompile(`the agent's own host records were not modeled.* records=(\d+)`).FindStringSubmatch(stderr)
 	if m == nil {
 		t.Errorf("agent stderr does not count its own records:\n%s", stderr)
-	} else if n, _ := strconv.Atoi(m[1]); n == 0 {
-		t.Errorf("the agent counted 0 records of its own; it reads cgroup.procs every second")
+	} else {
+		t.Logf("the agent's own host records that reached userspace: %s", m[1])
 	}
 
 	// The export has every event with its thread id: the probe's cat is
@@ -142,20 +143,7 @@ func TestAgentHostNamespace(t *testing.T) {
 // verifies against the register value the agent printed.
 func verifyHostLog(t *testing.T, ag *agentProc, stderr string) {
 	t.Helper()
-	m := regexp.MustCompile(`(?m)^register software 23 sha384 ([0-9a-f]{96})$`).FindStringSubmatch(stderr)
-	if m == nil {
-		t.Fatalf("agent stderr has no final register line:\n%s", stderr)
-	}
-	value, _ := hex.DecodeString(m[1])
-	f, err := os.Open(ag.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rep, err := measure.Verify(f, ag.log, measure.VerifyOptions{Register: value, Kind: measure.KindSoftware, Index: 23})
-	if err != nil {
-		t.Fatalf("verify the agent's log: %v", err)
-	}
+	rep, _ := verifyAgentLog(t, ag, stderr)
 	for _, n := range rep.Namespaces {
 		if n.ID == 0 && n.Name == "host" && n.Sealed && n.Forensics > 0 {
 			return

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -197,22 +196,9 @@ func TestRunWithAgent(t *testing.T) {
 
 	// The agent's log holds every run's points and verifies.
 	stderr := ag.stop(t)
-	reg := regexp.MustCompile(`(?m)^register software 23 sha384 ([0-9a-f]{96})$`).FindStringSubmatch(stderr)
-	if reg == nil {
-		t.Fatalf("agent stderr has no final register line:\n%s", stderr)
-	}
+	rep, reg := verifyAgentLog(t, ag, stderr)
 	if out, err := exec.Command(bin, "verify", "--log", ag.log, "--register", reg[0]).CombinedOutput(); err != nil {
 		t.Fatalf("vigil verify of the agent's log: %v\n%s", err, out)
-	}
-	value, _ := hex.DecodeString(reg[1])
-	f, err := os.Open(ag.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rep, err := measure.Verify(f, ag.log, measure.VerifyOptions{Register: value, Kind: measure.KindSoftware, Index: 23})
-	if err != nil {
-		t.Fatal(err)
 	}
 	for _, want := range runs {
 		var got *measure.NamespaceReport
