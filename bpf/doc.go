@@ -90,7 +90,12 @@
 // in the namespace's allow set (Allow) or when the task is untrusted; a
 // denied event marks the task untrusted. MarkUntrusted lets userspace do
 // the same after checks the kernel cannot make (file digests). Records
-// are still emitted for denied events, with FlagDenied.
+// are still emitted for denied events, with FlagDenied. Not every event is
+// decided by its exact key: Decides says which pass by policy (anonymous
+// mappings without PROT_EXEC, signals within the sender's own process)
+// and which are keyed coarsely (executable anonymous mappings); pathnames
+// in keys and in event descriptions are CanonicalPath's (/proc/<own
+// pid>/ as /proc/self/, pipe:/, socket:/, anon_inode:/).
 //
 // # Loss
 //
