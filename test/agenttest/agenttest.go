@@ -7,6 +7,7 @@ package agenttest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vigil-tsem/vigil/events"
+	"github.com/vigil-tsem/vigil/internal/control"
 	"github.com/vigil-tsem/vigil/namespace"
 )
 
@@ -34,6 +36,19 @@ func WaitFor(t testing.TB, wait time.Duration, what string, cond func() (bool, e
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// WaitEnrolled waits until the agent behind client has namespace name with
+// at least one task enrolled, and returns its description.
+func WaitEnrolled(t testing.TB, wait time.Duration, ctx context.Context, client *control.Client, name string) control.NamespaceInfo {
+	t.Helper()
+	var info control.NamespaceInfo
+	WaitFor(t, wait, "namespace "+name+" with its task enrolled", func() (bool, error) {
+		var err error
+		info, err = client.Namespace(ctx, name)
+		return err == nil && info.Tasks >= 1, err
+	})
+	return info
 }
 
 // Pathnames returns the file pathnames of TSEM event description lines.

@@ -236,6 +236,11 @@ var (
 	contains  = slices.Contains[[]string, string]
 )
 
+func waitEnrolled(t *testing.T, ctx context.Context, client *control.Client, name string) control.NamespaceInfo {
+	t.Helper()
+	return agenttest.WaitEnrolled(t, 15*time.Second, ctx, client, name)
+}
+
 func waitFor(t *testing.T, what string, cond func() (bool, error)) {
 	t.Helper()
 	agenttest.WaitFor(t, 15*time.Second, what, cond)
@@ -263,17 +268,7 @@ func TestAgentContainerLifecycle(t *testing.T) {
 	defer cancel()
 
 	w := startWorkload(t, cgDir)
-	var info control.NamespaceInfo
-	waitFor(t, "the container's namespace with its task enrolled", func() (bool, error) {
-		list, err := client.Namespaces(ctx)
-		for _, n := range list {
-			if n.Name == nsName {
-				info = n
-				return n.Tasks >= 1, nil
-			}
-		}
-		return false, err
-	})
+	info := waitEnrolled(t, ctx, client, nsName)
 	if info.Origin != "container" || info.Container == nil || info.Container.Runtime != "docker" || info.Container.ID != ctr.ID || info.Mode != control.ModeLearning {
 		t.Fatalf("namespace %s = %+v (container %+v); want a learning docker container namespace", nsName, info, info.Container)
 	}

@@ -77,15 +77,7 @@ for i in range(%d):
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	w := startWorkload(t, cgDir)
-	waitFor(t, "the container's namespace with its task enrolled", func() (bool, error) {
-		list, err := client.Namespaces(ctx)
-		for _, n := range list {
-			if n.Name == nsName {
-				return n.Tasks >= 1, nil
-			}
-		}
-		return false, err
-	})
+	waitEnrolled(t, ctx, client, nsName)
 	w.release(t)
 
 	start := time.Now()
@@ -231,15 +223,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	w := startWorkload(t, cgDir)
-	waitFor(t, "the container's namespace with its task enrolled", func() (bool, error) {
-		list, err := client.Namespaces(ctx)
-		for _, n := range list {
-			if n.Name == nsName {
-				return n.Tasks >= 1, nil
-			}
-		}
-		return false, err
-	})
+	waitEnrolled(t, ctx, client, nsName)
 	w.release(t)
 	w.do(t, fmt.Sprintf("GOMAXPROCS=1 %s %s 1000 100ms", workload, file)) // the point, learned
 

@@ -225,12 +225,7 @@ func TestAgentModelKeyImage(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			w := startWorkload(t, cgDir)
-			var info control.NamespaceInfo
-			waitFor(t, "the container's namespace with its task enrolled", func() (bool, error) {
-				var err error
-				info, err = client.Namespace(ctx, nsName)
-				return err == nil && info.Tasks >= 1, err
-			})
+			info := waitEnrolled(t, ctx, client, nsName)
 			if info.Mode != control.ModeSealed || info.Settings.Model != modelFile || info.Container == nil || info.Container.Image != image {
 				t.Fatalf("namespace %s: mode %s, sealed to %q, container %+v; want sealed to %s, image %s",
 					nsName, info.Mode, info.Settings.Model, info.Container, modelFile, image)

@@ -271,12 +271,7 @@ func TestAgentEnforce(t *testing.T) {
 	defer cancel()
 
 	w := startWorkload(t, cgDir)
-	var info control.NamespaceInfo
-	waitFor(t, "the container's namespace with its task enrolled", func() (bool, error) {
-		var err error
-		info, err = client.Namespace(ctx, nsName)
-		return err == nil && info.Tasks >= 1, err
-	})
+	info := agenttest.WaitEnrolled(t, wait, ctx, client, nsName)
 	if info.Origin != "container" || info.Container == nil || info.Container.Runtime != "docker" || info.Container.ID != ctr.ID || info.Mode != control.ModeLearning {
 		t.Fatalf("namespace %s = %+v (container %+v); want a learning docker container namespace", nsName, info, info.Container)
 	}
