@@ -2,7 +2,6 @@ package bpf
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -180,6 +179,9 @@ var (
 	ErrObserveOnly = errors.New("tracepoint backend observes only, it cannot enforce")
 	// ErrClosed: the Capture was closed.
 	ErrClosed = errors.New("capture closed")
+	// ErrNoRun: FlushRepeats was called while no Run was reading, or Run
+	// returned before it could serve the call.
+	ErrNoRun = errors.New("no Run is reading the capture")
 )
 
 // Capture is a loaded and attached set of programs with its maps and a
@@ -197,12 +199,27 @@ type Capture struct {
 	events, taskState, nsConfig, allow, loss, lossOverflow, ignore *ebpf.Map
 
 	// The repeat cache: repeats holds the current table (repCur) in slot
-	// 0; repMu orders its replacement against Close.
-	repMu     sync.Mutex
-	repeats   *ebpf.Map
-	repCur    *ebpf.Map
-	repSpec   *ebpf.MapSpec
-	repClosed bool
+	// 0; repMu orders its replacement against Close. ridCounter holds the
+	// last RepeatID handed out. Under readMu (the rotation runs in Run):
+	// repCarry, the namespaces whose entries the last finish markers did
+	// not cover (see rotateRepeats), and the batch buffers.
+	repMu      sync.Mutex
+	repeats    *ebpf.Map
+	repCur     *ebpf.Map
+	repSpec    *ebpf.MapSpec
+	repClosed  bool
+	ridCounter *ebpf.Map
+	repCarry   map[uint64]struct{}
+	repKeys    []repeatKey
+	repVals    []repeatValue
+	noBatch    bool // the kernel has no batch lookup: iterate
+
+	// FlushRepeats asks Run for a rotation (flushAsk) and waits on a
+	// channel in flushWait; running says whether a Run serves them.
+	flushMu   sync.Mutex
+	flushWait []chan error
+	flushAsk  atomic.Bool
+	running   bool
 
 	// nsMu orders namespace configuration changes (read-modify-write of
 	// ns_config); gen numbers them so that the kernel forgets cached
@@ -319,6 +336,7 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 		ignore:       coll.Maps["ignore_tgid"],
 		repeats:      coll.Maps["repeats"],
 		cfgEpochNow:  coll.Maps["cfg_epoch_now"],
+		ridCounter:   coll.Maps["rid_counter"],
 		repSpec:      repSpec,
 		window:       window,
 	}
@@ -327,11 +345,14 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 			c.Close()
 		}
 	}()
+	if c.ridCounter == nil {
+		return nil, fmt.Errorf("load %s programs: no rid_counter map", b)
+	}
 	var zero uint32
 	if err := coll.Maps["ttd_counter"].Update(zero, uint64(0), ebpf.UpdateAny); err != nil {
 		return nil, fmt.Errorf("reset ttd counter: %w", err)
 	}
-	if err := c.rotateRepeats(nil); err != nil {
+	if err := c.rotateRepeats(context.Background(), nil); err != nil {
 		return nil, err
 	}
 	if err := c.bumpEpoch(); err != nil {
@@ -396,6 +417,10 @@ func (c *Capture) Backend() Backend { return c.backend }
 // CanEnforce reports whether the backend can deny events (LSM only).
 func (c *Capture) CanEnforce() bool { return c.backend == BackendLSM }
 
+// RepeatWindow returns how often Run replaces the repeat cache
+// (Options.RepeatWindow with its default applied).
+func (c *Capture) RepeatWindow() time.Duration { return c.window }
+
 // Read blocks until the next record and decodes it, or until ctx ends
 // (ctx.Err()) or the Capture is closed (ErrClosed). A record that does not
 // decode is counted (LossDecode) and returned as an error saying why.
@@ -407,10 +432,23 @@ func (c *Capture) Read(ctx context.Context) (Record, error) {
 	return c.readLocked(ctx, time.Time{})
 }
 
-// errIdle: readLocked saw no record before its until time.
+// errIdle: readLocked saw no record before its until time, or Run is
+// asked for a rotation (FlushRepeats).
 var errIdle = errors.New("no record")
 
+// readLocked reads and decodes the next record; see nextLocked.
 func (c *Capture) readLocked(ctx context.Context, until time.Time) (Record, error) {
+	if err := c.nextLocked(ctx, until); err != nil {
+		return nil, err
+	}
+	return c.decodeLocked()
+}
+
+// nextLocked reads the next record into c.rec. With until set it returns
+// errIdle when no record came by then (the ring buffer was empty at that
+// moment) or when FlushRepeats asks for a rotation; it returns ctx's error
+// when ctx ended and the ring buffer was empty.
+func (c *Capture) nextLocked(ctx context.Context, until time.Time) error {
 	for {
 		// The kernel wakes the reader only every WakeupBytes; the
 		// deadline bounds how long fewer bytes wait.
@@ -418,29 +456,39 @@ func (c *Capture) readLocked(ctx context.Context, until time.Time) (Record, erro
 		err := c.rd.ReadInto(&c.rec)
 		switch {
 		case err == nil:
+			return nil
 		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
-			return nil, ErrClosed
+			return ErrClosed
 		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return err
 			}
-			if !until.IsZero() && time.Now().After(until) {
-				return nil, errIdle
+			if !until.IsZero() && (c.flushAsk.Load() || time.Now().After(until)) {
+				return errIdle
 			}
-			continue
 		default:
-			return nil, fmt.Errorf("read ring buffer: %w", err)
+			return fmt.Errorf("read ring buffer: %w", err)
 		}
-		if c.onRaw != nil {
-			c.onRaw(c.rec.RawSample)
-		}
-		r, err := ParseRecord(c.rec.RawSample)
-		if err != nil {
-			c.decodeErrs.Add(1)
-			return nil, err
-		}
-		return r, nil
 	}
+}
+
+// decodeLocked decodes c.rec; a record that does not decode is counted.
+func (c *Capture) decodeLocked() (Record, error) {
+	if c.onRaw != nil {
+		c.onRaw(c.rec.RawSample)
+	}
+	r, err := ParseRecord(c.rec.RawSample)
+	if err != nil {
+		c.decodeErrs.Add(1)
+		return nil, err
+	}
+	return r, nil
+}
+
+// ringBytes is how much of the ring buffer c.rec took: the kernel's 8
+// byte record header and the data, padded to 8 bytes.
+func (c *Capture) ringBytes() int {
+	return 8 + (len(c.rec.RawSample)+7)&^7
 }
 
 // Run reads records until ctx is done or the Capture is closed, calling fn
@@ -449,40 +497,115 @@ func (c *Capture) readLocked(ctx context.Context, until time.Time) (Record, erro
 // records (Lost). Records that do not decode are counted (LossDecode) and
 // skipped. Run returns nil when ctx ends or the Capture is closed.
 //
-// Run also runs the kernel's repeat cache: every Options.RepeatWindow, and
-// once more when ctx ends (after the last record in the ring buffer), it
-// replaces the cache and calls fn with a *RepeatCount for each entry of
-// the old one (Count 0 when the event was not repeated: its RepeatID is
-// done). Use Run, not Read, where counts matter.
-func (c *Capture) Run(ctx context.Context, fn func(Record)) error {
+// Run also runs the kernel's repeat cache: every Options.RepeatWindow, at
+// FlushRepeats, and once more when ctx ends (after the last record in the
+// ring buffer), it replaces the cache, delivers every record the kernel
+// made before the replacement, then calls fn with a *RepeatCount for each
+// entry of the old cache that was repeated and with a finish marker per
+// namespace (see RepeatCount). Use Run, not Read, where counts matter.
+// fn must not call FlushRepeats (it would wait for itself).
+func (c *Capture) Run(ctx context.Context, fn func(Record)) (err error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
+	c.flushMu.Lock()
+	c.running = true
+	c.flushMu.Unlock()
+	defer func() {
+		c.flushMu.Lock()
+		c.running = false
+		waiting := c.flushWait
+		c.flushWait = nil
+		c.flushMu.Unlock()
+		for _, w := range waiting {
+			w <- ErrNoRun
+		}
+	}()
 	stop := context.AfterFunc(ctx, func() { c.rd.Flush() })
 	defer stop()
 	nextSweep := time.Now().Add(c.window)
 	for {
-		if now := time.Now(); now.After(nextSweep) {
-			nextSweep = now.Add(c.window)
-			if err := c.rotateRepeats(fn); err != nil {
-				return err
+		if now := time.Now(); now.After(nextSweep) || c.flushAsk.Load() {
+			if err := c.rotateAndReport(ctx, fn); err != nil {
+				return noClosed(err)
 			}
+			nextSweep = time.Now().Add(c.window)
 		}
-		r, err := c.readLocked(ctx, nextSweep)
+		err := c.nextLocked(ctx, nextSweep)
+		if err == nil {
+			if r, err := c.decodeLocked(); err == nil {
+				fn(r)
+			}
+			// else counted in decodeLocked
+			continue
+		}
 		switch {
-		case err == nil:
-			fn(r)
 		case errors.Is(err, errIdle):
 		case errors.Is(err, ErrClosed):
 			return nil
 		case ctx.Err() != nil:
 			// Every record is delivered: now the counts the
 			// kernel holds.
-			return c.rotateRepeats(fn)
-		case errors.Is(err, ErrShortRecord), errors.Is(err, ErrUnknownRecord), errors.Is(err, ErrRecordSize):
-			// counted in readLocked
+			return noClosed(c.rotateAndReport(ctx, fn))
 		default:
 			return err
 		}
+	}
+}
+
+// noClosed turns ErrClosed (Run's end when the Capture is closed) into nil.
+func noClosed(err error) error {
+	if errors.Is(err, ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// rotateAndReport rotates the repeat cache for Run and answers the
+// FlushRepeats calls made before the rotation began.
+func (c *Capture) rotateAndReport(ctx context.Context, fn func(Record)) error {
+	c.flushMu.Lock()
+	waiting := c.flushWait
+	c.flushWait = nil
+	c.flushAsk.Store(false)
+	c.flushMu.Unlock()
+	err := c.rotateRepeats(ctx, fn)
+	for _, w := range waiting {
+		w <- err
+	}
+	return err
+}
+
+// FlushRepeats has Run replace the repeat cache now and returns when Run
+// has handed its fn every record the kernel made and every repeat it
+// counted before the call (the counts and finish markers included): the
+// counts of events that have happened are then complete without waiting
+// for the repeat window. It returns ErrNoRun when no Run is reading (or
+// Run ends first without a last rotation), ctx's error when ctx ends
+// first, or the rotation's error. Call it from any goroutine but Run's.
+func (c *Capture) FlushRepeats(ctx context.Context) error {
+	done := make(chan error, 1)
+	c.flushMu.Lock()
+	if !c.running {
+		c.flushMu.Unlock()
+		return fmt.Errorf("flush repeat counts: %w", ErrNoRun)
+	}
+	c.flushWait = append(c.flushWait, done)
+	c.flushMu.Unlock()
+	c.flushAsk.Store(true)
+	// Wake a Run waiting for records.
+	c.fillMu.RLock()
+	if !c.fillClosed {
+		c.rd.Flush()
+	}
+	c.fillMu.RUnlock()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("flush repeat counts: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -496,31 +619,59 @@ type repeatValue struct {
 	Key     [repeatKeySize]byte // struct vg_rkey
 }
 
-// repeatKeySize is sizeof(struct vg_rkey); the table's own key is the
-// namespace and a hash of it (struct vg_rhkey).
+// repeatKey mirrors struct vg_rhkey, the table's key.
+type repeatKey struct {
+	NS   uint64
+	Hash uint64
+}
+
+// repeatKeySize is sizeof(struct vg_rkey), the whole key an entry holds.
 const repeatKeySize = 152
 
+// repeatBatch is how many entries one batch lookup of the old repeat
+// cache table reads (49 KiB of buffers).
+const repeatBatch = 256
+
 // rotateRepeats puts a fresh repeat cache table in place and, with fn,
-// hands the counts of the old one to fn as *RepeatCount records. The
-// kernel waits for every running program when a map-in-map slot changes,
-// so no program adds to the old table once the update returns: each
-// suppressed event is counted exactly once.
-func (c *Capture) rotateRepeats(fn func(Record)) error {
+// hands fn the records made before the swap, then the counts of the old
+// table and the finish markers.
+//
+// Why this order is exact. The kernel waits for every running program
+// when a map-in-map slot changes, so once the update returns no program
+// uses the old table and every record a program made with one of its
+// entries is committed in the ring buffer, before the reader's position
+// as it is now: reading up to there first puts every record before its
+// count. Each suppressed event is counted in exactly one table, once.
+// RepeatIDs come from one counter; a program takes its id after it looked
+// the table up (repeat_begin), so every id handed out before the swap
+// began (below, read first) belongs to the old table or an earlier one:
+// all of them are finished after this rotation. An old entry with a
+// larger id (taken during the swap) is finished by the next rotation's
+// markers: repCarry keeps its namespace for them.
+func (c *Capture) rotateRepeats(ctx context.Context, fn func(Record)) error {
 	c.repMu.Lock()
-	defer c.repMu.Unlock()
 	if c.repClosed {
-		return nil
+		c.repMu.Unlock()
+		return ErrClosed
+	}
+	var below uint64
+	if err := c.ridCounter.Lookup(uint32(0), &below); err != nil {
+		c.repMu.Unlock()
+		return fmt.Errorf("read repeat id counter: %w", err)
 	}
 	next, err := ebpf.NewMap(c.repSpec)
 	if err != nil {
+		c.repMu.Unlock()
 		return fmt.Errorf("create repeat cache table: %w", err)
 	}
 	if err := c.repeats.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
+		c.repMu.Unlock()
 		next.Close()
 		return fmt.Errorf("install repeat cache table: %w", err)
 	}
 	old := c.repCur
 	c.repCur = next
+	c.repMu.Unlock()
 	if old == nil {
 		return nil
 	}
@@ -528,22 +679,111 @@ func (c *Capture) rotateRepeats(fn func(Record)) error {
 	if fn == nil {
 		return nil
 	}
-	var (
-		k  = make([]byte, old.KeySize())
-		v  repeatValue
-		ts unix.Timespec
-	)
+	if err := c.drainLocked(ctx, fn); err != nil {
+		return err
+	}
+
+	var ts unix.Timespec
 	// KTime: when the counts were taken, on the kernel's clock.
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	now := uint64(ts.Nano())
-	it := old.Iterate()
-	for it.Next(&k, &v) {
+	mark := c.repCarry
+	c.repCarry = nil
+	err = c.eachRepeat(old, func(ns uint64, v *repeatValue) {
 		if v.Valid == 0 {
-			continue // no record was made for it, so nothing counted
+			return // no record was made for it, so nothing counted
 		}
-		// struct vg_rhkey starts with the namespace.
-		ns := binary.LittleEndian.Uint64(k)
-		fn(&RepeatCount{Header: Header{Type: RecRepeatCount, NS: ns, KTime: now, RepeatID: v.ID}, Count: v.Count})
+		if mark == nil {
+			mark = make(map[uint64]struct{})
+		}
+		mark[ns] = struct{}{}
+		if v.ID > below {
+			if c.repCarry == nil {
+				c.repCarry = make(map[uint64]struct{})
+			}
+			c.repCarry[ns] = struct{}{}
+		}
+		if v.Count != 0 {
+			fn(&RepeatCount{Header: Header{Type: RecRepeatCount, NS: ns, KTime: now, RepeatID: v.ID}, Count: v.Count})
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if below == 0 {
+		return nil // no id handed out before the swap
+	}
+	for ns := range mark {
+		fn(&RepeatCount{Header: Header{Type: RecRepeatCount, NS: ns, KTime: now}, Below: below + 1})
+	}
+	return nil
+}
+
+// drainLocked hands fn the records in the ring buffer up to the writer's
+// position now. A record the ring buffer marks discarded is skipped
+// without being seen, so the byte count can fall short: an empty ring
+// buffer (a read that times out, or ctx ended) ends the drain too.
+func (c *Capture) drainLocked(ctx context.Context, fn func(Record)) error {
+	c.fillMu.RLock()
+	if c.fillClosed {
+		c.fillMu.RUnlock()
+		return ErrClosed
+	}
+	left := c.rd.AvailableBytes()
+	c.fillMu.RUnlock()
+	for left > 0 {
+		err := c.nextLocked(ctx, time.Now())
+		switch {
+		case err == nil:
+		case errors.Is(err, errIdle), ctx.Err() != nil:
+			return nil
+		default:
+			return err
+		}
+		left -= c.ringBytes()
+		if r, err := c.decodeLocked(); err == nil {
+			fn(r)
+		}
+		if c.rec.Remaining == 0 {
+			return nil // the reader caught up with the writer
+		}
+	}
+	return nil
+}
+
+// eachRepeat calls fn for every entry of the repeat cache table m, which
+// no program uses any more.
+func (c *Capture) eachRepeat(m *ebpf.Map, fn func(ns uint64, v *repeatValue)) error {
+	if !c.noBatch {
+		if c.repKeys == nil {
+			c.repKeys = make([]repeatKey, repeatBatch)
+			c.repVals = make([]repeatValue, repeatBatch)
+		}
+		var cursor ebpf.MapBatchCursor
+		for first := true; ; first = false {
+			n, err := m.BatchLookup(&cursor, c.repKeys, c.repVals, nil)
+			if first && errors.Is(err, ebpf.ErrNotSupported) {
+				c.noBatch = true // before 5.6
+				break
+			}
+			for i := range n {
+				fn(c.repKeys[i].NS, &c.repVals[i])
+			}
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("read repeat cache table: %w", err)
+			}
+		}
+	}
+	var (
+		k repeatKey
+		v repeatValue
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		fn(k.NS, &v)
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read repeat cache table: %w", err)

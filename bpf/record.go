@@ -186,7 +186,8 @@ type Header struct {
 	// RepeatID names the kernel's repeat cache entry of the event (0: not
 	// cached). Events identical to it (the same repeat cache key, so the
 	// same TSEM coefficient) that the kernel suppressed are delivered
-	// later as a *RepeatCount with the same RepeatID.
+	// later as a *RepeatCount with the same RepeatID, or, when there were
+	// none, the entry ends at a *RepeatCount finish marker.
 	RepeatID uint64
 }
 
@@ -450,18 +451,31 @@ type TaskExit struct {
 	ExitCode uint32
 }
 
-// RepeatCount says that Count events identical to the record(s) with
-// RepeatID happened and were not recorded one by one (the kernel's repeat
-// cache suppressed them). Capture.Run delivers one per cache entry when it
-// replaces the cache, every repeat window and when it ends, Count 0
-// included: after it no new record has that RepeatID. It may come before
-// the record with RepeatID when the reader lags. Its header has Type
-// RecRepeatCount, NS, RepeatID and KTime (when the counts were taken); the
-// rest is zero.
+// RepeatCount is what Capture.Run hands on from the kernel's repeat cache
+// each time it replaces it (every repeat window, at FlushRepeats and when
+// Run ends), after every record made before the replacement. It is one of
+// two things; its header has Type RecRepeatCount, NS and KTime (when the
+// counts were taken), the rest but RepeatID is zero.
+//
+// A count (RepeatID not 0): Count (never 0) events identical to the
+// record(s) with RepeatID happened and were not recorded one by one (the
+// kernel's repeat cache suppressed them). It is final: no record or count
+// with that RepeatID follows it.
+//
+// A finish marker (RepeatID 0, Below not 0): every entry of namespace NS
+// with a RepeatID below Below has ended, and those that were repeated
+// had their counts before the marker; no record or count with such an id
+// follows. Entries without repeats get no count, only their marker.
+// RepeatIDs grow with time (the kernel hands them out from one counter),
+// so a consumer keeps the ids from Below on and drops the rest.
 type RepeatCount struct {
 	Header
 	Count uint64
+	Below uint64
 }
+
+// Finished reports whether r is a finish marker.
+func (r *RepeatCount) Finished() bool { return r.RepeatID == 0 && r.Below != 0 }
 
 // Decoding errors. ParseRecord wraps them with the offending values.
 var (

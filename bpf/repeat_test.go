@@ -1,11 +1,19 @@
 package bpf
 
 import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 )
 
 // eventCount counts the events the records stand for among those match
@@ -28,6 +36,69 @@ func eventCount(recs []Record, match func(Record) bool) int {
 		}
 	}
 	return n
+}
+
+// checkRepeatStream checks the order Run keeps for the repeat cache
+// entries of namespace ns in recs: an entry's records come first, then
+// its count if it was repeated (never a count 0), then a finish marker
+// whose Below is above its id; nothing of an entry follows its count or
+// its marker. With ended (Run has returned), every entry must be ended.
+func checkRepeatStream(t *testing.T, recs []Record, ns uint64, ended bool) {
+	t.Helper()
+	var (
+		below   uint64 // of the last marker
+		markers int
+		state   = map[uint64]string{} // id -> "recorded", "counted"
+	)
+	for i, r := range recs {
+		h := r.Head()
+		if h.NS != ns {
+			continue
+		}
+		rc, ok := r.(*RepeatCount)
+		switch {
+		case ok && rc.Finished():
+			if rc.Count != 0 {
+				t.Errorf("record %d: finish marker %+v with a count", i, rc)
+			}
+			if rc.Below < below {
+				t.Errorf("record %d: finish marker below %d after one below %d", i, rc.Below, below)
+			}
+			below = max(below, rc.Below)
+			markers++
+		case ok:
+			switch {
+			case rc.Count == 0:
+				t.Errorf("record %d: count 0 for repeat id %d; want counts of repeated entries only", i, rc.RepeatID)
+			case rc.RepeatID < below:
+				t.Errorf("record %d: count of repeat id %d after the marker below %d", i, rc.RepeatID, below)
+			case state[rc.RepeatID] == "":
+				t.Errorf("record %d: count of repeat id %d before any record of it", i, rc.RepeatID)
+			case state[rc.RepeatID] == "counted":
+				t.Errorf("record %d: second count of repeat id %d", i, rc.RepeatID)
+			}
+			state[rc.RepeatID] = "counted"
+		case h.RepeatID != 0:
+			switch {
+			case h.RepeatID < below:
+				t.Errorf("record %d: %s with repeat id %d after the marker below %d", i, h.Type, h.RepeatID, below)
+			case state[h.RepeatID] == "counted":
+				t.Errorf("record %d: %s with repeat id %d after its count", i, h.Type, h.RepeatID)
+			}
+			state[h.RepeatID] = "recorded"
+		}
+	}
+	if !ended {
+		return
+	}
+	for id, st := range state {
+		if st == "recorded" && id >= below {
+			t.Errorf("repeat id %d: neither counted nor below the last marker (%d) when Run ended", id, below)
+		}
+	}
+	if len(state) != 0 && markers == 0 {
+		t.Errorf("%d repeat cache entries and no finish marker", len(state))
+	}
 }
 
 func fileOpens(path string, pid int) func(Record) bool {
@@ -76,6 +147,7 @@ func testRepeatExact(t *testing.T, b Backend) {
 			if got := eventCount(recs, match); got != n {
 				t.Errorf("records + repeats of %s = %d; want exactly %d", path, got, n)
 			}
+			checkRepeatStream(t, recs, ns, true)
 			records := countRecords(recs, match)
 			switch {
 			case off && records != n:
@@ -135,6 +207,7 @@ func testRepeatReemit(t *testing.T, b Backend) {
 				midway: func() { tc.midway(t, path, tc.window) }})
 			match := fileOpens(path, run.pid)
 			recs := col.finish(t)
+			checkRepeatStream(t, recs, ns, true)
 			if got := eventCount(recs, match); got != 6 {
 				t.Errorf("records + repeats of %s = %d; want 6", path, got)
 			}
@@ -169,6 +242,7 @@ func testRepeatHardLink(t *testing.T, b Backend) {
 	col := collect(t, c)
 	run := runEnrolled(t, c, ns, workload{next: "open", env: []string{envFiles + "=" + strings.Repeat(a+":"+l+":", 3)}, bin: bin})
 	recs := col.finish(t)
+	checkRepeatStream(t, recs, ns, true)
 	for _, p := range []string{a, l} {
 		match := fileOpens(p, run.pid)
 		if n, records := eventCount(recs, match), countRecords(recs, match); n != 3 || records != 1 {
@@ -202,3 +276,145 @@ func TestTracepointRepeatReemit(t *testing.T) {
 
 func TestLSMRepeatExact(t *testing.T)  { testRepeatExact(t, BackendLSM) }
 func TestLSMRepeatReemit(t *testing.T) { testRepeatReemit(t, BackendLSM) }
+
+// testRepeatFlush: with a repeat window far longer than the test,
+// FlushRepeats delivers the counts of a finished workload at once (records
+// + counts = opens before Run ends), also when called again and again
+// while the workload runs; without a Run it returns ErrNoRun.
+func testRepeatFlush(t *testing.T, b Backend) {
+	const n = 20000
+	c := openCaptureWith(t, Options{Backend: b, RingBufferBytes: 16 << 20, RepeatWindow: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.FlushRepeats(ctx); !errors.Is(err, ErrNoRun) {
+		t.Errorf("FlushRepeats() without Run = %v; want ErrNoRun", err)
+	}
+	dir, bin := sharedDir(t)
+	col := collect(t, c)
+	snapshot := func() []Record {
+		col.mu.Lock()
+		defer col.mu.Unlock()
+		return slices.Clone(col.recs)
+	}
+	for _, during := range []bool{false, true} {
+		path := filepath.Join(dir, "flushed")
+		if during {
+			path += "-during"
+		}
+		writeFile(t, path, "x")
+		ns := nextNS()
+		stop := make(chan struct{})
+		var (
+			wg      sync.WaitGroup
+			flushes int
+		)
+		if during {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := c.FlushRepeats(ctx); err != nil {
+						t.Errorf("FlushRepeats() during the workload = %v", err)
+						return
+					}
+					flushes++
+				}
+			})
+		}
+		runOpenLoop(t, c, ns, bin, path, n)
+		close(stop)
+		wg.Wait()
+		start := time.Now()
+		if err := c.FlushRepeats(ctx); err != nil {
+			t.Fatalf("FlushRepeats() = %v", err)
+		}
+		took := time.Since(start)
+		recs := snapshot()
+		checkRepeatStream(t, recs, ns, false)
+		match := fileOpens(path, 0)
+		if got := eventCount(recs, match); got != n {
+			t.Errorf("flushes during the workload %v: records + repeats of %s after FlushRepeats = %d; want exactly %d", during, path, got, n)
+		}
+		if took > 2*time.Second {
+			t.Errorf("FlushRepeats() took %v; want it at once, not at the hour's window", took)
+		}
+		t.Logf("flushes during the workload %v (%d): %d records for %d opens, last FlushRepeats took %v", during, flushes, countRecords(recs, match), n, took)
+	}
+	col.finish(t)
+	if err := c.FlushRepeats(ctx); !errors.Is(err, ErrNoRun) {
+		t.Errorf("FlushRepeats() after Run returned = %v; want ErrNoRun", err)
+	}
+}
+
+func TestTracepointRepeatFlush(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("the VM runs the LSM backend tests")
+	}
+	testRepeatFlush(t, BackendTracepoint)
+}
+
+func TestLSMRepeatFlush(t *testing.T) { testRepeatFlush(t, BackendLSM) }
+
+// BenchmarkRepeatRotation: one rotation of a repeat cache holding n
+// entries (one in ten repeated), the work Run does every window: the
+// records it hands on (counts and finish markers) and their allocations.
+// The entries are written from userspace, so it needs only a loaded
+// capture.
+func BenchmarkRepeatRotation(b *testing.B) {
+	for _, n := range []int{1000, 50000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			c := openCaptureWith(b, Options{Backend: BackendTracepoint, RepeatWindow: time.Hour})
+			keys := make([]repeatKey, n)
+			vals := make([]repeatValue, n)
+			for i := range n {
+				keys[i] = repeatKey{NS: 1, Hash: uint64(i)}
+				vals[i] = repeatValue{ID: uint64(i + 1), Valid: 1}
+				if i%10 == 0 {
+					vals[i].Count = 3
+				}
+			}
+			records := 0
+			fn := func(Record) { records++ }
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				c.repMu.Lock()
+				cur := c.repCur
+				c.repMu.Unlock()
+				if _, err := cur.BatchUpdate(keys, vals, nil); err != nil {
+					b.Fatal(err)
+				}
+				if err := c.ridCounter.Update(uint32(0), uint64(n), ebpf.UpdateAny); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := c.rotateRepeats(context.Background(), fn); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(records)/float64(b.N), "records/op")
+		})
+	}
+}
+
+// TestRepeatRotationSpec: what the rotation reads from the kernel has the
+// layout it assumes, in both objects: the table's key (repeatKey, read by
+// batch) and the RepeatID counter (one 64-bit slot).
+func TestRepeatRotationSpec(t *testing.T) {
+	for _, b := range []Backend{BackendLSM, BackendTracepoint} {
+		sp, err := collectionSpec(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inner := sp.Maps["repeats"].InnerMap; inner == nil || binary.Size(repeatKey{}) != int(inner.KeySize) {
+			t.Errorf("%s: Go mirror of vg_rhkey: %d bytes; the table's key %v", b, binary.Size(repeatKey{}), inner)
+		}
+		rc := sp.Maps["rid_counter"]
+		if rc == nil || rc.Type != ebpf.Array || rc.KeySize != 4 || rc.ValueSize != 8 || rc.MaxEntries != 1 {
+			t.Errorf("%s: rid_counter = %v; want an array of one 64-bit counter", b, rc)
+		}
+	}
+}

@@ -98,12 +98,7 @@ func (d *Dispatcher) Dispatch(r bpf.Record) error {
 	}
 	res, err := d.add(n, e)
 	if h.RepeatID != 0 {
-		target := repeatTarget{ns: n, c: res.Coefficient, rt: h.Type, unmodeled: res.Unmodeled}
-		if early := d.repeats.record(h.RepeatID, target); early != 0 {
-			if rep, ok := target.apply(early); ok && d.OnRepeats != nil {
-				d.OnRepeats(n, rep)
-			}
-		}
+		d.repeats.record(h.RepeatID, repeatTarget{ns: n.ID(), c: res.Coefficient, rt: h.Type, unmodeled: res.Unmodeled})
 	}
 	return err
 }

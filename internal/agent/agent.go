@@ -468,6 +468,7 @@ func (a *Agent) onContainer(ev namespace.ContainerEvent) {
 // handle takes one record on the reader goroutine.
 func (a *Agent) handle(r bpf.Record) {
 	if a.self != nil && a.self.drop(r) {
+		a.disp.Skip(r) // its repeat count goes too
 		return
 	}
 	h := r.Head()

@@ -29,9 +29,10 @@ import (
 // namespace yet), reports when the reader has processed that process's
 // exit (Sync: every record it made, and those of the children it waited
 // for, are then in the model, because the ring buffer delivers records in
-// the order they were reserved; then Sync waits one repeat window more,
-// for the counts of repeated events the kernel's repeat cache still
-// holds), and ends the namespace (End): it is kept for the stop grace like
+// the order they were reserved; then Sync has the reader replace the
+// kernel's repeat cache at once (bpf.Capture.FlushRepeats), so the counts
+// of repeated events it still held are in the model too), and ends the
+// namespace (End): it is kept for the stop grace like
 // a stopped container's, then removed. Its points
 // stay in the measured log. A namespace whose creator exits without ending
 // it is ended by the agent.
@@ -52,7 +53,8 @@ const DefaultOwnerPoll = time.Second
 type runs struct {
 	// grace overrides DefaultStopGrace; ownerPoll DefaultOwnerPoll;
 	// countWait, when not 0, is how long Sync waits for repeat counts
-	// after an exit (see table.countWait).
+	// after an exit when the kernel cannot flush them (see
+	// table.countWait).
 	grace, ownerPoll, countWait time.Duration
 
 	// waiting counts roots whose exit has not been seen: the hooks do
@@ -252,9 +254,18 @@ func (t *table) Sync(ctx context.Context, name string, pid int) (bool, error) {
 		return false, nil
 	}
 	// Repeats of cached events are counted by the kernel and delivered
-	// at the reader's next sweep of the repeat cache, at most a repeat
-	// window after the exit was processed: wait for it, so the counts
-	// are complete too (the points are already).
+	// when the reader replaces the repeat cache: have it do so now, so
+	// the counts are complete too (the points are already). The events
+	// all happened before the exit the reader has processed.
+	if f, ok := t.kern.(repeatFlusher); ok {
+		err := f.FlushRepeats(ctx)
+		if err == nil || ctx.Err() != nil {
+			return true, nil
+		}
+		t.log.Warn("flush repeat counts; waiting a repeat window for them", "namespace", name, "err", err)
+	}
+	// Else they come at the reader's next sweep of the repeat cache, at
+	// most a repeat window after the exit was processed: wait for it.
 	t.runs.mu.Lock()
 	at := root.exitAt
 	t.runs.mu.Unlock()
@@ -270,6 +281,13 @@ func (t *table) Sync(ctx context.Context, name string, pid int) (bool, error) {
 	}
 	return true, nil
 }
+
+// repeatFlusher delivers the repeat counts the kernel holds now.
+type repeatFlusher interface {
+	FlushRepeats(ctx context.Context) error
+}
+
+var _ repeatFlusher = (*bpf.Capture)(nil)
 
 // countWait is how long after a root's exit was processed its repeat
 // counts are surely delivered: the capture's repeat window and a margin
