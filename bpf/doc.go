@@ -59,7 +59,15 @@
 // when it ends, and hands the counts on as *RepeatCount records naming the
 // id: the kernel waits for running programs when the table is swapped, so
 // every suppressed event is counted once, and records + counts equal the
-// events. A key therefore makes at least one record per window: a changed
+// events. After each replacement Run first delivers every record still in
+// the ring buffer, then one *RepeatCount per key that was repeated (Count
+// > 0, after its record), then one finish marker per namespace
+// (RepeatCount.Below: every id below it is final), so keys that did not
+// repeat cost no record. FlushRepeats makes Run replace the table now and
+// returns once all of that has been handed on (the agent's sync for
+// `vigil run` uses it). The kernel must look the table up before it takes
+// an id from rid_counter and submit the record in the same program run;
+// the marker's correctness rests on both. A key therefore makes at least one record per window: a changed
 // file (mtime, size, ctime) is a new key at once; a path that changes
 // without its file changing (a parent directory renamed) shows in the next
 // window. In an enforcing namespace an entry suppresses only events the
