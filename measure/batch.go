@@ -6,16 +6,30 @@ import (
 	"fmt"
 	"sync"
 	"syscall"
+	"time"
+
+	"github.com/vigil-tsem/vigil/model"
 )
 
 // ErrLogClosed: a record was appended to a log after Close.
 var ErrLogClosed = errors.New("log is closed")
 
 // MaxBatch is the most records one group commit writes before its single
-// fdatasync. OpenLog repairs a register that lacks the extends of up to
-// MaxBatch last records (a crash between a group commit's sync and its last
-// extend).
-const MaxBatch = 256
+// fdatasync. A commit takes every record waiting, up to MaxBatch, so the
+// batch grows with the queue: when new points arrive faster than the disk
+// syncs, each fdatasync carries more of them. OpenLog repairs a register
+// that lacks the extends of up to MaxBatch last records (a crash between a
+// group commit's sync and its last extend), so the two must change
+// together.
+const MaxBatch = 1024
+
+// writeChunk is how many bytes of lines a commit builds before it writes
+// them: a batch of MaxBatch records (about 1.3 MB of point records) is
+// written in pieces, so the buffer the log keeps stays small. The pieces
+// share the batch's one fdatasync; a crash between them leaves whole lines
+// that were never extended, which OpenLog treats like any other unextended
+// tail of a batch.
+const writeChunk = 256 << 10
 
 // DefaultBatchQueue is the queue bound of StartBatching when none is given.
 const DefaultBatchQueue = 4096
@@ -29,11 +43,25 @@ type BatchOptions struct {
 
 // entry is one record waiting for its commit.
 type entry struct {
-	content []byte        // owned by the entry
+	content []byte        // owned by the entry; unused for a point
 	ns      *Namespace    // whose record it is; nil for Append
 	wait    chan struct{} // closed once committed; nil: nobody waits
-	rec     Record        // set by the commit
+	rec     Record        // set by the commit; no Content for a point
 	err     error         // set by the commit
+	isPoint bool          // a point record whose content the commit builds
+	point   pointEntry
+}
+
+// pointEntry is what a point record's content is built from. NewPoint
+// queues it instead of the content so that the ring-buffer reader, which
+// calls NewPoint, pays only for a copy of the description: the content
+// (the description checked and embedded, coefficient in hex) is built by
+// the committer, in the queue's order and with the time NewPoint saw.
+type pointEntry struct {
+	at       time.Time
+	coef     model.Coefficient
+	forensic bool
+	desc     []byte // owned
 }
 
 // batcher is the committer goroutine of a batching Log and its queue.
@@ -42,7 +70,8 @@ type batcher struct {
 	limit int
 
 	mu       sync.Mutex
-	changed  sync.Cond // on mu: the queue, busy or stopping changed
+	changed  sync.Cond // on mu: room in the queue, or a commit ended
+	work     sync.Cond // on mu: the queue became non-empty, or stopping
 	queue    []*entry
 	busy     bool  // a commit is running
 	stopping bool  // stop was called
@@ -54,8 +83,9 @@ type batcher struct {
 // queued and a committer goroutine writes all that are waiting (at most
 // MaxBatch), fdatasyncs once and then extends each digest in order, under
 // the log's lock, so the invariants of Append hold for every record: the
-// digest is the hash of the bytes stored, and the register is never ahead
-// of the log.
+// digest is the hash of the bytes stored, the register is never ahead of
+// the log, and records are logged and extended in the order they were
+// queued.
 //
 // Namespace.NewPoint then returns once its record is queued, not once it is
 // durable (it waits only while the queue is full); its error may be that of
@@ -74,6 +104,7 @@ func (l *Log) StartBatching(o BatchOptions) {
 	}
 	b := &batcher{l: l, limit: o.Queue, done: make(chan struct{})}
 	b.changed.L = &b.mu
+	b.work.L = &b.mu
 	l.batch = b
 	go b.run()
 }
@@ -91,12 +122,12 @@ func (l *Log) Flush() error {
 	return l.batch.flush()
 }
 
-// enqueue queues content (which the entry then owns) for ns. With wait it
-// returns once the record is committed, with its result; without, at once,
-// with the first failure of an earlier record of ns not reported yet.
-// Called under l.qmu.
-func (b *batcher) enqueue(content []byte, wait bool, ns *Namespace) (Record, error) {
-	e := &entry{content: content, ns: ns}
+// enqueue queues e (whose content or point it then owns) for e.ns. With
+// wait it returns once the record is committed, with its result; without,
+// at once, with the first failure of an earlier record of e.ns not
+// reported yet. Called under l.qmu.
+func (b *batcher) enqueue(e *entry, wait bool) (Record, error) {
+	ns := e.ns
 	if wait {
 		e.wait = make(chan struct{})
 	}
@@ -105,7 +136,11 @@ func (b *batcher) enqueue(content []byte, wait bool, ns *Namespace) (Record, err
 		b.changed.Wait()
 	}
 	b.queue = append(b.queue, e)
-	b.changed.Broadcast()
+	if len(b.queue) == 1 {
+		// Only an idle committer waits for work, and only on an empty
+		// queue: one wake-up per batch, not per record.
+		b.work.Signal()
+	}
 	var err error
 	if !wait && ns != nil {
 		err, ns.failed = ns.failed, nil
@@ -137,7 +172,7 @@ func (b *batcher) stop() error {
 	err := b.flush()
 	b.mu.Lock()
 	b.stopping = true
-	b.changed.Broadcast()
+	b.work.Signal()
 	b.mu.Unlock()
 	<-b.done
 	return err
@@ -149,7 +184,7 @@ func (b *batcher) run() {
 	for {
 		b.mu.Lock()
 		for len(b.queue) == 0 && !b.stopping {
-			b.changed.Wait()
+			b.work.Wait()
 		}
 		if len(b.queue) == 0 {
 			b.mu.Unlock()
@@ -188,10 +223,12 @@ func (b *batcher) run() {
 	}
 }
 
-// commitLocked writes the records of batch in one write, syncs once, then
-// extends each digest in order, setting each entry's rec or err. A record
-// whose extend fails is taken back with every record after it; if that is
-// impossible the log is broken. Called under l.mu.
+// commitLocked writes the records of batch (in pieces of about
+// writeChunk bytes), syncs once, then extends each digest in order, setting
+// each entry's rec or err. A point entry's content is built here, into
+// scratch memory: its rec keeps no Content. A record whose extend fails is
+// taken back with every record after it; if that is impossible the log is
+// broken. Called under l.mu.
 func (l *Log) commitLocked(batch []*entry) {
 	fail := func(from int, err error) {
 		for _, e := range batch[from:] {
@@ -210,18 +247,40 @@ func (l *Log) commitLocked(batch []*entry) {
 	if cap(l.ends) < len(batch) {
 		l.ends = make([]int64, len(batch))
 	}
-	ends := l.ends[:len(batch)]
+	ends := l.ends[:len(batch)] // end of each record's line, from l.size
+	first := l.records
+	var written int64 // bytes of the batch written before l.line
 	for i, e := range batch {
+		content := e.content
+		if e.isPoint {
+			content = l.pointContent(e)
+			e.point.desc = nil // not needed any more
+		}
 		h := l.alg.New()
-		h.Write(e.content)
-		e.rec = Record{Recnum: l.records + uint64(i), Kind: l.kind, Index: l.index, Alg: l.alg, Digest: h.Sum(nil), Content: e.content}
+		h.Write(content)
+		e.rec = Record{Recnum: first + uint64(i), Kind: l.kind, Index: l.index, Alg: l.alg, Digest: h.Sum(nil), Content: content}
 		l.line = AppendLine(l.line, e.rec)
-		ends[i] = int64(len(l.line))
+		if e.isPoint {
+			e.rec.Content = nil // scratch
+		}
+		ends[i] = written + int64(len(l.line))
+		if len(l.line) >= writeChunk && i < len(batch)-1 {
+			l.writes++
+			if _, err := l.f.Write(l.line); err != nil {
+				fail(0, l.takeBack(fmt.Errorf("write records %d to %d to %s: %w", first, first+uint64(i), l.path, err)))
+				return
+			}
+			written += int64(len(l.line))
+			l.line = l.line[:0]
+		}
 	}
-	first := batch[0].rec.Recnum
+	l.writes++
 	if _, err := l.f.Write(l.line); err != nil {
 		fail(0, l.takeBack(fmt.Errorf("write record %d to %s: %w", first, l.path, err)))
 		return
+	}
+	if cap(l.line) > 2*writeChunk {
+		l.line = nil // one record larger than a chunk: do not keep it
 	}
 	l.syncs++
 	if err := syscall.Fdatasync(int(l.f.Fd())); err != nil {

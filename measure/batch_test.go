@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vigil-tsem/vigil/measure/measuretest"
 	"github.com/vigil-tsem/vigil/model"
@@ -222,6 +224,7 @@ func TestBatchExtendFailure(t *testing.T) {
 // register behind the log by up to MaxBatch records: OpenLog extends the
 // missing ones, in order. More is not a crash of Vigil's and is refused.
 func TestBatchCrashRepair(t *testing.T) {
+	const points = MaxBatch + 43 // records: created + points
 	tests := []struct {
 		name     string
 		missing  int
@@ -229,8 +232,8 @@ func TestBatchCrashRepair(t *testing.T) {
 		wantErr  error
 	}{
 		{name: "one", missing: 1, repaired: "extend was interrupted"},
-		{name: "several", missing: 7, repaired: "records 293 to 299"},
-		{name: "a whole batch", missing: MaxBatch, repaired: "group commit"},
+		{name: "several", missing: 7, repaired: fmt.Sprintf("records %d to %d", points-6, points)},
+		{name: "a whole batch", missing: MaxBatch, repaired: fmt.Sprintf("records %d to %d", points+1-MaxBatch, points)},
 		{name: "more than a batch", missing: MaxBatch + 1, wantErr: ErrRegisterMismatch},
 	}
 	for _, tc := range tests {
@@ -243,7 +246,7 @@ func TestBatchCrashRepair(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i := range 299 {
+			for i := range points {
 				if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{byte(i), byte(i >> 8)}}); err != nil {
 					t.Fatal(err)
 				}
@@ -275,6 +278,138 @@ func TestBatchCrashRepair(t *testing.T) {
 			}
 			if got := fake.RTMR(3); string(got) != string(want) {
 				t.Errorf("repaired register %x; want %x", got, want)
+			}
+		})
+	}
+}
+
+// A queue deeper than the old batch of 256 is committed in a few large
+// group commits (fewer fdatasyncs than batches of 256 would take), written
+// in several pieces, and the log keeps the exact order of the calls
+// across namespaces and record kinds, with each point's time taken when it
+// was queued.
+func TestBatchDeepQueue(t *testing.T) {
+	events, _ := trajectory(t)
+	tests := []struct {
+		name   string
+		points int
+		queue  int
+	}{
+		{name: "two full batches and a bit", points: 2*MaxBatch + 10, queue: 4 * MaxBatch},
+		{name: "queue bound below a batch", points: 600, queue: 300},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.log")
+			reg := NewSoftware(23)
+			l := openLog(t, path, reg)
+			tick := 0
+			l.now = func() time.Time { tick++; return fixedNow().Add(time.Duration(tick) * time.Second) }
+			l.StartBatching(BatchOptions{Queue: tc.queue})
+			a, err := l.Namespace(1, "a", model.Coefficient{}, model.Coefficient{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := l.Namespace(2, "b", model.Coefficient{}, model.Coefficient{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			syncs0, writes0 := l.syncs, l.writes
+			// Hold the committer off (it needs l.mu), so the records pile
+			// up as behind a slow fdatasync; release it once the queue
+			// is full or every point is queued.
+			l.mu.Lock()
+			var want []string
+			var wantTime []int
+			release := sync.OnceFunc(l.mu.Unlock)
+			defer release()
+			for i := range tc.points {
+				l.batch.mu.Lock()
+				full := len(l.batch.queue) >= l.batch.limit
+				l.batch.mu.Unlock()
+				if full {
+					release()
+				}
+				ns, name := a, "a"
+				if i%3 == 2 {
+					ns, name = b, "b"
+				}
+				c := model.Coefficient{byte(i), byte(i >> 8), 1}
+				if err := ns.NewPoint(model.Point{Coefficient: c, Description: events[i%len(events)]}); err != nil {
+					t.Fatalf("NewPoint %d = %v", i, err)
+				}
+				want = append(want, fmt.Sprintf("%s:%x", name, c[:2]))
+				wantTime = append(wantTime, tick)
+			}
+			release()
+			if err := a.Gap(3, "test"); err != nil { // waits for its commit
+				t.Fatalf("Gap = %v", err)
+			}
+			want = append(want, "gap:a")
+			syncs, writes := l.syncs-syncs0, l.writes-writes0
+			if err := l.Close(); err != nil {
+				t.Fatalf("Close = %v", err)
+			}
+			// The committer may take the first point alone before the
+			// rest piles up, and the gap after the release may get a
+			// commit of its own.
+			most := uint64(2 + (tc.points+MaxBatch-1)/MaxBatch)
+			if tc.queue < MaxBatch {
+				most = uint64(2 + (tc.points+tc.queue-1)/tc.queue*2)
+			}
+			if syncs > most {
+				t.Errorf("%d points and a gap in %d fdatasyncs; want at most %d (batches of up to %d)", tc.points, syncs, most, MaxBatch)
+			}
+			if tc.queue >= MaxBatch && syncs*256 >= uint64(tc.points) {
+				t.Errorf("%d points in %d fdatasyncs: no commit carried more than 256", tc.points, syncs)
+			}
+			if tc.queue >= MaxBatch && writes <= syncs {
+				t.Errorf("%d writes for %d fdatasyncs; want a large commit written in pieces", writes, syncs)
+			}
+			var got []string
+			var gotTime []int
+			scanFile(t, path, func(n int, r Record) error {
+				if int(r.Recnum) != n-1 {
+					t.Errorf("line %d has recnum %d", n, r.Recnum)
+				}
+				if n <= 2 {
+					return nil // the created records
+				}
+				c, err := ParseContent(r.Content)
+				if err != nil {
+					t.Fatalf("line %d: %v", n, err)
+				}
+				if c.Record != RecordPoint {
+					got = append(got, c.Record+":"+c.Namespace.Name)
+					return nil
+				}
+				co := c.Coefficient()
+				got = append(got, fmt.Sprintf("%s:%x", c.Namespace.Name, co[:2]))
+				ts, err := time.Parse(time.RFC3339Nano, c.Time)
+				if err != nil {
+					t.Fatalf("line %d: time %q: %v", n, c.Time, err)
+				}
+				gotTime = append(gotTime, int(ts.Sub(fixedNow())/time.Second))
+				return nil
+			})
+			if !slices.Equal(got, want) {
+				for i := range min(len(got), len(want)) {
+					if got[i] != want[i] {
+						t.Fatalf("record %d of the points is %s; want %s (%d records, want %d)", i, got[i], want[i], len(got), len(want))
+					}
+				}
+				t.Fatalf("%d point records; want %d", len(got), len(want))
+			}
+			if !slices.Equal(gotTime, wantTime) {
+				t.Errorf("point times %v...; want the times of their NewPoint calls %v...", gotTime[:5], wantTime[:5])
+			}
+			v, _ := reg.Read()
+			rep, err := verifyFile(t, path, VerifyOptions{Register: v})
+			if err != nil {
+				t.Fatalf("Verify = %v", err)
+			}
+			if rep.Records != uint64(tc.points+3) {
+				t.Errorf("Verify: %d records; want %d", rep.Records, tc.points+3)
 			}
 		})
 	}

@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/vigil-tsem/vigil/measure/measuretest"
 	"github.com/vigil-tsem/vigil/model"
@@ -210,6 +212,153 @@ func TestSoftwareRestore(t *testing.T) {
 			}
 			if reps := l.Repairs(); len(reps) != 0 {
 				t.Errorf("Repairs() = %+v; want none", reps)
+			}
+		})
+	}
+}
+
+// stallReg stops in its extend number at (counting from 0) until release
+// is closed, so a test can look at the log and the register in the middle
+// of a group commit's extends: what a crash there would leave.
+type stallReg struct {
+	Register
+	at       int
+	n        int
+	stalled  chan struct{}
+	release  chan struct{}
+	stallOne sync.Once
+}
+
+func (r *stallReg) Extend(d []byte) error {
+	if r.n == r.at {
+		r.stallOne.Do(func() { close(r.stalled) })
+		<-r.release
+	}
+	r.n++
+	return r.Register.Extend(d)
+}
+
+// A crash in the middle of the largest group commit (MaxBatch records,
+// written in pieces, synced once): the log file as it is while the commit
+// extends, with the register as far as it got, is repaired by OpenLog
+// (the missing extends, in order), ends at the register value of the
+// finished commit and goes on and verifies; a torn line of the next
+// commit on top is cut off as well.
+func TestOpenLogRepairsLargestGroupCommit(t *testing.T) {
+	events, _ := trajectory(t)
+	const before = 2 // the created record and a first point, committed alone
+	tests := []struct {
+		name     string
+		extended int // extends of the big commit done at the crash
+		torn     bool
+		repaired []string
+	}{
+		{name: "after the sync, no extend", extended: 0, repaired: []string{fmt.Sprintf("records %d to %d", before, before+MaxBatch-1)}},
+		{name: "half extended", extended: MaxBatch / 2, repaired: []string{fmt.Sprintf("records %d to %d", before+MaxBatch/2, before+MaxBatch-1)}},
+		{name: "all but one", extended: MaxBatch - 1, repaired: []string{fmt.Sprintf("record %d,", before+MaxBatch-1)}},
+		{name: "no extend, torn next line", extended: 0, torn: true, repaired: []string{"partial last line", "group commit"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "events.log")
+			fake := measuretest.NewTDX()
+			reg := &stallReg{Register: tdxReg(t, fake), at: before + tc.extended, stalled: make(chan struct{}), release: make(chan struct{})}
+			l := openLog(t, path, reg)
+			l.StartBatching(BatchOptions{Queue: 2 * MaxBatch})
+			ns, err := l.Namespace(1, "n", model.Coefficient{}, model.Coefficient{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The first point's commit is held off (it needs l.mu) until
+			// MaxBatch more points are queued behind it: they make one
+			// commit.
+			l.mu.Lock()
+			if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{1, 1}, Description: events[0]}); err != nil {
+				l.mu.Unlock()
+				t.Fatal(err)
+			}
+			for busy := false; !busy; {
+				time.Sleep(time.Millisecond)
+				l.batch.mu.Lock()
+				busy = l.batch.busy
+				l.batch.mu.Unlock()
+			}
+			for i := range MaxBatch {
+				c := model.Coefficient{byte(i), byte(i >> 8), 2}
+				if err := ns.NewPoint(model.Point{Coefficient: c, Description: events[i%len(events)]}); err != nil {
+					l.mu.Unlock()
+					t.Fatal(err)
+				}
+			}
+			l.mu.Unlock()
+			<-reg.stalled
+			// The crash: the file as the commit left it (synced) and
+			// the register as far as it got.
+			crashed := filepath.Join(dir, "crashed.log")
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := fake.RTMR(3)
+			close(reg.release)
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			want := fake.RTMR(3)
+			if l.syncs != 3 {
+				t.Fatalf("%d fdatasyncs; want 3: the created record, the first point, then one commit of %d", l.syncs, MaxBatch)
+			}
+			if tc.torn {
+				line, _ := nextLine(t, path)
+				b = append(b, line[:len(line)/3]...)
+			}
+			if err := os.WriteFile(crashed, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// A register in the state of the crash.
+			var digests [][]byte
+			scanFile(t, path, func(_ int, r Record) error { digests = append(digests, append([]byte(nil), r.Digest...)); return nil })
+			if len(digests) != before+MaxBatch {
+				t.Fatalf("%d records; want %d", len(digests), before+MaxBatch)
+			}
+			after := measuretest.NewTDX()
+			for _, d := range digests[:before+tc.extended] {
+				after.WriteFile("rtmr3:sha384", d)
+			}
+			if !bytes.Equal(after.RTMR(3), got) {
+				t.Fatalf("register at the crash %x; the first %d digests give %x", got, before+tc.extended, after.RTMR(3))
+			}
+
+			rl, err := OpenLog(crashed, tdxReg(t, after), LogOptions{Now: fixedNow})
+			if err != nil {
+				t.Fatalf("OpenLog after the crash = %v", err)
+			}
+			reps := rl.Repairs()
+			ok := len(reps) == len(tc.repaired)
+			for i := 0; ok && i < len(reps); i++ {
+				ok = strings.Contains(reps[i].Action, tc.repaired[i])
+			}
+			if !ok {
+				t.Errorf("Repairs() = %+v; want %q", reps, tc.repaired)
+			}
+			if got := after.RTMR(3); !bytes.Equal(got, want) {
+				t.Errorf("repaired register %x; want %x (the finished commit)", got, want)
+			}
+			ns2, err := rl.Namespace(rl.NextNamespaceID(), "after", model.Coefficient{}, model.Coefficient{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ns2.NewPoint(model.Point{Coefficient: model.Coefficient{7}}); err != nil {
+				t.Fatal(err)
+			}
+			rl.Close()
+			rep, err := verifyFile(t, crashed, VerifyOptions{Register: after.RTMR(3), Kind: KindTDX, Index: 3})
+			if err != nil {
+				t.Fatalf("Verify after repair = %v", err)
+			}
+			if rep.Records != before+MaxBatch+2 {
+				t.Errorf("Verify: %d records; want %d", rep.Records, before+MaxBatch+2)
 			}
 		})
 	}

@@ -56,8 +56,10 @@ type Log struct {
 	repairs []Repair
 	now     func() time.Time
 	line    []byte
-	ends    []int64 // commitLocked's scratch
-	syncs   uint64  // fdatasyncs of commits, for tests
+	ends    []int64       // commitLocked's scratch
+	points  contentWriter // commitLocked's scratch: queued points' content
+	syncs   uint64        // fdatasyncs of commits, for tests
+	writes  uint64        // writes of commits, for tests
 }
 
 // volatile registers start at zero in every process; a log opened on one is
@@ -288,12 +290,17 @@ func (l *Log) Append(content []byte) (Record, error) {
 // once, or through the batch queue (waiting for the commit with wait).
 // Called under l.qmu.
 func (l *Log) appendQueued(content []byte, wait bool, ns *Namespace) (Record, error) {
+	return l.appendEntry(&entry{content: content, ns: ns}, wait)
+}
+
+// appendEntry appends e: at once, or through the batch queue (waiting for
+// the commit with wait). Called under l.qmu.
+func (l *Log) appendEntry(e *entry, wait bool) (Record, error) {
 	if l.batch != nil {
-		return l.batch.enqueue(content, wait, ns)
+		return l.batch.enqueue(e, wait)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := &entry{content: content}
 	l.commitLocked([]*entry{e})
 	return e.rec, e.err
 }
@@ -408,14 +415,29 @@ func (n *Namespace) NewPoint(p model.Point) error {
 			return sealErr
 		}
 	}
-	err := n.appendLocked(RecordPoint, func(w *contentWriter) {
-		w.hexCoef("coefficient", p.Coefficient)
-		if p.Forensic {
-			w.b = append(w.b, `,"forensic":true`...)
-		}
-		w.event(p.Description)
-	}, false)
+	// The content is built by the commit (pointContent): on a batching
+	// log that is the committer's work, not the caller's.
+	e := &entry{ns: n, isPoint: true, point: pointEntry{at: n.log.now(), coef: p.Coefficient, forensic: p.Forensic,
+		desc: append([]byte(nil), p.Description...)}}
+	_, err := n.log.appendEntry(e, false)
+	if err != nil {
+		err = fmt.Errorf("record %s of namespace %d: %w", RecordPoint, n.id, err)
+	}
 	return errors.Join(sealErr, err)
+}
+
+// pointContent builds the content of the point record e into l.points and
+// returns it (valid until the next call). Called under l.mu.
+func (l *Log) pointContent(e *entry) []byte {
+	p, n := &e.point, e.ns
+	w := &l.points
+	w.begin(RecordPoint, p.at, n.id, n.name)
+	w.hexCoef("coefficient", p.coef)
+	if p.forensic {
+		w.b = append(w.b, `,"forensic":true`...)
+	}
+	w.event(p.desc)
+	return w.end()
 }
 
 // Sealed records that the namespace's model was sealed (once; later calls

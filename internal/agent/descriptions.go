@@ -10,14 +10,15 @@ import (
 )
 
 // logQueue bounds the measured log's queue of records waiting for their
-// group commit (measure.BatchOptions.Queue). Each queued point record is
-// about 1.3 KB of heap (its description included), twice that with the
-// garbage collector's headroom: measure's default of 4096 cost about 8 MiB
-// of RSS when the committer lagged behind a burst of new points on a disk
-// (fdatasync), against 1024's 2 MiB. A reader waiting for room leaves
-// records in the ring buffer, whose memory is paid for anyway; 1024 is
-// still four group commits of MaxBatch records.
-const logQueue = 4 * measure.MaxBatch
+// group commit (measure.BatchOptions.Queue). A queued point holds its
+// event description (about 900 bytes; the record's content is built by the
+// committer), twice that with the garbage collector's headroom: measure's
+// default of 4096 would cost several MiB of RSS while the committer lags
+// behind a burst of new points on a disk (fdatasync). A reader waiting for
+// room leaves records in the ring buffer, whose memory is paid for anyway.
+// It equals measure.MaxBatch, so a full queue goes out in one commit, and
+// the reader fills the queue again while that commit syncs.
+const logQueue = measure.MaxBatch
 
 // withModel gives opts an empty learning model whose points' first
 // descriptions live in a spool file next to the measured log instead of
