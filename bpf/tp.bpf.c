@@ -69,7 +69,8 @@ static __always_inline struct file *fd_file_btf(long fd)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct fdtable *fdt = task->files->fdt;
 	struct file *f = NULL;
-	__u64 fds;
+	struct kiocb *slot;
+	__u64 fds, at;
 
 	if (fd < 0 || fd >= fdt->max_fds)
 		return NULL;
@@ -77,7 +78,15 @@ static __always_inline struct file *fd_file_btf(long fd)
 	 * pointer is refused. */
 	fds = (__u64)fdt->fd;
 	barrier_var(fds);
-	bpf_probe_read_kernel(&f, sizeof(f), (void *)(fds + fd * sizeof(f)));
+	at = fds + fd * sizeof(f);
+	/* The slot read as a struct kiocb, whose first field is a struct
+	 * file pointer: a plain (fault-safe) load that yields a BTF pointer,
+	 * instead of a probe read and a cast. */
+	if (bpf_core_field_offset(struct kiocb, ki_filp) == 0) {
+		slot = bpf_rdonly_cast((void *)at, bpf_core_type_id_kernel(struct kiocb));
+		return slot->ki_filp;
+	}
+	bpf_probe_read_kernel(&f, sizeof(f), (void *)at);
 	if (!f)
 		return NULL;
 	return bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));

@@ -1350,7 +1350,8 @@ static __always_inline void rkey_file(struct vg_rkey *k, const struct vg_task *s
 	const struct cred *cred = task->cred;
 	struct inode *ino = file->f_inode;
 
-	__builtin_memset(k, 0, sizeof(*k));
+	/* No memset first: every field is written below and the struct has
+	 * no padding, so every byte is. */
 	k->ns = st->ns;
 	k->ttd = st->ttd;
 	k->p_ttd = st->p_ttd;
@@ -1394,16 +1395,24 @@ static __always_inline int rkey_same(const struct vg_rkey *a, const struct vg_rk
 	return d == 0;
 }
 
+/* rkey_hash runs four FNV-style lanes over the key's words and folds
+ * them, so that the multiplications overlap instead of each waiting for
+ * the last. Every step is a bijection of its lane, so keys that differ
+ * in one word never collide; a collision only costs a record anyway (the
+ * entry holds the whole key). */
 static __always_inline __u64 rkey_hash(const struct vg_rkey *k)
 {
 	const __u64 *x = (const void *)k;
-	__u64 h = 0xcbf29ce484222325ULL;
+	__u64 h[4] = {0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL, 0x9e3779b97f4a7c15ULL, 0xc2b2ae3d27d4eb4fULL};
 	int i;
 
 #pragma unroll
 	for (i = 0; i < (int)(sizeof(*k) / 8); i++)
-		h = (h ^ x[i]) * 0x100000001b3ULL;
-	return h ^ (h >> 29);
+		h[i & 3] = (h[i & 3] ^ x[i]) * 0x100000001b3ULL;
+	h[0] = (h[0] ^ h[1]) * 0x100000001b3ULL;
+	h[0] = (h[0] ^ h[2]) * 0x100000001b3ULL;
+	h[0] = (h[0] ^ h[3]) * 0x100000001b3ULL;
+	return h[0] ^ (h[0] >> 29);
 }
 
 static __always_inline int repeat_begin(struct vg_rkey *k, const struct vg_ns_cfg *cfg, struct vg_rstate *rs)
