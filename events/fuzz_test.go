@@ -34,7 +34,7 @@ func FuzzParse(f *testing.F) {
 		if enc2 := e2.AppendTSEM(nil); !bytes.Equal(enc, enc2) {
 			t.Fatalf("AppendTSEM not a fixed point:\n%q\n%q", enc, enc2)
 		}
-		if doc := AppendECS(nil, e, [32]byte{1}, time.Time{}); !json.Valid(doc) {
+		if doc := AppendECS(nil, e, Digest32([32]byte{1}), time.Time{}); !json.Valid(doc) {
 			t.Fatalf("AppendECS wrote invalid JSON: %q", doc)
 		}
 	})

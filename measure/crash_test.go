@@ -126,7 +126,7 @@ func TestOpenLogRepairs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ns.NewPoint(model.Point{Coefficient: model.Coefficient{7}})
+			ns.NewPoint(model.Point{Coefficient: c32(7)})
 			l.Close()
 			if _, err := verifyFile(t, path, VerifyOptions{Register: fake.RTMR(3), Kind: KindTDX, Index: 3}); err != nil {
 				t.Errorf("Verify after repair = %v", err)
@@ -161,7 +161,7 @@ func TestAppendExtendFailure(t *testing.T) {
 			} else {
 				reg.FailAfter(true)
 			}
-			err = ns.NewPoint(model.Point{Coefficient: model.Coefficient{1}})
+			err = ns.NewPoint(model.Point{Coefficient: c32(1)})
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("NewPoint = %v; want error %v", err, tc.wantErr)
 			}
@@ -170,7 +170,7 @@ func TestAppendExtendFailure(t *testing.T) {
 			}
 			reg.FailBefore(false)
 			reg.FailAfter(false)
-			if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{2}}); err != nil {
+			if err := ns.NewPoint(model.Point{Coefficient: c32(2)}); err != nil {
 				t.Fatalf("NewPoint after failure = %v", err)
 			}
 			l.Close()

@@ -12,8 +12,12 @@ import (
 
 // Options configures a new Model.
 type Options struct {
+	// Hash is the namespace's digest algorithm (default SHA-256): the
+	// coefficients, pseudonyms, measurement and state have its length.
+	Hash Hash
 	// Aggregate is the value the measurement and the state start from
-	// (TSEM's hardware aggregate); zero when the platform has none.
+	// (TSEM's hardware aggregate); zero when the platform has none. It
+	// and Base are digests of Hash; a zero-length one is zero bytes.
 	Aggregate Coefficient
 	// Base is hashed in front of every coefficient before it is extended;
 	// zero unless a relying party asked for a freshness value.
@@ -78,6 +82,7 @@ type entry struct {
 // counts and first descriptions, its forensics, pseudonyms, measurement and
 // state. All methods are safe for concurrent use.
 type Model struct {
+	hash            Hash
 	aggregate, base Coefficient // fixed at construction
 
 	mu          sync.RWMutex
@@ -108,7 +113,14 @@ type Model struct {
 
 // New returns an empty model that is learning.
 func New(opts Options) *Model {
+	if opts.Aggregate.Len() == 0 {
+		opts.Aggregate = opts.Hash.Zero()
+	}
+	if opts.Base.Len() == 0 {
+		opts.Base = opts.Hash.Zero()
+	}
 	m := &Model{
+		hash:       opts.Hash,
 		aggregate:  opts.Aggregate,
 		base:       opts.Base,
 		index:      make(map[Coefficient]*entry),
@@ -118,7 +130,7 @@ func New(opts Options) *Model {
 		store:      opts.Store,
 	}
 	m.obsCond.L = &m.obsMu
-	m.measurement = initialValue(m.aggregate, m.base)
+	m.measurement = initialValue(m.hash, m.aggregate, m.base)
 	return m
 }
 
@@ -131,6 +143,9 @@ func New(opts Options) *Model {
 // A non-nil error comes from the Observer or the Store; the point is
 // recorded anyway (a description the store refused is kept in memory).
 func (m *Model) Add(c Coefficient, description []byte) (AddResult, error) {
+	if c.Len() != m.hash.Size() {
+		return AddResult{}, fmt.Errorf("add point %s to a %s model: %w", c, m.hash, ErrHashMismatch)
+	}
 	m.mu.RLock()
 	e, ok := m.index[c]
 	if ok {
@@ -188,7 +203,7 @@ func (m *Model) record(c Coefficient, desc []byte, forensic bool) *entry {
 		m.points = append(m.points, e)
 	}
 	m.all = append(m.all, e)
-	m.measurement = Extend(m.measurement, m.base, c)
+	m.measurement = extend(m.hash, &m.measurement, &m.base, &c)
 	return e
 }
 
@@ -418,7 +433,7 @@ func (m *Model) State() Coefficient {
 	}
 	m.mu.RUnlock()
 
-	s := StateOf(m.aggregate, m.base, cs)
+	s := StateOfHash(m.hash, m.aggregate, m.base, cs)
 	m.stateMu.Lock()
 	if n > m.stateN {
 		m.stateN, m.state = n, s
@@ -427,13 +442,17 @@ func (m *Model) State() Coefficient {
 	return s
 }
 
+// Hash returns the model's digest algorithm.
+func (m *Model) Hash() Hash { return m.hash }
+
 // Aggregate returns the model's aggregate.
 func (m *Model) Aggregate() Coefficient { return m.aggregate }
 
 // Base returns the model's base.
 func (m *Model) Base() Coefficient { return m.base }
 
-// AddPseudonym adds a pseudonym (see PseudonymOf) to the model.
+// AddPseudonym adds a pseudonym (see PseudonymOfHash, with the model's
+// hash) to the model.
 func (m *Model) AddPseudonym(p Coefficient) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -451,7 +470,7 @@ func (m *Model) IsPseudonym(pathname string) bool {
 	if m.npseudo.Load() == 0 {
 		return false
 	}
-	p := PseudonymOf(pathname)
+	p := PseudonymOfHash(m.hash, pathname)
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	_, ok := m.pseudonyms[p]
