@@ -361,7 +361,8 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	m.mu.RLock()
 	sealed := m.sealed
 	pseudonyms := append([]Coefficient(nil), m.pseudoOrder...)
-	pts := append([]*entry(nil), m.points...) // entries' c, desc and ref never change
+	pts := append([]*entry(nil), m.points...) // entries' head, desc and ref never change
+	cs := m.coefficientsOf(pts)
 	m.mu.RUnlock()
 
 	cw := &countingWriter{w: w}
@@ -385,14 +386,15 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	for _, p := range pseudonyms {
 		line("pseudonym", p)
 	}
-	for _, e := range pts {
-		line("state", e.c)
+	for i, e := range pts {
+		c := cs[i]
+		line("state", c)
 		desc := e.desc
 		if e.stored {
 			// A model file without a point's trajectory line would seal
 			// to a model the kernel cannot enforce: fail instead.
 			var err error
-			if desc, err = m.description(e); err != nil {
+			if desc, err = m.description(e, c); err != nil {
 				return cw.n, fmt.Errorf("write model: %w", err)
 			}
 		}
@@ -401,14 +403,14 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 		}
 		if bytes.ContainsAny(desc, "\r\n") {
 			bw.WriteString(trajectoryBase64Prefix)
-			bw.Write(hexCoefficient(&hexbuf, e.c))
+			bw.Write(hexCoefficient(&hexbuf, c))
 			bw.WriteByte(' ')
 			enc := base64.NewEncoder(base64.StdEncoding, bw)
 			enc.Write(desc)
 			enc.Close()
 		} else {
 			bw.WriteString(trajectoryPrefix)
-			bw.Write(hexCoefficient(&hexbuf, e.c))
+			bw.Write(hexCoefficient(&hexbuf, c))
 			bw.WriteByte(' ')
 			bw.Write(desc)
 		}
