@@ -141,3 +141,19 @@ func TestConvertHashOf(t *testing.T) {
 		t.Errorf("af_other digest = %s; want SHA-384 of the address bytes %x", got, wantOther)
 	}
 }
+
+// TestConvertAcceptOtherFamily: an accept on a socket of another family
+// has the namespace's zero digest as its address, as TSEM maps it.
+func TestConvertAcceptOtherFamily(t *testing.T) {
+	for _, h := range []Hash{SHA256, SHA384, SHA512} {
+		c := &Converter{HashOf: func(uint64) Hash { return h }}
+		raw := rawSocket(recHeader{typ: bpf.RecSocketAccept, ns: 1, comm: "x", ttd: 9}, bpf.Sock{Family: 16}, bpf.Addr{Family: 16, Len: 6, Raw: [128]byte{1, 2, 3, 4}})
+		e, err := c.Convert(recParse(t, raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Payload.(*SocketAddr).Addr; got.Kind != AddrOther || got.Other != h.Empty() {
+			t.Errorf("%s accept address = %+v; want af_other with H(\"\")", h, got)
+		}
+	}
+}

@@ -245,7 +245,12 @@ func sockAddr(a *bpf.Addr, flowScope bool, alg Hash) SockAddr {
 		return SockAddr{Kind: AddrUnix, Unix: string(b)}
 	}
 	// Any other family: the digest of the address bytes after the family,
-	// with the namespace's hash (TSEM's get_socket_address).
+	// with the namespace's hash (TSEM's get_socket_address); accept has
+	// no peer address to hash and gets the namespace's zero digest, H("")
+	// (TSEM's get_socket_accept).
+	if !flowScope {
+		return SockAddr{Kind: AddrOther, Other: alg.Empty()}
+	}
 	n := int(a.Len) - 2
 	if n < 0 {
 		n = 0
