@@ -214,13 +214,15 @@ func (c *DigestCache) DigestHash(f *bpf.File, tgid uint32, alg Hash) (Digest, er
 }
 
 func (c *DigestCache) lookup(key FileKey, alg Hash) (Digest, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if alg == SHA256 {
+		c.mu.Lock()
 		d, ok := c.m[key]
+		c.mu.Unlock()
 		return Digest32(d), ok
 	}
+	c.mu.Lock()
 	d, ok := c.wide[wideKey{key, alg}]
+	c.mu.Unlock()
 	return d, ok
 }
 
