@@ -68,7 +68,7 @@ func BenchmarkAppendECS(b *testing.B) {
 	buf := make([]byte, 0, 8192)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		buf = AppendECS(buf[:0], evs[i%len(evs)], [32]byte{1}, time.Time{})
+		buf = AppendECS(buf[:0], evs[i%len(evs)], Digest32([32]byte{1}), time.Time{})
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lines/s")
 }

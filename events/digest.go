@@ -1,7 +1,6 @@
 package events
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -14,10 +13,11 @@ import (
 	"github.com/vigil-tsem/vigil/bpf"
 )
 
-// EmptyDigest is H(""), the digest TSEM gives a file whose content it does
-// not hash: an empty file, anything that is not a regular file, a file on a
-// pseudo filesystem, a pseudonym.
-var EmptyDigest = [32]byte(sha256.Sum256(nil))
+// EmptyDigest is SHA-256(""), the digest TSEM gives a file whose content it
+// does not hash in a SHA-256 namespace: an empty file, anything that is not
+// a regular file, a file on a pseudo filesystem, a pseudonym. Hash.Empty
+// gives it for any namespace hash.
+var EmptyDigest = SHA256.Empty()
 
 // Conclusive reasons a file's digest is not known. The event still gets a
 // description; its digest is all zero bytes, which no content hashes to, so
@@ -132,14 +132,18 @@ type DigestStats struct {
 	Failed uint64
 }
 
-// DigestCache computes the content digests of file cells: SHA-256 of the
-// content, once per file version (FileKey). It is safe for concurrent use.
+// DigestCache computes the content digests of file cells: the namespace
+// hash of the content, once per file version (FileKey) and algorithm, as
+// TSEM keeps one digest per inode and hash name. SHA-256 digests, the
+// common case, live in a map of 32-byte values; the others in a map keyed
+// by version and algorithm. It is safe for concurrent use.
 type DigestCache struct {
 	procRoot string
 	max      int
 
-	mu sync.Mutex
-	m  map[FileKey][32]byte
+	mu   sync.Mutex
+	m    map[FileKey][32]byte
+	wide map[wideKey]Digest // SHA-384 and SHA-512
 
 	hits, misses, hashed, empty, failed atomic.Uint64
 }
@@ -152,7 +156,13 @@ func NewDigestCache(opts DigestOptions) *DigestCache {
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = 65536
 	}
-	return &DigestCache{procRoot: opts.ProcRoot, max: opts.MaxEntries, m: make(map[FileKey][32]byte)}
+	return &DigestCache{procRoot: opts.ProcRoot, max: opts.MaxEntries, m: make(map[FileKey][32]byte), wide: make(map[wideKey]Digest)}
+}
+
+// wideKey is a file version hashed with an algorithm other than SHA-256.
+type wideKey struct {
+	FileKey
+	alg Hash
 }
 
 // Stats returns the counters.
@@ -167,48 +177,66 @@ func (c *DigestCache) Stats() DigestStats {
 func (c *DigestCache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.m)
+	return len(c.m) + len(c.wide)
 }
 
-// Digest returns the digest of the file f that task tgid opened, as TSEM
-// puts it in a file cell: EmptyDigest for a file that is not regular, is
-// empty or lives on a pseudo filesystem, else the SHA-256 of its content.
-// On error the digest is all zero bytes and the error wraps ErrFileChanged
-// or ErrFileUnreachable.
-func (c *DigestCache) Digest(f *bpf.File, tgid uint32) ([32]byte, error) {
+// Digest returns the SHA-256 digest of the file f that task tgid opened;
+// see DigestHash.
+func (c *DigestCache) Digest(f *bpf.File, tgid uint32) (Digest, error) {
+	return c.DigestHash(f, tgid, SHA256)
+}
+
+// DigestHash returns the digest of the file f that task tgid opened, as
+// TSEM puts it in a file cell of a namespace whose hash is alg: alg.Empty()
+// for a file that is not regular, is empty or lives on a pseudo
+// filesystem, else alg's digest of its content. On error the digest is all
+// zero bytes of alg's length and the error wraps ErrFileChanged or
+// ErrFileUnreachable.
+func (c *DigestCache) DigestHash(f *bpf.File, tgid uint32, alg Hash) (Digest, error) {
 	in := &f.Inode
 	if in.Mode&sIFMT != sIFREG || in.Size == 0 || IsPseudoFS(in.SMagic) {
 		c.empty.Add(1)
-		return EmptyDigest, nil
+		return alg.Empty(), nil
 	}
 	key := KeyOf(in)
-	c.mu.Lock()
-	d, ok := c.m[key]
-	c.mu.Unlock()
+	d, ok := c.lookup(key, alg)
 	if ok {
 		c.hits.Add(1)
 		return d, nil
 	}
 	c.misses.Add(1)
-	d, err := c.hash(f, key, tgid)
+	d, err := c.hash(f, key, tgid, alg)
 	if err != nil {
 		c.failed.Add(1)
-		return [32]byte{}, err
+		return alg.Zero(), err
 	}
 	return d, nil
 }
 
+func (c *DigestCache) lookup(key FileKey, alg Hash) (Digest, bool) {
+	if alg == SHA256 {
+		c.mu.Lock()
+		d, ok := c.m[key]
+		c.mu.Unlock()
+		return Digest32(d), ok
+	}
+	c.mu.Lock()
+	d, ok := c.wide[wideKey{key, alg}]
+	c.mu.Unlock()
+	return d, ok
+}
+
 // hash finds the file by its path, directly or through the task's root,
 // and hashes it if it is still the version the kernel reported.
-func (c *DigestCache) hash(f *bpf.File, key FileKey, tgid uint32) ([32]byte, error) {
+func (c *DigestCache) hash(f *bpf.File, key FileKey, tgid uint32, alg Hash) (Digest, error) {
 	name := f.Path.Name
 	if len(name) == 0 || name[0] != '/' || f.Path.Flags&(bpf.PathTruncated|bpf.PathDetached|bpf.PathNoMount) != 0 {
-		return [32]byte{}, fmt.Errorf("digest %q: %w", name, ErrFileUnreachable)
+		return Digest{}, fmt.Errorf("digest %q: %w", name, ErrFileUnreachable)
 	}
 	candidates := [2]string{name, c.procRoot + "/" + strconv.FormatUint(uint64(tgid), 10) + "/root" + name}
 	changed := false
 	for _, p := range candidates {
-		d, err := c.hashPath(p, key)
+		d, err := c.hashPath(p, key, alg)
 		if err == nil {
 			return d, nil
 		}
@@ -217,62 +245,74 @@ func (c *DigestCache) hash(f *bpf.File, key FileKey, tgid uint32) ([32]byte, err
 		}
 	}
 	if changed {
-		return [32]byte{}, fmt.Errorf("digest %q: %w", name, ErrFileChanged)
+		return Digest{}, fmt.Errorf("digest %q: %w", name, ErrFileChanged)
 	}
-	return [32]byte{}, fmt.Errorf("digest %q: %w", name, ErrFileUnreachable)
+	return Digest{}, fmt.Errorf("digest %q: %w", name, ErrFileUnreachable)
 }
 
-func (c *DigestCache) hashPath(path string, want FileKey) ([32]byte, error) {
+func (c *DigestCache) hashPath(path string, want FileKey, alg Hash) (Digest, error) {
 	fd, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return [32]byte{}, err
+		return Digest{}, err
 	}
 	defer fd.Close()
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(fd.Fd()), &st); err != nil {
-		return [32]byte{}, err
+		return Digest{}, err
 	}
 	got := keyOfStat(&st)
 	if got.DevMajor != want.DevMajor || got.DevMinor != want.DevMinor || got.Ino != want.Ino {
-		return [32]byte{}, ErrFileUnreachable // another file by that name
+		return Digest{}, ErrFileUnreachable // another file by that name
 	}
 	if st.Mode&sIFMT != sIFREG {
-		return [32]byte{}, ErrFileChanged
+		return Digest{}, ErrFileChanged
 	}
-	h := sha256.New()
+	h := alg.New()
 	n, err := io.Copy(h, fd)
 	if err != nil {
-		return [32]byte{}, err
+		return Digest{}, err
 	}
 	c.hashed.Add(uint64(n))
-	var d [32]byte
-	h.Sum(d[:0])
+	var d Digest
+	d.n = uint8(len(h.Sum(d.b[:0])))
 	// The content read belongs to the version fstat saw, if nothing
 	// changed while reading; cache it under that key.
 	var after syscall.Stat_t
 	if syscall.Fstat(int(fd.Fd()), &after) == nil && keyOfStat(&after) == got && uint64(n) == got.Size {
-		c.store(got, d)
+		c.store(got, alg, d)
 	}
 	if got != want {
-		return [32]byte{}, ErrFileChanged
+		return Digest{}, ErrFileChanged
 	}
 	return d, nil
 }
 
-func (c *DigestCache) store(k FileKey, d [32]byte) {
+func (c *DigestCache) store(k FileKey, alg Hash, d Digest) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
+	if len(c.m)+len(c.wide) >= c.max {
 		drop := c.max / 8
 		if drop < 1 {
 			drop = 1
 		}
 		for k := range c.m { // map order is random: a random eighth goes
-			delete(c.m, k)
-			if drop--; drop == 0 {
+			if drop == 0 {
 				break
 			}
+			delete(c.m, k)
+			drop--
+		}
+		for k := range c.wide {
+			if drop == 0 {
+				break
+			}
+			delete(c.wide, k)
+			drop--
 		}
 	}
-	c.m[k] = d
+	if alg == SHA256 {
+		c.m[k] = [32]byte(d.b[:32])
+		return
+	}
+	c.wide[wideKey{k, alg}] = d
 }

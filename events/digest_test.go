@@ -36,12 +36,12 @@ func TestDigest(t *testing.T) {
 	if err := os.WriteFile(empty, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want := [32]byte(sha256.Sum256(content))
+	want := Digest32(sha256.Sum256(content))
 
 	tests := []struct {
 		name    string
 		file    func() *bpf.File
-		want    [32]byte
+		want    Digest
 		wantErr error
 	}{
 		{"regular file", func() *bpf.File { return recFileOf(t, p) }, want, nil},
@@ -61,27 +61,27 @@ func TestDigest(t *testing.T) {
 			f := recFileOf(t, p)
 			f.Inode.Ino++
 			return f
-		}, [32]byte{}, ErrFileUnreachable},
+		}, SHA256.Zero(), ErrFileUnreachable},
 		{"changed since the event", func() *bpf.File {
 			f := recFileOf(t, p)
 			f.Inode.MTimeSec--
 			return f
-		}, [32]byte{}, ErrFileChanged},
+		}, SHA256.Zero(), ErrFileChanged},
 		{"relative path", func() *bpf.File {
 			f := recFileOf(t, p)
 			f.Path.Name = "f"
 			return f
-		}, [32]byte{}, ErrFileUnreachable},
+		}, SHA256.Zero(), ErrFileUnreachable},
 		{"truncated path", func() *bpf.File {
 			f := recFileOf(t, p)
 			f.Path.Flags = bpf.PathTruncated
 			return f
-		}, [32]byte{}, ErrFileUnreachable},
+		}, SHA256.Zero(), ErrFileUnreachable},
 		{"gone", func() *bpf.File {
 			f := recFileOf(t, p)
 			f.Path.Name = filepath.Join(dir, "nonexistent")
 			return f
-		}, [32]byte{}, ErrFileUnreachable},
+		}, SHA256.Zero(), ErrFileUnreachable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,7 +106,7 @@ func TestDigestCacheHashesOnce(t *testing.T) {
 	c := NewDigestCache(DigestOptions{})
 	f := recFileOf(t, p)
 	for i := 0; i < 3; i++ {
-		if d, err := c.Digest(f, 1); err != nil || d != sha256.Sum256([]byte("one")) {
+		if d, err := c.Digest(f, 1); err != nil || d != Digest32(sha256.Sum256([]byte("one"))) {
 			t.Fatalf("Digest #%d = %x, %v", i, d, err)
 		}
 	}
@@ -121,10 +121,10 @@ func TestDigestCacheHashesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	f2 := recFileOf(t, p)
-	if d, err := c.Digest(f2, 1); err != nil || d != sha256.Sum256([]byte("two!")) {
+	if d, err := c.Digest(f2, 1); err != nil || d != Digest32(sha256.Sum256([]byte("two!"))) {
 		t.Fatalf("Digest(new version) = %x, %v", d, err)
 	}
-	if d, err := c.Digest(f, 1); err != nil || d != sha256.Sum256([]byte("one")) {
+	if d, err := c.Digest(f, 1); err != nil || d != Digest32(sha256.Sum256([]byte("one"))) {
 		t.Errorf("Digest(old version) = %x, %v; want the cached old digest", d, err)
 	}
 }
@@ -132,7 +132,7 @@ func TestDigestCacheHashesOnce(t *testing.T) {
 func TestDigestCacheBounded(t *testing.T) {
 	c := NewDigestCache(DigestOptions{MaxEntries: 16})
 	for i := 0; i < 100; i++ {
-		c.store(FileKey{Ino: uint64(i)}, [32]byte{byte(i)})
+		c.store(FileKey{Ino: uint64(i)}, SHA256, Digest32([32]byte{byte(i)}))
 	}
 	if n := c.Len(); n > 16 {
 		t.Errorf("Len = %d; want at most 16", n)
@@ -155,7 +155,7 @@ func TestDigestThroughTaskRoot(t *testing.T) {
 	f.Path.Name = "/etc/os-release-in-container" // not there in vigil's view
 	c := NewDigestCache(DigestOptions{ProcRoot: filepath.Join(dir, "proc")})
 	d, err := c.Digest(f, 42)
-	if err != nil || d != sha256.Sum256([]byte("ID=test\n")) {
+	if err != nil || d != Digest32(sha256.Sum256([]byte("ID=test\n"))) {
 		t.Errorf("Digest = %x, %v; want the file's digest through the task root", d, err)
 	}
 }

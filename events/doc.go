@@ -10,10 +10,24 @@
 //	{"event": {...}, "COE": {...}, "<type>": {...}}
 //
 // with every scalar a string. Values are kept in binary form (uint32 and
-// uint64, [32]byte digests and task ids, [16]byte s_uuid) so that computing
+// uint64, Digest task ids and digests, [16]byte s_uuid) so that computing
 // the coefficient of a decoded event (package model) needs no further
 // parsing. Names (process, pathnames, s_id) are Go strings holding the exact
 // bytes the kernel printed.
+//
+// # Namespace hash
+//
+// TSEM lets each modeling namespace choose its digest algorithm when it is
+// created (sha256 by default); everything digest-sized in the namespace's
+// descriptions has that algorithm's length: task ids, socket and file
+// owners, file content digests, af_other address digests. Hash names the
+// algorithms Vigil supports (SHA256, SHA384, SHA512) and Digest holds a
+// digest of any of them as a comparable 65-byte value (a 64-byte array
+// and the length in use), so a description of any namespace parses and
+// re-encodes byte for byte with 64, 96 or 128 hex digits. The converter
+// asks HashOf for a record's namespace hash; the DigestCache keeps one
+// digest per file version and algorithm (SHA-256 ones in a map of 32-byte
+// values, so the default costs what it did).
 //
 // Every layout the TSEM kernel prints that Vigil models has a payload type
 // (*FileEvent, *MmapFile, *InodeCreate, *SocketAddr, *TaskKill, ...; see the

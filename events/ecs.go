@@ -9,9 +9,9 @@ import (
 // Encoder appends one event description as one line (without a newline)
 // in some output format. coefficient is the event's coefficient; an
 // encoder that has no place for it ignores it, and an all-zero coefficient
-// means "not computed".
+// means "not computed". The coefficient has the namespace's hash length.
 type Encoder interface {
-	Encode(dst []byte, e *Event, coefficient [32]byte) []byte
+	Encode(dst []byte, e *Event, coefficient Digest) []byte
 }
 
 var (
@@ -23,7 +23,7 @@ var (
 type TSEM struct{}
 
 // Encode implements Encoder.
-func (TSEM) Encode(dst []byte, e *Event, _ [32]byte) []byte { return e.AppendTSEM(dst) }
+func (TSEM) Encode(dst []byte, e *Event, _ Digest) []byte { return e.AppendTSEM(dst) }
 
 // ECSVersion is the Elastic Common Schema version ECS output declares.
 const ECSVersion = "8.11.0"
@@ -40,12 +40,12 @@ type ECS struct {
 }
 
 // Encode implements Encoder.
-func (x ECS) Encode(dst []byte, e *Event, coefficient [32]byte) []byte {
+func (x ECS) Encode(dst []byte, e *Event, coefficient Digest) []byte {
 	return AppendECS(dst, e, coefficient, x.Boot)
 }
 
 // AppendECS appends e as one ECS JSON document; see ECS.
-func AppendECS(dst []byte, e *Event, coefficient [32]byte, boot time.Time) []byte {
+func AppendECS(dst []byte, e *Event, coefficient Digest, boot time.Time) []byte {
 	h := &e.Header
 	w := writer{b: dst}
 	w.b = append(w.b, '{')
@@ -70,8 +70,8 @@ func AppendECS(dst []byte, e *Event, coefficient [32]byte, boot time.Time) []byt
 	w.strs("type", cat.types)
 	w.str("action", h.Type)
 	w.str("outcome", "unknown")
-	if coefficient != ([32]byte{}) {
-		w.hex("hash", coefficient[:])
+	if coefficient.Len() != 0 && !coefficient.IsZero() {
+		w.hex("hash", coefficient.Bytes())
 	}
 	w.num("sequence", h.Number)
 	w.close()
@@ -81,9 +81,9 @@ func AppendECS(dst []byte, e *Event, coefficient [32]byte, boot time.Time) []byt
 		w.num("pid", uint64(h.Pid))
 	}
 	w.str("name", h.Process)
-	w.hex("entity_id", h.TaskID[:])
+	w.hex("entity_id", h.TaskID.Bytes())
 	w.open("parent")
-	w.hex("entity_id", h.PTaskID[:])
+	w.hex("entity_id", h.PTaskID.Bytes())
 	w.close()
 	w.open("thread")
 	w.open("capabilities")
@@ -272,7 +272,7 @@ func ecsCategory(typ string) ecsCat {
 }
 
 // fileOf returns the file-like object of a payload for file.*.
-func fileOf(p Payload) (path *Path, inode *Inode, digest *[32]byte) {
+func fileOf(p Payload) (path *Path, inode *Inode, digest *Digest) {
 	switch p := p.(type) {
 	case *FileEvent:
 		return &p.File.Path, &p.File.Inode, &p.File.Digest
@@ -310,7 +310,7 @@ func fileOf(p Payload) (path *Path, inode *Inode, digest *[32]byte) {
 	return nil, nil, nil
 }
 
-func dentryFile(d *Dentry) (*Path, *Inode, *[32]byte) {
+func dentryFile(d *Dentry) (*Path, *Inode, *Digest) {
 	if d.HasInode {
 		return &d.Path, &d.Inode, nil
 	}
@@ -326,7 +326,9 @@ func ecsFile(w *writer, e *Event) {
 	w.str("path", path.Pathname)
 	if digest != nil {
 		w.open("hash")
-		w.hex("sha256", digest[:])
+		// ECS names the field by algorithm: the namespace's hash.
+		alg, _ := digest.Hash()
+		w.hex(alg.String(), digest.Bytes())
 		w.close()
 	}
 	if inode != nil {

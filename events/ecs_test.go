@@ -58,9 +58,9 @@ func TestECSGolden(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		var c [32]byte
-		c[0], c[31] = byte(i), 0xff // a marker coefficient: encoding only
-		doc := ECS{Boot: boot}.Encode(nil, e, c)
+		var cb [32]byte
+		cb[0], cb[31] = byte(i), 0xff // a marker coefficient: encoding only
+		doc := ECS{Boot: boot}.Encode(nil, e, Digest32(cb))
 		var m map[string]any
 		if err := json.Unmarshal(doc, &m); err != nil {
 			t.Fatalf("%s: ECS output is not JSON: %v\n%s", tc.name, err, doc)
@@ -134,7 +134,7 @@ func TestECSNetwork(t *testing.T) {
 			t.Fatal(err)
 		}
 		var m map[string]any
-		if err := json.Unmarshal(AppendECS(nil, e, [32]byte{}, time.Time{}), &m); err != nil {
+		if err := json.Unmarshal(AppendECS(nil, e, Digest{}, time.Time{}), &m); err != nil {
 			t.Fatal(err)
 		}
 		if got := lookup(m, tc.side+".ip"); got != tc.ip {
@@ -165,7 +165,7 @@ func TestCapabilityNames(t *testing.T) {
 	}
 	e.COE.CapEff = 1<<21 | 1<<0 | 1<<40 | 1<<45
 	var m map[string]any
-	if err := json.Unmarshal(AppendECS(nil, e, [32]byte{}, time.Time{}), &m); err != nil {
+	if err := json.Unmarshal(AppendECS(nil, e, Digest{}, time.Time{}), &m); err != nil {
 		t.Fatal(err)
 	}
 	got := lookup(m, "process.thread.capabilities.effective")

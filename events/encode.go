@@ -29,8 +29,8 @@ func (e *Event) AppendTSEM(dst []byte) []byte {
 	w.str("type", h.Type)
 	w.u("ttd", h.TTD)
 	w.u("p_ttd", h.PTTD)
-	w.hex("task_id", h.TaskID[:])
-	w.hex("p_task_id", h.PTaskID[:])
+	w.hex("task_id", h.TaskID.Bytes())
+	w.hex("p_task_id", h.PTaskID.Bytes())
 	w.u("ts", h.TS)
 	w.close()
 	w.open("COE")
@@ -211,7 +211,7 @@ func (w *writer) path(k string, p *Path) {
 		w.dev("dev", p.Dev)
 	}
 	if p.Created {
-		w.hex("owner", p.Owner[:])
+		w.hex("owner", p.Owner.Bytes())
 		w.u("instance", p.Instance)
 	}
 	w.str("type", p.Type)
@@ -233,7 +233,7 @@ func (w *writer) file(f *File) {
 	w.u("flags", uint64(f.Flags))
 	w.inode("inode", &f.Inode)
 	w.path("path", &f.Path)
-	w.hex("digest", f.Digest[:])
+	w.hex("digest", f.Digest.Bytes())
 	w.close()
 }
 
@@ -242,7 +242,7 @@ func (w *writer) sock(k string, s *Sock) {
 	w.i("family", int32(s.Family))
 	w.i("type", int32(s.Type))
 	w.i("protocol", int32(s.Protocol))
-	w.hex("owner", s.Owner[:])
+	w.hex("owner", s.Owner.Bytes())
 	w.close()
 }
 
@@ -273,7 +273,7 @@ func (w *writer) addr(a *SockAddr) {
 		w.close()
 	case AddrOther:
 		w.open("af_other")
-		w.hex("address", a.Other[:])
+		w.hex("address", a.Other.Bytes())
 		w.close()
 	}
 	w.close()
@@ -493,7 +493,7 @@ func (p *SocketSetsockopt) appendTSEM(b []byte, _ string) []byte {
 
 func (p *TaskKill) appendTSEM(b []byte, _ string) []byte {
 	w := writer{b: b}
-	w.hex("target", p.Target[:])
+	w.hex("target", p.Target.Bytes())
 	w.u("sig", uint64(p.Sig))
 	w.u("cross_ns", uint64(p.CrossNS))
 	return w.b
@@ -501,20 +501,20 @@ func (p *TaskKill) appendTSEM(b []byte, _ string) []byte {
 
 func (p *TaskSetpgid) appendTSEM(b []byte, _ string) []byte {
 	w := writer{b: b}
-	w.hex("task", p.Task[:])
-	w.hex("source", p.Source[:])
+	w.hex("task", p.Task.Bytes())
+	w.hex("source", p.Source.Bytes())
 	return w.b
 }
 
 func (p *TaskTarget) appendTSEM(b []byte, _ string) []byte {
 	w := writer{b: b}
-	w.hex("task", p.Task[:])
+	w.hex("task", p.Task.Bytes())
 	return w.b
 }
 
 func (p *TaskValue) appendTSEM(b []byte, typ string) []byte {
 	w := writer{b: b}
-	w.hex("task", p.Task[:])
+	w.hex("task", p.Task.Bytes())
 	if typ == "task_setioprio" {
 		w.i("ioprio", p.Value)
 	} else {
@@ -533,7 +533,7 @@ func (p *TaskPrlimit) appendTSEM(b []byte, _ string) []byte {
 
 func (p *TaskSetrlimit) appendTSEM(b []byte, _ string) []byte {
 	w := writer{b: b}
-	w.hex("task", p.Task[:])
+	w.hex("task", p.Task.Bytes())
 	w.open("new_rlim")
 	w.u("resource", uint64(p.Resource))
 	w.u("current", p.Current)
@@ -554,14 +554,14 @@ func (p *TaskPrctl) appendTSEM(b []byte, _ string) []byte {
 
 func (p *PtraceAccessCheck) appendTSEM(b []byte, _ string) []byte {
 	w := writer{b: b}
-	w.hex("child", p.Child[:])
+	w.hex("child", p.Child.Bytes())
 	w.u("mode", uint64(p.Mode))
 	return w.b
 }
 
 func (p *PtraceTraceme) appendTSEM(b []byte, _ string) []byte {
 	w := writer{b: b}
-	w.hex("source", p.Source[:])
+	w.hex("source", p.Source.Bytes())
 	return w.b
 }
 
@@ -574,7 +574,7 @@ func (p *Capable) appendTSEM(b []byte, _ string) []byte {
 
 func (p *Capget) appendTSEM(b []byte, _ string) []byte {
 	w := writer{b: b}
-	w.hex("target", p.Target[:])
+	w.hex("target", p.Target.Bytes())
 	w.x("effective", p.Effective)
 	w.x("inheritable", p.Inheritable)
 	w.x("permitted", p.Permitted)

@@ -26,8 +26,8 @@ type Header struct {
 	// its parent.
 	TTD     uint64
 	PTTD    uint64
-	TaskID  [32]byte
-	PTaskID [32]byte
+	TaskID  Digest
+	PTaskID Digest
 	// TS is the kernel timestamp (nanoseconds since boot).
 	TS uint64
 }
@@ -72,7 +72,7 @@ type Path struct {
 	HasDev   bool
 	Dev      Dev
 	Created  bool
-	Owner    [32]byte
+	Owner    Digest
 	Instance uint64
 	Type     string
 	Pathname string
@@ -90,7 +90,7 @@ type File struct {
 	Flags  uint32
 	Inode  Inode
 	Path   Path
-	Digest [32]byte
+	Digest Digest
 }
 
 // Sock describes a socket; Owner is the task id of the task that created it.
@@ -98,7 +98,7 @@ type Sock struct {
 	Family   uint32
 	Type     uint32
 	Protocol uint32
-	Owner    [32]byte
+	Owner    Digest
 }
 
 // Address families of SockAddr.
@@ -132,8 +132,8 @@ type SockAddr struct {
 	// print the IPv6 flow and scope.
 	HasFlowScope bool
 	Flow, Scope  uint32
-	Unix         string   // af_unix path
-	Other        [32]byte // af_other digest of the address
+	Unix         string // af_unix path
+	Other        Digest // af_other digest of the address
 	// Addrress records that the af_inet address key was spelled
 	// "addrress", as some TSEM versions print for socket_sendmsg.
 	Addrress bool
@@ -292,22 +292,22 @@ type SocketSetsockopt struct {
 
 // TaskKill is the payload of task_kill.
 type TaskKill struct {
-	Target  [32]byte
+	Target  Digest
 	Sig     uint32
 	CrossNS uint32
 }
 
 // TaskSetpgid is the payload of task_setpgid.
-type TaskSetpgid struct{ Task, Source [32]byte }
+type TaskSetpgid struct{ Task, Source Digest }
 
 // TaskTarget is the payload of task_getpgid, task_getsid, task_getioprio,
 // task_setscheduler and task_getscheduler.
-type TaskTarget struct{ Task [32]byte }
+type TaskTarget struct{ Task Digest }
 
 // TaskValue is the payload of task_setnice (nice) and task_setioprio
 // (ioprio).
 type TaskValue struct {
-	Task  [32]byte
+	Task  Digest
 	Value int32
 }
 
@@ -319,7 +319,7 @@ type TaskPrlimit struct {
 
 // TaskSetrlimit is the payload of task_setrlimit.
 type TaskSetrlimit struct {
-	Task         [32]byte
+	Task         Digest
 	Resource     uint32
 	Current, Max uint64
 }
@@ -332,19 +332,19 @@ type TaskPrctl struct {
 
 // PtraceAccessCheck is the payload of ptrace_access_check.
 type PtraceAccessCheck struct {
-	Child [32]byte
+	Child Digest
 	Mode  uint32
 }
 
 // PtraceTraceme is the payload of ptrace_traceme.
-type PtraceTraceme struct{ Source [32]byte }
+type PtraceTraceme struct{ Source Digest }
 
 // Capable is the payload of capable.
 type Capable struct{ Cap, Opts uint32 }
 
 // Capget is the payload of capget.
 type Capget struct {
-	Target                            [32]byte
+	Target                            Digest
 	Effective, Inheritable, Permitted uint64
 }
 

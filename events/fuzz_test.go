@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -15,6 +16,8 @@ import (
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(fileOpen("/tmp/a\tb\xff")))
 	f.Add([]byte(line("settime", `"ts": {"seconds": "1", "nsecs": "2"}`)))
+	// A SHA-384 namespace's description: 96-digit task ids and digest.
+	f.Add([]byte(strings.ReplaceAll(fileOpen("/etc/hosts"), testTask, testTask+testTask[:32])))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		e, err := Parse(in)
 		if err != nil {
@@ -34,7 +37,7 @@ func FuzzParse(f *testing.F) {
 		if enc2 := e2.AppendTSEM(nil); !bytes.Equal(enc, enc2) {
 			t.Fatalf("AppendTSEM not a fixed point:\n%q\n%q", enc, enc2)
 		}
-		if doc := AppendECS(nil, e, [32]byte{1}, time.Time{}); !json.Valid(doc) {
+		if doc := AppendECS(nil, e, Digest32([32]byte{1}), time.Time{}); !json.Valid(doc) {
 			t.Fatalf("AppendECS wrote invalid JSON: %q", doc)
 		}
 	})

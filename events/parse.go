@@ -285,7 +285,22 @@ func (d *decoder) hex(n int32, dst []byte) {
 	}
 }
 
-func (d *decoder) digest(n int32) (h [32]byte) { d.hex(n, h[:]); return h }
+// digest decodes a digest of any supported length (64, 96 or 128 hex
+// digits): the namespace's hash decides it, and a description carries it.
+func (d *decoder) digest(n int32) (h Digest) {
+	b, ok := d.raw(n)
+	if !ok {
+		return h
+	}
+	size := len(b) / 2
+	if _, known := HashOfSize(size); !known || len(b)%2 != 0 {
+		d.fail(n, ErrBadHex, "want 64, 96 or 128 hex digits, got "+strconv.Quote(string(b)))
+		return h
+	}
+	d.hex(n, h.b[:size])
+	h.n = uint8(size)
+	return h
+}
 
 func (d *decoder) event(e *Event) {
 	root := d.obj(0)

@@ -1,7 +1,6 @@
 package events
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
@@ -17,9 +16,10 @@ var ErrNotEvent = errors.New("record is not a security event")
 
 // TaskIDs resolves the kernel's task trust domain numbers (bpf.Header.TTD)
 // to TSEM task ids. The namespace layer implements it; TaskID of an unknown
-// TTD, and of 0, is 32 zero bytes.
+// TTD, and of 0, is the zero Digest (zero bytes of the namespace's hash
+// length).
 type TaskIDs interface {
-	TaskID(ttd uint64) [32]byte
+	TaskID(ttd uint64) Digest
 }
 
 // Converter turns ring-buffer records into TSEM event descriptions: the
@@ -32,6 +32,10 @@ type Converter struct {
 	// EmptyDigest (for tests and benchmarks that have no files).
 	Digests *DigestCache
 	Tasks   TaskIDs
+	// HashOf returns the hash algorithm of a namespace (bpf.Header.NS):
+	// file digests, zero task ids and address digests of its events are
+	// computed with it. nil means SHA-256 for every namespace.
+	HashOf func(ns uint64) Hash
 
 	digestFailures atomic.Uint64
 }
@@ -46,31 +50,32 @@ func (c *Converter) DigestFailures() uint64 { return c.digestFailures.Load() }
 // security event returns an error wrapping ErrNotEvent.
 func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 	h := r.Head()
-	e := &Event{Header: c.header(h, h.TTD, h.PTTD), COE: COE(h.COE)}
+	alg := c.hashOf(h.NS)
+	e := &Event{Header: c.header(h, h.TTD, h.PTTD, alg), COE: COE(h.COE)}
 	e.Header.Type = h.Type.String()
 	tgid := h.TGID
 	switch r := r.(type) {
 	case *bpf.FileOpen:
-		e.Payload = &FileEvent{File: c.file(&r.File, tgid)}
+		e.Payload = &FileEvent{File: c.file(&r.File, tgid, alg)}
 	case *bpf.MmapFile:
 		p := &MmapFile{HasFile: r.File.Present, Prot: r.Prot, Flags: r.MmapFlags}
 		if r.File.Present {
-			p.File = c.file(&r.File, tgid)
+			p.File = c.file(&r.File, tgid, alg)
 		}
 		e.Payload = p
 	case *bpf.FileIoctl:
-		e.Payload = &FileCmd{File: c.file(&r.File, tgid), Cmd: r.Cmd}
+		e.Payload = &FileCmd{File: c.file(&r.File, tgid, alg), Cmd: r.Cmd}
 	case *bpf.SocketCreate:
 		e.Payload = &SocketCreate{Family: r.Family, Type: r.Type, Protocol: r.Protocol, Kern: r.Kern}
 	case *bpf.SocketAddr:
 		e.Payload = &SocketAddr{
-			Sock: Sock{Family: r.Sock.Family, Type: r.Sock.Type, Protocol: r.Sock.Protocol, Owner: c.taskID(r.Sock.OwnerTTD)},
-			Addr: sockAddr(&r.Addr, h.Type != bpf.RecSocketAccept),
+			Sock: Sock{Family: r.Sock.Family, Type: r.Sock.Type, Protocol: r.Sock.Protocol, Owner: c.taskID(r.Sock.OwnerTTD, alg)},
+			Addr: sockAddr(&r.Addr, h.Type != bpf.RecSocketAccept, alg),
 		}
 	case *bpf.TaskKill:
-		e.Payload = &TaskKill{Target: c.target(&r.Target), Sig: r.Sig, CrossNS: r.CrossNS}
+		e.Payload = &TaskKill{Target: c.target(&r.Target, alg), Sig: r.Sig, CrossNS: r.CrossNS}
 	case *bpf.PtraceAccessCheck:
-		e.Payload = &PtraceAccessCheck{Child: c.target(&r.Target), Mode: r.Mode}
+		e.Payload = &PtraceAccessCheck{Child: c.target(&r.Target, alg), Mode: r.Mode}
 	case *bpf.InodeCreate:
 		e.Payload = &InodeCreate{Dir: inode(&r.Dir), Dentry: Dentry{Path: path(&r.Path, &r.Dir, 0)}, Mode: r.Mode}
 	case *bpf.InodeUnlink:
@@ -97,7 +102,7 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 		e.Payload = &Generic{Fields: []Field{{Key: "kmod_name", Value: r.Name}}}
 	case *bpf.KernelReadFile:
 		if r.File.Present {
-			e.Payload = &KernelReadFile{File: c.file(&r.File, tgid), ID: int32(r.ID), Contents: int32(r.Contents)}
+			e.Payload = &KernelReadFile{File: c.file(&r.File, tgid, alg), ID: int32(r.ID), Contents: int32(r.Contents)}
 			break
 		}
 		// A read that names no file has no file cell: kept generic,
@@ -115,7 +120,16 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 
 // ExecFile returns the file cell of the file an exec record says the task
 // executed: the cell model.TaskID hashes into the task's new identity.
-func (c *Converter) ExecFile(r *bpf.Exec) File { return c.file(&r.File, r.TGID) }
+func (c *Converter) ExecFile(r *bpf.Exec) File {
+	return c.file(&r.File, r.TGID, c.hashOf(r.NS))
+}
+
+func (c *Converter) hashOf(ns uint64) Hash {
+	if c.HashOf == nil {
+		return SHA256
+	}
+	return c.HashOf(ns)
+}
 
 // ExecOpen returns the file_open event of an exec's file as the BPF LSM's
 // file_open hook reports it: made by the task before the exec (its
@@ -123,49 +137,54 @@ func (c *Converter) ExecFile(r *bpf.Exec) File { return c.file(&r.File, r.TGID) 
 // The tracepoint backend cannot see that open, so its exec records stand in
 // for it; file is ExecFile(r) and process the task's name before the exec.
 func (c *Converter) ExecOpen(r *bpf.Exec, file File, process string) *Event {
-	e := &Event{Header: c.header(&r.Header, r.PrevTTD, r.PTTD), COE: COE(r.COE)}
+	e := &Event{Header: c.header(&r.Header, r.PrevTTD, r.PTTD, c.hashOf(r.NS)), COE: COE(r.COE)}
 	e.Header.Type = "file_open"
 	e.Header.Process = process
 	e.Payload = &FileEvent{File: file}
 	return e
 }
 
-func (c *Converter) header(h *bpf.Header, ttd, pttd uint64) Header {
+func (c *Converter) header(h *bpf.Header, ttd, pttd uint64, alg Hash) Header {
 	return Header{
 		Pid:     h.PID,
 		Context: h.NS,
 		Process: h.Process(),
 		TTD:     ttd,
 		PTTD:    pttd,
-		TaskID:  c.taskID(ttd),
-		PTaskID: c.taskID(pttd),
+		TaskID:  c.taskID(ttd, alg),
+		PTaskID: c.taskID(pttd, alg),
 		TS:      h.KTime,
 	}
 }
 
-func (c *Converter) taskID(ttd uint64) [32]byte {
+// taskID is the task id of ttd, zero bytes of alg's length when unknown.
+func (c *Converter) taskID(ttd uint64, alg Hash) Digest {
 	if ttd == 0 || c.Tasks == nil {
-		return [32]byte{}
+		return alg.Zero()
 	}
-	return c.Tasks.TaskID(ttd)
+	id := c.Tasks.TaskID(ttd)
+	if id.Len() == 0 {
+		return alg.Zero()
+	}
+	return id
 }
 
 // target is the task id of a task_kill or ptrace target; zero when the
 // backend could not name the target's trust domain.
-func (c *Converter) target(t *bpf.TaskTarget) [32]byte {
+func (c *Converter) target(t *bpf.TaskTarget, alg Hash) Digest {
 	if !t.TargetKnown {
-		return [32]byte{}
+		return alg.Zero()
 	}
-	return c.taskID(t.TTD)
+	return c.taskID(t.TTD, alg)
 }
 
-func (c *Converter) file(f *bpf.File, tgid uint32) File {
+func (c *Converter) file(f *bpf.File, tgid uint32, alg Hash) File {
 	out := File{Flags: f.Flags, Inode: inode(&f.Inode), Path: path(&f.Path, &f.Inode, tgid)}
 	if c.Digests == nil {
-		out.Digest = EmptyDigest
+		out.Digest = alg.Empty()
 		return out
 	}
-	d, err := c.Digests.Digest(f, tgid)
+	d, err := c.Digests.DigestHash(f, tgid, alg)
 	if err != nil {
 		c.digestFailures.Add(1)
 	}
@@ -200,7 +219,7 @@ func path(p *bpf.Path, in *bpf.Inode, tgid uint32) Path {
 
 // sockAddr converts an address; flowScope is false for socket_accept,
 // whose IPv6 flow and scope TSEM neither prints nor hashes.
-func sockAddr(a *bpf.Addr, flowScope bool) SockAddr {
+func sockAddr(a *bpf.Addr, flowScope bool, alg Hash) SockAddr {
 	switch a.Family {
 	case AFInet:
 		return SockAddr{Kind: AddrInet, Port: uint32(a.Port), Address: a.Addr4}
@@ -225,7 +244,13 @@ func sockAddr(a *bpf.Addr, flowScope bool) SockAddr {
 		}
 		return SockAddr{Kind: AddrUnix, Unix: string(b)}
 	}
-	// Any other family: the digest of the address bytes after the family.
+	// Any other family: the digest of the address bytes after the family,
+	// with the namespace's hash (TSEM's get_socket_address); accept has
+	// no peer address to hash and gets the namespace's zero digest, H("")
+	// (TSEM's get_socket_accept).
+	if !flowScope {
+		return SockAddr{Kind: AddrOther, Other: alg.Empty()}
+	}
 	n := int(a.Len) - 2
 	if n < 0 {
 		n = 0
@@ -233,5 +258,5 @@ func sockAddr(a *bpf.Addr, flowScope bool) SockAddr {
 	if n > len(a.Raw) {
 		n = len(a.Raw)
 	}
-	return SockAddr{Kind: AddrOther, Other: sha256.Sum256(a.Raw[:n])}
+	return SockAddr{Kind: AddrOther, Other: alg.Sum(a.Raw[:n])}
 }

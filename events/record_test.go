@@ -146,11 +146,12 @@ func recSID(s string) (b [32]byte) { copy(b[:], s); return b }
 // recTasks resolves TTD n to 32 bytes of n.
 type recTasks struct{}
 
-func (recTasks) TaskID(ttd uint64) (id [32]byte) {
+func (recTasks) TaskID(ttd uint64) Digest {
+	var id [32]byte
 	for i := range id {
 		id[i] = byte(ttd)
 	}
-	return id
+	return Digest32(id)
 }
 
 var recRootCOE = bpf.COE{CapEff: 0x1ffffffffff}
@@ -172,7 +173,7 @@ func TestConvertFileOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantDigest := sha256.Sum256(content)
+	wantDigest := Digest32(sha256.Sum256(content))
 	fe, ok := e.Payload.(*FileEvent)
 	if !ok {
 		t.Fatalf("payload %T, want *FileEvent", e.Payload)
@@ -229,7 +230,7 @@ func TestConvertPaths(t *testing.T) {
 		in     bpf.Inode
 		path   string
 		want   Path
-		digest [32]byte
+		digest Digest
 	}{
 		{"block device", bpf.Inode{SMagic: 0xef53, DevMajor: 8, DevMinor: 3, Mode: 0o100644}, "/etc/x",
 			Path{HasDev: true, Dev: Dev{8, 3}, Type: "root", Pathname: "/etc/x"}, EmptyDigest},
@@ -288,7 +289,7 @@ func TestConvertSockets(t *testing.T) {
 		{"abstract unix prints empty", bpf.RecSocketConnect, bpf.Addr{Family: 1, Len: 2 + 7, Raw: abstract},
 			SockAddr{Kind: AddrUnix}},
 		{"other family hashes its bytes", bpf.RecSocketConnect, bpf.Addr{Family: 16, Len: 6, Raw: other},
-			SockAddr{Kind: AddrOther, Other: sha256.Sum256([]byte{1, 2, 3, 4})}},
+			SockAddr{Kind: AddrOther, Other: Digest32(sha256.Sum256([]byte{1, 2, 3, 4}))}},
 	}
 	c := &Converter{Tasks: recTasks{}}
 	for _, tc := range tests {

@@ -102,11 +102,11 @@ func TestBatchOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 10 {
-		if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{byte(i + 1)}}); err != nil {
+		if err := ns.NewPoint(model.Point{Coefficient: c32(byte(i + 1))}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{99}, Forensic: true}); err != nil {
+	if err := ns.NewPoint(model.Point{Coefficient: c32(99), Forensic: true}); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := l.Append([]byte(`{"record":"other"}`))
@@ -132,7 +132,8 @@ func TestBatchOrder(t *testing.T) {
 		}
 		k := c.Record
 		if c.Record == RecordPoint {
-			k = fmt.Sprintf("%s%d", k, c.Coefficient()[0])
+			cf := c.Coefficient()
+			k = fmt.Sprintf("%s%d", k, cf.Bytes()[0])
 		}
 		kinds = append(kinds, k)
 		return nil
@@ -170,7 +171,7 @@ func TestBatchExtendFailure(t *testing.T) {
 			reg.FailBefore(tc.before)
 			reg.FailAfter(!tc.before)
 			for i := range 5 {
-				if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{byte(i + 1)}}); err != nil {
+				if err := ns.NewPoint(model.Point{Coefficient: c32(byte(i + 1))}); err != nil {
 					t.Fatalf("NewPoint %d = %v; want the error reported later", i, err)
 				}
 			}
@@ -195,16 +196,16 @@ func TestBatchExtendFailure(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := other.NewPoint(model.Point{Coefficient: model.Coefficient{8}}); err != nil {
+			if err := other.NewPoint(model.Point{Coefficient: c32(8)}); err != nil {
 				t.Errorf("NewPoint of another namespace = %v; want nil: the failures were not its", err)
 			}
 			// The namespace hears of its lost records once, from its next
 			// NewPoint, whose own record is queued all the same.
-			err = ns.NewPoint(model.Point{Coefficient: model.Coefficient{9}})
+			err = ns.NewPoint(model.Point{Coefficient: c32(9)})
 			if tc.wantErr && !errors.Is(err, measuretest.ErrInjected) || !tc.wantErr && err != nil {
 				t.Errorf("NewPoint after failure = %v; want the earlier failure %v", err, tc.wantErr)
 			}
-			if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{10}}); err != nil {
+			if err := ns.NewPoint(model.Point{Coefficient: c32(10)}); err != nil {
 				t.Fatalf("second NewPoint after failure = %v", err)
 			}
 			if err := l.Close(); err != nil {
@@ -247,7 +248,7 @@ func TestBatchCrashRepair(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := range points {
-				if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{byte(i), byte(i >> 8)}}); err != nil {
+				if err := ns.NewPoint(model.Point{Coefficient: c32(byte(i), byte(i>>8))}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -334,11 +335,11 @@ func TestBatchDeepQueue(t *testing.T) {
 				if i%3 == 2 {
 					ns, name = b, "b"
 				}
-				c := model.Coefficient{byte(i), byte(i >> 8), 1}
+				c := c32(byte(i), byte(i>>8), 1)
 				if err := ns.NewPoint(model.Point{Coefficient: c, Description: events[i%len(events)]}); err != nil {
 					t.Fatalf("NewPoint %d = %v", i, err)
 				}
-				want = append(want, fmt.Sprintf("%s:%x", name, c[:2]))
+				want = append(want, fmt.Sprintf("%s:%x", name, c.Bytes()[:2]))
 				wantTime = append(wantTime, tick)
 			}
 			release()
@@ -384,7 +385,7 @@ func TestBatchDeepQueue(t *testing.T) {
 					return nil
 				}
 				co := c.Coefficient()
-				got = append(got, fmt.Sprintf("%s:%x", c.Namespace.Name, co[:2]))
+				got = append(got, fmt.Sprintf("%s:%x", c.Namespace.Name, co.Bytes()[:2]))
 				ts, err := time.Parse(time.RFC3339Nano, c.Time)
 				if err != nil {
 					t.Fatalf("line %d: time %q: %v", n, c.Time, err)
@@ -426,10 +427,9 @@ func BenchmarkBatchedPoints(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var c model.Coefficient
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c[0], c[1], c[2], c[3] = byte(i), byte(i>>8), byte(i>>16), byte(i>>24)
+		c := c32(byte(i), byte(i>>8), byte(i>>16), byte(i>>24))
 		if err := ns.NewPoint(model.Point{Coefficient: c, Count: 1, Description: events[i%len(events)]}); err != nil {
 			b.Fatal(err)
 		}

@@ -16,7 +16,9 @@ import (
 
 // Kinds of content record (the "record" field of a record's content).
 const (
-	// RecordCreated opens a namespace: its id, name, aggregate and base.
+	// RecordCreated opens a namespace: its id, name, hash algorithm (only
+	// when not sha256, so SHA-256 logs read as they always did), aggregate
+	// and base.
 	RecordCreated = "created"
 	// RecordPoint is a new unique coefficient of a namespace, with the event
 	// description that first produced it.
@@ -36,6 +38,7 @@ type Content struct {
 	Record    string           `json:"record"`
 	Time      string           `json:"time,omitempty"`
 	Namespace ContentNamespace `json:"namespace"`
+	Hash      string           `json:"hash,omitempty"`
 	Aggregate string           `json:"aggregate,omitempty"`
 	Base      string           `json:"base,omitempty"`
 	Coef      string           `json:"coefficient,omitempty"`
@@ -73,13 +76,26 @@ func ParseContent(b []byte) (Content, error) {
 		}
 		return nil
 	}
+	if c.Hash != "" && c.Record != RecordCreated {
+		return Content{}, fmt.Errorf("%w: content: %s record with a hash (only created records name one)", ErrMalformed, c.Record)
+	}
 	switch c.Record {
 	case RecordCreated:
+		h, err := model.ParseHash(c.Hash)
+		if err != nil || (c.Hash == "sha256") {
+			// sha256 is written as no hash at all: one spelling per log.
+			return Content{}, fmt.Errorf("%w: content: hash %q (want sha384, sha512, or none for sha256)", ErrMalformed, c.Hash)
+		}
 		if err := need("aggregate", c.Aggregate); err != nil {
 			return Content{}, err
 		}
 		if err := need("base", c.Base); err != nil {
 			return Content{}, err
+		}
+		for _, f := range [...]struct{ name, v string }{{"aggregate", c.Aggregate}, {"base", c.Base}} {
+			if len(f.v) != 2*h.Size() {
+				return Content{}, fmt.Errorf("%w: content: %s of a %s namespace has %d hex digits, want %d", ErrMalformed, f.name, h, len(f.v), 2*h.Size())
+			}
 		}
 	case RecordPoint:
 		if err := need("coefficient", c.Coef); err != nil {
@@ -90,6 +106,13 @@ func ParseContent(b []byte) (Content, error) {
 		return Content{}, fmt.Errorf("%w: content: unknown record kind %q", ErrMalformed, c.Record)
 	}
 	return c, nil
+}
+
+// NamespaceHash returns the hash algorithm a created record names (sha256
+// when it names none).
+func (c *Content) NamespaceHash() model.Hash {
+	h, _ := model.ParseHash(c.Hash)
+	return h
 }
 
 // Coefficient returns the point's coefficient (zero if c is no point record
@@ -142,7 +165,7 @@ func (w *contentWriter) hexCoef(key string, c model.Coefficient) {
 	w.b = append(w.b, `,"`...)
 	w.b = append(w.b, key...)
 	w.b = append(w.b, `":"`...)
-	w.b = appendHex(w.b, c[:])
+	w.b = appendHex(w.b, c.Bytes())
 	w.b = append(w.b, '"')
 }
 

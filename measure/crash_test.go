@@ -128,7 +128,7 @@ func TestOpenLogRepairs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ns.NewPoint(model.Point{Coefficient: model.Coefficient{7}})
+			ns.NewPoint(model.Point{Coefficient: c32(7)})
 			l.Close()
 			if _, err := verifyFile(t, path, VerifyOptions{Register: fake.RTMR(3), Kind: KindTDX, Index: 3}); err != nil {
 				t.Errorf("Verify after repair = %v", err)
@@ -163,7 +163,7 @@ func TestAppendExtendFailure(t *testing.T) {
 			} else {
 				reg.FailAfter(true)
 			}
-			err = ns.NewPoint(model.Point{Coefficient: model.Coefficient{1}})
+			err = ns.NewPoint(model.Point{Coefficient: c32(1)})
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("NewPoint = %v; want error %v", err, tc.wantErr)
 			}
@@ -172,7 +172,7 @@ func TestAppendExtendFailure(t *testing.T) {
 			}
 			reg.FailBefore(false)
 			reg.FailAfter(false)
-			if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{2}}); err != nil {
+			if err := ns.NewPoint(model.Point{Coefficient: c32(2)}); err != nil {
 				t.Fatalf("NewPoint after failure = %v", err)
 			}
 			l.Close()
@@ -274,7 +274,7 @@ func TestOpenLogRepairsLargestGroupCommit(t *testing.T) {
 			// MaxBatch more points are queued behind it: they make one
 			// commit.
 			l.mu.Lock()
-			if err := ns.NewPoint(model.Point{Coefficient: model.Coefficient{1, 1}, Description: events[0]}); err != nil {
+			if err := ns.NewPoint(model.Point{Coefficient: c32(1, 1), Description: events[0]}); err != nil {
 				l.mu.Unlock()
 				t.Fatal(err)
 			}
@@ -285,7 +285,7 @@ func TestOpenLogRepairsLargestGroupCommit(t *testing.T) {
 				l.batch.mu.Unlock()
 			}
 			for i := range MaxBatch {
-				c := model.Coefficient{byte(i), byte(i >> 8), 2}
+				c := c32(byte(i), byte(i >> 8), 2)
 				if err := ns.NewPoint(model.Point{Coefficient: c, Description: events[i%len(events)]}); err != nil {
 					l.mu.Unlock()
 					t.Fatal(err)
@@ -349,7 +349,7 @@ func TestOpenLogRepairsLargestGroupCommit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := ns2.NewPoint(model.Point{Coefficient: model.Coefficient{7}}); err != nil {
+			if err := ns2.NewPoint(model.Point{Coefficient: c32(7)}); err != nil {
 				t.Fatal(err)
 			}
 			rl.Close()

@@ -14,8 +14,13 @@
 //     by ParseLine. The digest is the register's hash of the exact bytes of
 //     the record's "content" value, never of a re-serialisation.
 //   - Content (content.go) is Vigil's record of a namespace: created (with
-//     aggregate and base), point (coefficient and event description),
-//     sealed, enforcing, gap (lost events).
+//     aggregate and base, and the namespace's hash when it is not sha256),
+//     point (coefficient and event description), sealed, enforcing, gap
+//     (lost events). Coefficients have the namespace's hash length (64, 96
+//     or 128 hex digits); the register extends the digest of the record
+//     with its own algorithm whatever the namespace's, and the verifier
+//     recomputes each namespace's measurement and state with its hash (a
+//     created record without one is sha256, as every log before it).
 //   - Log (log.go) appends records: write, fdatasync, then extend, all under
 //     the log's mutex and an exclusive flock held from OpenLog to Close.
 //     OpenLog detects and repairs what a crash can leave (a partial last line,

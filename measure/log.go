@@ -356,10 +356,15 @@ type Namespace struct {
 var _ model.Observer = (*Namespace)(nil)
 
 // Namespace appends the "created" record of a modeling namespace and returns
-// the observer that records its points and lifecycle.
+// the observer that records its points and lifecycle. The namespace's hash
+// is the one of aggregate's length (give model.Model.Aggregate, which has
+// it); a hash other than sha256 is recorded in the created record.
 func (l *Log) Namespace(id uint64, name string, aggregate, base model.Coefficient) (*Namespace, error) {
 	n := &Namespace{log: l, id: id, name: name}
 	err := n.append(RecordCreated, func(w *contentWriter) {
+		if h, _ := aggregate.Hash(); h != model.SHA256 {
+			w.str("hash", h.String())
+		}
 		w.hexCoef("aggregate", aggregate)
 		w.hexCoef("base", base)
 	})

@@ -421,11 +421,11 @@ func TestLifecycleRecords(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.log")
 	reg := NewSoftware(23)
 	l := openLog(t, path, reg)
-	ns, err := l.Namespace(9, "web", model.Coefficient{1}, model.Coefficient{2})
+	ns, err := l.Namespace(9, "web", c32(1), c32(2))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := model.New(model.Options{Aggregate: model.Coefficient{1}, Base: model.Coefficient{2}, Observer: ns})
+	m := model.New(model.Options{Aggregate: c32(1), Base: c32(2), Observer: ns})
 	for i := range 100 {
 		m.Add(coefs[i], events[i])
 	}
@@ -449,7 +449,7 @@ func TestLifecycleRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rep.Namespaces[0]
-	if !r.Sealed || !r.Enforcing || r.Gaps != 1 || r.Lost != 3 || r.ID != 9 || r.Aggregate != (model.Coefficient{1}) || r.Base != (model.Coefficient{2}) {
+	if !r.Sealed || !r.Enforcing || r.Gaps != 1 || r.Lost != 3 || r.ID != 9 || r.Aggregate != (c32(1)) || r.Base != (c32(2)) {
 		t.Errorf("namespace report %+v", r)
 	}
 	if r.Measurement != m.Measurement() || r.State != m.State() {

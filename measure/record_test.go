@@ -147,6 +147,9 @@ func FuzzParseContent(f *testing.F) {
 	f.Add([]byte(`{"record":"created","time":"2026-11-27T01:00:00Z","namespace":{"id":1,"name":"x"},"aggregate":"` + coef + `","base":"` + coef + `"}`))
 	f.Add([]byte(`{"record":"point","namespace":{"id":1,"name":"x"},"coefficient":"` + coef + `","forensic":true,"event":{"event":{"type":"file_open"}}}`))
 	f.Add([]byte(`{"record":"gap","namespace":{"id":1,"name":"x"},"lost":3,"reason":"ring buffer full"}`))
+	coef384 := strings.Repeat("0", 96)
+	f.Add([]byte(`{"record":"created","time":"2026-11-27T01:00:00Z","namespace":{"id":2,"name":"y"},"hash":"sha384","aggregate":"` + coef384 + `","base":"` + coef384 + `"}`))
+	f.Add([]byte(`{"record":"point","namespace":{"id":2,"name":"y"},"coefficient":"` + coef384 + `"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseContent(b)
 		if err != nil {

@@ -45,6 +45,7 @@ type NamespaceReport struct {
 	ID          uint64
 	Name        string
 	Line        int // line of its "created" record
+	Hash        model.Hash
 	Aggregate   model.Coefficient
 	Base        model.Coefficient
 	Points      int // model points
@@ -198,10 +199,11 @@ func (rep *Report) checkRegister(o VerifyOptions, rp *Replayer, prefixes []byte)
 func (rep *Report) apply(current map[uint64]*NamespaceReport, c Content, rec Record, line int, in *model.Model) error {
 	id := c.Namespace.ID
 	if c.Record == RecordCreated {
+		h := c.NamespaceHash()
 		agg, _ := model.ParseCoefficient(c.Aggregate)
 		base, _ := model.ParseCoefficient(c.Base)
-		ns := &NamespaceReport{ID: id, Name: c.Namespace.Name, Line: line, Aggregate: agg, Base: base,
-			model: model.New(model.Options{Aggregate: agg, Base: base}), seen: map[model.Coefficient]struct{}{}}
+		ns := &NamespaceReport{ID: id, Name: c.Namespace.Name, Line: line, Hash: h, Aggregate: agg, Base: base,
+			model: model.New(model.Options{Hash: h, Aggregate: agg, Base: base}), seen: map[model.Coefficient]struct{}{}}
 		current[id] = ns
 		rep.Namespaces = append(rep.Namespaces, ns)
 		return nil
@@ -216,6 +218,9 @@ func (rep *Report) apply(current map[uint64]*NamespaceReport, c Content, rec Rec
 	switch c.Record {
 	case RecordPoint:
 		coef := c.Coefficient()
+		if coef.Len() != ns.Hash.Size() {
+			return fmt.Errorf("point %s of namespace %d has %d bytes; the namespace's hash %s has %d", coef, id, coef.Len(), ns.Hash, ns.Hash.Size())
+		}
 		if _, dup := ns.seen[coef]; dup {
 			return fmt.Errorf("point %s of namespace %d is recorded twice", coef, id)
 		}

@@ -1,7 +1,6 @@
 package model
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,51 +20,109 @@ var ErrNoCellLayout = errors.New("no coefficient layout for event type")
 // tmpfsMagic is the s_magic of tmpfs; TSEM hashes a zero s_uuid for it.
 const tmpfsMagic = 0x01021994
 
-// emptyDigest is H(""), the digest a pseudonym's file contributes.
-var emptyDigest = sha256.Sum256(nil)
-
 // EventCoefficient returns the security state coefficient of e in the TSEM
 // kernel dialect:
+//
+//	H(type ‖ p_task_id ‖ task_id ‖ H(COE) ‖ H(CELL))
+//
+// with H the hash whose length e's task_id has (SHA-256 for a zero-length
+// one); see EventCoefficientHash.
+func EventCoefficient(e *events.Event, isPseudonym func(pathname string) bool) (Coefficient, error) {
+	h, _ := e.Header.TaskID.Hash()
+	return EventCoefficientHash(h, e, isPseudonym)
+}
+
+// EventCoefficientHash returns the security state coefficient of e in a
+// namespace whose hash is h:
 //
 //	H(type ‖ p_task_id ‖ task_id ‖ H(COE) ‖ H(CELL))
 //
 // isPseudonym (may be nil) reports whether a file's pathname is a
 // pseudonym of the model; such a file's digest is replaced by H("").
 // A path with owner and instance is hashed as a file created in the
-// current context (the README's rule for imported descriptions).
-// EventCoefficient does not allocate for the typed payloads and is safe for
-// concurrent use.
-func EventCoefficient(e *events.Event, isPseudonym func(pathname string) bool) (Coefficient, error) {
+// current context (the README's rule for imported descriptions). Task
+// ids, file digests and address digests must have h's length (a
+// zero-length one counts as zero bytes): anything else is an error
+// wrapping ErrHashMismatch. Task ids hashed in 64-byte fields (a socket's
+// owner, task_setpgid, task_setnice, task_setioprio) are zero padded to 64
+// bytes, as the kernel hashes its HASH_MAX_DIGESTSIZE arrays.
+// EventCoefficientHash does not allocate for the typed payloads and is
+// safe for concurrent use.
+func EventCoefficientHash(h Hash, e *events.Event, isPseudonym func(pathname string) bool) (Coefficient, error) {
+	m := mapper{h: h}
 	var stack [1024]byte
-	cell, ok := appendCell(stack[:0], e, isPseudonym)
+	cell, ok := m.appendCell(stack[:0], e, isPseudonym)
 	if !ok {
 		return Coefficient{}, fmt.Errorf("compute coefficient of %s: %w", e.Header.Type, ErrNoCellLayout)
 	}
-	return coefficient(e.Header.Type, &e.Header.PTaskID, &e.Header.TaskID, &e.COE, cell), nil
+	c := m.coefficient(e.Header.Type, &e.Header.PTaskID, &e.Header.TaskID, &e.COE, cell)
+	if m.bad {
+		return Coefficient{}, fmt.Errorf("compute %s coefficient of %s: %w", h, e.Header.Type, ErrHashMismatch)
+	}
+	return c, nil
 }
 
 // AppendCell appends the CELL bytes of e in the kernel dialect (the bytes
-// whose hash enters the coefficient) to dst.
+// whose hash enters the coefficient) to dst, for a namespace whose hash is
+// the one of e's task_id length.
 func AppendCell(dst []byte, e *events.Event, isPseudonym func(pathname string) bool) ([]byte, error) {
-	b, ok := appendCell(dst, e, isPseudonym)
+	h, _ := e.Header.TaskID.Hash()
+	m := mapper{h: h}
+	b, ok := m.appendCell(dst, e, isPseudonym)
 	if !ok {
 		return dst, fmt.Errorf("compute cell of %s: %w", e.Header.Type, ErrNoCellLayout)
+	}
+	if m.bad {
+		return dst, fmt.Errorf("compute cell of %s: %w", e.Header.Type, ErrHashMismatch)
 	}
 	return b, nil
 }
 
+// mapper lays out and hashes the parts of an event with one namespace's
+// hash; bad records a digest of another length.
+type mapper struct {
+	h   Hash
+	bad bool
+}
+
+// digest appends d as a digest of the namespace's hash: zero bytes for the
+// zero Digest.
+func (m *mapper) digest(b []byte, d *events.Digest) []byte {
+	if d.Len() == 0 {
+		return append(b, zeroDigest[:m.h.Size()]...)
+	}
+	if d.Len() != m.h.Size() {
+		m.bad = true
+	}
+	return append(b, d.Bytes()...)
+}
+
+// pad64 appends d in a 64-byte field, as the kernel hashes a task id
+// kept in a HASH_MAX_DIGESTSIZE array with sizeof.
+func (m *mapper) pad64(b []byte, d *events.Digest) []byte {
+	n := len(b)
+	b = m.digest(b, d)
+	return append(b, zeroDigest[:events.MaxDigestSize-(len(b)-n)]...)
+}
+
+// empty appends H(""), the namespace's zero digest.
+func (m *mapper) empty(b []byte) []byte {
+	e := m.h.Empty()
+	return append(b, e.Bytes()...)
+}
+
 // coefficient hashes the outer layer from the parts.
-func coefficient(typ string, pTaskID, taskID *[32]byte, coe *events.COE, cell []byte) Coefficient {
+func (m *mapper) coefficient(typ string, pTaskID, taskID *events.Digest, coe *events.COE, cell []byte) Coefficient {
 	var cb [40]byte
-	coeHash := sha256.Sum256(appendCOE(cb[:0], coe))
-	cellHash := sha256.Sum256(cell)
-	var ob [256]byte
+	coeHash := m.h.Sum(appendCOE(cb[:0], coe))
+	cellHash := m.h.Sum(cell)
+	var ob [512]byte
 	b := append(ob[:0], typ...)
-	b = append(b, pTaskID[:]...)
-	b = append(b, taskID[:]...)
-	b = append(b, coeHash[:]...)
-	b = append(b, cellHash[:]...)
-	return sha256.Sum256(b)
+	b = m.digest(b, pTaskID)
+	b = m.digest(b, taskID)
+	b = append(b, coeHash.Bytes()...)
+	b = append(b, cellHash.Bytes()...)
+	return m.h.Sum(b)
 }
 
 func appendCOE(b []byte, c *events.COE) []byte {
@@ -90,8 +147,6 @@ func str(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-var zero32 [32]byte
-
 func appendInode(b []byte, in *events.Inode) []byte {
 	b = u32(b, in.UID)
 	b = u32(b, in.GID)
@@ -101,7 +156,7 @@ func appendInode(b []byte, in *events.Inode) []byte {
 	copy(sid[:], in.SID)
 	b = append(b, sid[:]...)
 	if in.SMagic == tmpfsMagic {
-		return append(b, zero32[:16]...)
+		return append(b, zeroDigest[:16]...)
 	}
 	return append(b, in.SUUID[:]...)
 }
@@ -116,49 +171,48 @@ func appendDev(b []byte, p *events.Path) []byte {
 
 // appendName is the pathname, or for a file created in the current context
 // its directory, instance and owner.
-func appendName(b []byte, p *events.Path) []byte {
+func (m *mapper) appendName(b []byte, p *events.Path) []byte {
 	if !p.Created {
 		return str(b, p.Pathname)
 	}
 	b = str(b, p.Pathname[:strings.LastIndexByte(p.Pathname, '/')+1])
 	b = u64(b, p.Instance)
-	return append(b, p.Owner[:]...)
+	return m.digest(b, &p.Owner)
 }
 
-func appendPath(b []byte, p *events.Path) []byte {
+func (m *mapper) appendPath(b []byte, p *events.Path) []byte {
 	b = appendDev(b, p)
 	b = str(b, p.Type)
-	return appendName(b, p)
+	return m.appendName(b, p)
 }
 
-func appendDentry(b []byte, d *events.Dentry) []byte {
+func (m *mapper) appendDentry(b []byte, d *events.Dentry) []byte {
 	if d.HasInode {
 		b = appendInode(b, &d.Inode)
 	}
 	b = appendDev(b, &d.Path)
-	return appendName(b, &d.Path)
+	return m.appendName(b, &d.Path)
 }
 
-func appendFile(b []byte, f *events.File, isPseudonym func(string) bool) []byte {
+func (m *mapper) appendFile(b []byte, f *events.File, isPseudonym func(string) bool) []byte {
 	b = u32(b, f.Flags)
 	b = appendInode(b, &f.Inode)
-	b = appendPath(b, &f.Path)
+	b = m.appendPath(b, &f.Path)
 	if isPseudonym != nil && isPseudonym(f.Path.Pathname) {
-		return append(b, emptyDigest[:]...)
+		return m.empty(b)
 	}
-	return append(b, f.Digest[:]...)
+	return m.digest(b, &f.Digest)
 }
 
-func appendSock(b []byte, s *events.Sock) []byte {
+func (m *mapper) appendSock(b []byte, s *events.Sock) []byte {
 	b = u32(b, s.Family)
 	b = u32(b, s.Type)
 	b = u32(b, s.Protocol)
-	b = append(b, s.Owner[:]...)
-	return append(b, zero32[:]...)
+	return m.pad64(b, &s.Owner)
 }
 
 // appendAddr hashes an address; flowScope is false for socket_accept.
-func appendAddr(b []byte, a *events.SockAddr, flowScope bool) []byte {
+func (m *mapper) appendAddr(b []byte, a *events.SockAddr, flowScope bool) []byte {
 	switch a.Kind {
 	case events.AddrInet:
 		b = u16(b, a.Port)
@@ -174,48 +228,48 @@ func appendAddr(b []byte, a *events.SockAddr, flowScope bool) []byte {
 	case events.AddrUnix:
 		return append(b, a.Unix...)
 	case events.AddrOther:
-		return append(b, a.Other[:]...)
+		return m.digest(b, &a.Other)
 	}
 	return b
 }
 
 // appendCell appends the CELL bytes of e; false when the layout is unknown.
-func appendCell(b []byte, e *events.Event, isPseudonym func(string) bool) ([]byte, bool) {
+func (m *mapper) appendCell(b []byte, e *events.Event, isPseudonym func(string) bool) ([]byte, bool) {
 	switch p := e.Payload.(type) {
 	case *events.FileEvent:
-		return appendFile(b, &p.File, isPseudonym), true
+		return m.appendFile(b, &p.File, isPseudonym), true
 	case *events.FileCmd:
-		b = appendFile(b, &p.File, isPseudonym)
+		b = m.appendFile(b, &p.File, isPseudonym)
 		return u32(b, p.Cmd), true
 	case *events.MmapFile:
 		if p.HasFile {
-			b = appendFile(b, &p.File, isPseudonym)
+			b = m.appendFile(b, &p.File, isPseudonym)
 		}
 		b = u32(b, p.Prot)
 		return u32(b, p.Flags), true
 	case *events.InodeGetattr:
-		return appendDentry(b, &p.Path), true
+		return m.appendDentry(b, &p.Path), true
 	case *events.DentryEvent:
 		// sb_statfs, inode_killpriv, inode_listxattr, quota_on
-		return appendDentry(b, &p.Dentry), true
+		return m.appendDentry(b, &p.Dentry), true
 	case *events.InodeCreate:
 		b = appendInode(b, &p.Dir)
-		b = appendDentry(b, &p.Dentry)
+		b = m.appendDentry(b, &p.Dentry)
 		return u16(b, p.Mode), true
 	case *events.InodeMknod:
 		b = appendInode(b, &p.Dir)
-		b = appendDentry(b, &p.Dentry)
+		b = m.appendDentry(b, &p.Dentry)
 		b = u16(b, p.Mode)
 		return u32(b, p.Dev.Major<<20|p.Dev.Minor), true
 	case *events.InodeRemove:
 		b = appendInode(b, &p.Dir)
-		return appendDentry(b, &p.Dentry), true
+		return m.appendDentry(b, &p.Dentry), true
 	case *events.InodeSymlink:
 		b = appendInode(b, &p.Dir)
-		b = appendDentry(b, &p.Dentry)
+		b = m.appendDentry(b, &p.Dentry)
 		return str(b, p.OldName), true
 	case *events.InodeSetattr:
-		b = appendDentry(b, &p.Dentry)
+		b = m.appendDentry(b, &p.Dentry)
 		b = u32(b, p.Valid)
 		b = u32(b, p.Mode)
 		b = u32(b, p.UID)
@@ -223,37 +277,37 @@ func appendCell(b []byte, e *events.Event, isPseudonym func(string) bool) ([]byt
 		return u64(b, p.Size), true
 	case *events.SbMount:
 		b = str(b, p.DevName)
-		b = appendPath(b, &p.Path)
+		b = m.appendPath(b, &p.Path)
 		b = str(b, p.FSType)
 		return u64(b, p.Flags), true
 	case *events.SbUmount:
-		b = appendDentry(b, &p.Mnt)
+		b = m.appendDentry(b, &p.Mnt)
 		return u32(b, uint32(p.Flags)), true
 	case *events.PathPair:
-		b = appendPath(b, &p.Old)
-		return appendPath(b, &p.New), true
+		b = m.appendPath(b, &p.Old)
+		return m.appendPath(b, &p.New), true
 	case *events.SocketCreate:
 		b = u32(b, p.Family)
 		b = u32(b, p.Type)
 		b = u32(b, p.Protocol)
 		return u32(b, p.Kern), true
 	case *events.SocketAddr:
-		b = appendSock(b, &p.Sock)
-		return appendAddr(b, &p.Addr, e.Header.Type != "socket_accept"), true
+		b = m.appendSock(b, &p.Sock)
+		return m.appendAddr(b, &p.Addr, e.Header.Type != "socket_accept"), true
 	case *events.SocketMsg:
-		b = appendSock(b, &p.Sock)
+		b = m.appendSock(b, &p.Sock)
 		if p.HasAddr {
 			switch p.Addr.Kind {
 			case events.AddrInet, events.AddrInet6:
-				b = appendAddr(b, &p.Addr, false)
+				b = m.appendAddr(b, &p.Addr, false)
 			}
 		}
 		return b, true
 	case *events.SockPair:
-		b = appendSock(b, &p.A)
-		return appendSock(b, &p.B), true
+		b = m.appendSock(b, &p.A)
+		return m.appendSock(b, &p.B), true
 	case *events.TaskKill:
-		b = append(b, p.Target[:]...)
+		b = m.digest(b, &p.Target)
 		b = u32(b, p.Sig)
 		return u32(b, p.CrossNS), true
 	case *events.TaskPrctl:
@@ -266,25 +320,23 @@ func appendCell(b []byte, e *events.Event, isPseudonym func(string) bool) ([]byt
 		b = u64(b, p.Arg4)
 		return u64(b, p.Arg5), true
 	case *events.TaskSetpgid:
-		b = append(b, p.Task[:]...)
-		b = append(b, zero32[:]...)
-		b = append(b, p.Source[:]...)
-		return append(b, zero32[:]...), true
+		b = m.pad64(b, &p.Task)
+		return m.pad64(b, &p.Source), true
 	case *events.TaskTarget:
-		return append(b, p.Task[:]...), true
+		return m.digest(b, &p.Task), true
 	case *events.TaskSetrlimit:
-		b = append(b, p.Task[:]...)
+		b = m.digest(b, &p.Task)
 		b = u32(b, p.Resource)
 		b = u64(b, p.Current)
 		return u64(b, p.Max), true
 	case *events.PtraceAccessCheck:
-		b = append(b, p.Child[:]...)
+		b = m.digest(b, &p.Child)
 		return u32(b, p.Mode), true
 	case *events.Capable:
 		b = u32(b, p.Cap)
 		return u32(b, p.Opts), true
 	case *events.Capget:
-		b = append(b, p.Target[:]...)
+		b = m.digest(b, &p.Target)
 		b = u64(b, p.Effective)
 		b = u64(b, p.Inheritable)
 		return u64(b, p.Permitted), true
@@ -296,51 +348,50 @@ func appendCell(b []byte, e *events.Event, isPseudonym func(string) bool) ([]byt
 		b = u32(b, p.Cred.UID)
 		return u64(b, p.Flags), true
 	case *events.InodeLink:
-		b = appendDentry(b, &p.OldDentry)
+		b = m.appendDentry(b, &p.OldDentry)
 		b = appendInode(b, &p.Dir)
-		return appendDentry(b, &p.NewDentry), true
+		return m.appendDentry(b, &p.NewDentry), true
 	case *events.InodeRename:
 		b = appendInode(b, &p.OldDir)
-		b = appendDentry(b, &p.OldDentry)
+		b = m.appendDentry(b, &p.OldDentry)
 		b = appendInode(b, &p.NewDir)
-		return appendDentry(b, &p.NewDentry), true
+		return m.appendDentry(b, &p.NewDentry), true
 	case *events.InodeXattr:
 		if e.Header.Type == "inode_setxattr" {
 			// The kernel hashes the raw value bytes; the description
 			// carries only their encoding, which is not pinned down.
 			return b, false
 		}
-		b = appendDentry(b, &p.Dentry)
+		b = m.appendDentry(b, &p.Dentry)
 		return str(b, p.Name), true
 	case *events.SbRemount:
-		b = appendDentry(b, &p.Dentry)
+		b = m.appendDentry(b, &p.Dentry)
 		b = str(b, p.FSType)
 		return u64(b, p.Flags), true
 	case *events.SockEvent:
-		return appendSock(b, &p.Sock), true
+		return m.appendSock(b, &p.Sock), true
 	case *events.SockValue:
-		b = appendSock(b, &p.Sock)
+		b = m.appendSock(b, &p.Sock)
 		return u32(b, uint32(p.Value)), true
 	case *events.SocketSetsockopt:
-		b = appendSock(b, &p.Sock)
+		b = m.appendSock(b, &p.Sock)
 		b = u32(b, uint32(p.Level))
 		return u32(b, uint32(p.Optname)), true
 	case *events.TaskValue:
-		b = append(b, p.Task[:]...)
-		b = append(b, zero32[:]...)
+		b = m.pad64(b, &p.Task)
 		return u32(b, uint32(p.Value)), true
 	case *events.TaskPrlimit:
 		b = u32(b, p.Cred.UID)
 		b = u32(b, p.TCred.UID)
 		return u32(b, p.Flags), true
 	case *events.PtraceTraceme:
-		return append(b, p.Source[:]...), true
+		return m.digest(b, &p.Source), true
 	case *events.KernelReadFile:
-		b = appendFile(b, &p.File, isPseudonym)
+		b = m.appendFile(b, &p.File, isPseudonym)
 		b = u32(b, uint32(p.ID))
 		return u32(b, uint32(p.Contents)), true
 	case *events.Generic:
-		return appendGenericCell(b, e.Header.Type, p)
+		return m.appendGenericCell(b, e.Header.Type, p)
 	case *events.KeyPermission:
 		b = u32(b, p.Possessed)
 		b = u16(b, p.UID)
@@ -391,7 +442,7 @@ var kernelTyped = map[string]bool{
 // the generic members, and the generic rule (type name ‖ H("")) for an
 // event the kernel models generically: no layout of its own and an empty
 // cell object in the description.
-func appendGenericCell(b []byte, typ string, g *events.Generic) ([]byte, bool) {
+func (m *mapper) appendGenericCell(b []byte, typ string, g *events.Generic) ([]byte, bool) {
 	switch typ {
 	case "kernel_module_request":
 		name, ok := genericField(g.Fields, "kmod_name")
@@ -439,7 +490,7 @@ func appendGenericCell(b []byte, typ string, g *events.Generic) ([]byte, bool) {
 		return b, false
 	}
 	b = append(b, typ...)
-	return append(b, emptyDigest[:]...), true
+	return m.empty(b), true
 }
 
 func genericField(fs []events.Field, key string) (string, bool) {

@@ -117,17 +117,17 @@ func TestEventCoefficientInputs(t *testing.T) {
 		{name: "unchanged", mutate: func(*events.Event) {}, same: true},
 		{name: "ts is not hashed", mutate: func(e *events.Event) { e.Header.TS++ }, same: true},
 		{name: "number is not hashed", mutate: func(e *events.Event) { e.Header.Number++ }, same: true},
-		{name: "task_id", mutate: func(e *events.Event) { e.Header.TaskID[0] ^= 1 }},
-		{name: "p_task_id", mutate: func(e *events.Event) { e.Header.PTaskID[0] ^= 1 }},
+		{name: "task_id", mutate: func(e *events.Event) { e.Header.TaskID.Bytes()[0] ^= 1 }},
+		{name: "p_task_id", mutate: func(e *events.Event) { e.Header.PTaskID.Bytes()[0] ^= 1 }},
 		{name: "fsgid", mutate: func(e *events.Event) { e.COE.FSGID++ }},
 		{name: "capeff", mutate: func(e *events.Event) { e.COE.CapEff ^= 1 << 40 }},
-		{name: "digest", mutate: func(e *events.Event) { e.Payload.(*events.FileEvent).File.Digest[31] ^= 1 }},
+		{name: "digest", mutate: func(e *events.Event) { e.Payload.(*events.FileEvent).File.Digest.Bytes()[31] ^= 1 }},
 		{name: "pathname", mutate: func(e *events.Event) { e.Payload.(*events.FileEvent).File.Path.Pathname += "x" }},
 		{name: "path type", mutate: func(e *events.Event) { e.Payload.(*events.FileEvent).File.Path.Type = "namespace" }},
 		{name: "pseudonym of another path", mutate: func(*events.Event) {}, pseudo: func(p string) bool { return p == "/etc/hosts" }, same: true},
 		{name: "pseudonym", mutate: func(*events.Event) {}, pseudo: func(p string) bool { return p == "/usr/bin/bash" }},
 		{name: "pseudonym equals empty digest", mutate: func(e *events.Event) {
-			e.Payload.(*events.FileEvent).File.Digest = sha256.Sum256(nil)
+			e.Payload.(*events.FileEvent).File.Digest = events.Digest32(sha256.Sum256(nil))
 		}, pseudo: func(p string) bool { return p == "/usr/bin/bash" }, same: false},
 	}
 	for _, tc := range tests {
@@ -147,7 +147,7 @@ func TestEventCoefficientInputs(t *testing.T) {
 	e1, _ := events.Parse(cases[2].line)
 	c1, _ := model.EventCoefficient(e1, func(string) bool { return true })
 	e2, _ := events.Parse(cases[2].line)
-	e2.Payload.(*events.FileEvent).File.Digest = sha256.Sum256(nil)
+	e2.Payload.(*events.FileEvent).File.Digest = events.Digest32(sha256.Sum256(nil))
 	c2, _ := model.EventCoefficient(e2, nil)
 	if c1 != c2 {
 		t.Errorf("pseudonym coefficient %s != coefficient with H(\"\") digest %s", c1, c2)
@@ -353,7 +353,7 @@ func TestAppendCellBytes(t *testing.T) {
 			[]byte{5, 0, 0, 0}},
 		{"kernel_load_data", &events.Event{Header: events.Header{Type: "kernel_load_data"}, Payload: &events.Generic{Fields: []events.Field{{Key: "id", Value: "-1"}, {Key: "contents", Value: "1"}}}},
 			[]byte{0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0}},
-		{"task_setnice", &events.Event{Header: events.Header{Type: "task_setnice"}, Payload: &events.TaskValue{Task: task, Value: -1}},
+		{"task_setnice", &events.Event{Header: events.Header{Type: "task_setnice"}, Payload: &events.TaskValue{Task: events.Digest32(task), Value: -1}},
 			append(append(append([]byte{}, task[:]...), make([]byte, 32)...), 0xff, 0xff, 0xff, 0xff)},
 		{"task_prlimit", &events.Event{Header: events.Header{Type: "task_prlimit"}, Payload: &events.TaskPrlimit{Cred: events.Cred{COE: events.COE{UID: 1, EUID: 9}}, TCred: events.Cred{COE: events.COE{UID: 2}}, Flags: 3}},
 			[]byte{1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0}},

@@ -3,8 +3,8 @@
 //
 // # Points, trajectory, forensics
 //
-// Every security event maps to a coefficient (a SHA-256 digest; the mapping
-// from an event description lives in coefficient.go). A Model keeps each
+// Every security event maps to a coefficient (a digest of the namespace's
+// hash; the mapping from an event description lives in coefficient.go). A Model keeps each
 // unique coefficient once, as a Point with a count and the TSEM JSON
 // description of its first event. While the model is learning, a new
 // coefficient becomes a model point; the descriptions of the model points,
@@ -17,7 +17,7 @@
 //
 // # Measurement and state
 //
-// With H = SHA-256 and extend(m, x) = H(m ‖ H(base ‖ x)):
+// With H the namespace's hash and extend(m, x) = H(m ‖ H(base ‖ x)):
 //
 //   - the measurement starts as extend(0, aggregate) and is extended with
 //     each new unique coefficient in arrival order, model and forensics
@@ -31,6 +31,33 @@
 // SetObserver) is told about each new unique coefficient exactly once, in
 // the order the measurement took them; the measurement stage extends a
 // register from it.
+//
+// # Namespace hash
+//
+// As in TSEM, each namespace has its digest algorithm (Options.Hash:
+// SHA-256 by default, SHA-384, SHA-512; Model.Hash). The coefficients,
+// task ids (TaskIDHash), pseudonyms (PseudonymOfHash), the zero digest a
+// pseudonym's file gets (H("") of the namespace's hash), the aggregate,
+// base, measurement and state all have its length; EventCoefficientHash
+// refuses a description whose task ids or digests have another length
+// (ErrHashMismatch), and so does Add for a coefficient. Where the kernel
+// hashes a task id kept in a HASH_MAX_DIGESTSIZE array with sizeof (a
+// socket's owner, task_setpgid, task_setnice, task_setioprio), the task id
+// is zero padded to 64 bytes whatever the hash: the 32 zero bytes of the
+// SHA-256 layouts below. EventCoefficient, TaskID, MeasurementOf and
+// StateOf take the hash from the length of their digests, SHA-256 for a
+// zero-length one.
+//
+// A Coefficient (events.Digest) is a 65-byte comparable value; a Model
+// indexes its points by their first 32 bytes and keeps the rest of a
+// SHA-384 or SHA-512 coefficient aside, so a SHA-256 model's memory is
+// what it was when coefficients were 32-byte arrays.
+//
+// A model file of a hash other than SHA-256 starts with a "#hash NAME"
+// comment line (Quixote skips it); without one the first coefficient's
+// length says the hash, and every coefficient must have it. LoadHash
+// refuses a model of another hash than the namespace's, naming the file
+// and line.
 //
 // # Cell layouts beyond the reference data
 //

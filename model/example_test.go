@@ -33,13 +33,13 @@ func ExampleLoad_error() {
 	_, err := model.Load(strings.NewReader("aggregate 00\n"), "bad.model")
 	fmt.Println(err)
 	// Output:
-	// bad.model:1: aggregate: parse coefficient "00": want 64 hex digits, got 2
+	// bad.model:1: aggregate: parse coefficient "00": want 64, 96 or 128 hex digits (sha256, sha384, sha512), got 2
 }
 
 func ExampleModel_Add() {
-	open := model.Coefficient{0x01}
-	read := model.Coefficient{0x02}
-	exec := model.Coefficient{0x03}
+	open := c32(0x01)
+	read := c32(0x02)
+	exec := c32(0x03)
 
 	m := model.New(model.Options{})
 	m.Add(open, []byte(`{"event":{"type":"file_open"}}`))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/vigil-tsem/vigil/events"
 	"github.com/vigil-tsem/vigil/internal/lineio"
 )
 
@@ -25,6 +26,10 @@ const MaxModelLine = 4 << 20
 const (
 	trajectoryPrefix       = "#trajectory "
 	trajectoryBase64Prefix = "#trajectory-base64 "
+	// hashPrefix names the model's hash algorithm; written only for a
+	// model whose hash is not SHA-256, so SHA-256 model files stay as
+	// TSEM and Quixote write them.
+	hashPrefix = "#hash "
 )
 
 type modelFileError struct{ msg string }
@@ -46,8 +51,34 @@ func LoadFile(path string) (*Model, error) {
 	return Load(f, path)
 }
 
+// LoadFileHash reads the model file at path for a namespace whose hash is
+// h; see LoadHash.
+func LoadFileHash(path string, h Hash) (*Model, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open model: %w", err)
+	}
+	defer f.Close()
+	return LoadHash(f, path, h)
+}
+
+// LoadHash is Load for a namespace whose hash is h: a model file of
+// another hash (its "#hash" line or its first coefficient says which) is
+// an error naming the file and line that wraps ErrHashMismatch as well as
+// ErrInvalidModel.
+func LoadHash(r io.Reader, name string, h Hash) (*Model, error) {
+	return load(r, name, h, true)
+}
+
 // modelFile is what a model file says, before it becomes a Model.
 type modelFile struct {
+	// hash is the model's algorithm: from a "#hash" line, else the
+	// length of the first coefficient; want is the one the caller needs.
+	hash                   Hash
+	hashAt                 int // line that decided hash, 0 while undecided
+	hashNamed              bool
+	want                   Hash
+	checkWant              bool
 	aggregate, base        Coefficient
 	aggregateAt, baseAt    int // line numbers, 0 when absent
 	states                 []Coefficient
@@ -63,9 +94,16 @@ type modelFile struct {
 // Load reads a model file in the TSEM/Quixote format (aggregate, state,
 // pseudonym, base, seal, end; see doc.go) plus Vigil's trajectory lines.
 // name is used in errors. A loaded point has count zero; a model file that
-// says seal gives a sealed model.
+// says seal gives a sealed model. The model's hash is the one its "#hash"
+// line names, else the one of its first coefficient's length; every
+// coefficient must have that length.
 func Load(r io.Reader, name string) (*Model, error) {
+	return load(r, name, SHA256, false)
+}
+
+func load(r io.Reader, name string, want Hash, checkWant bool) (*Model, error) {
 	f := modelFile{
+		want: want, checkWant: checkWant,
 		stateAt:       make(map[Coefficient]int),
 		descriptions:  make(map[Coefficient][]byte),
 		descriptionAt: make(map[Coefficient]int),
@@ -98,6 +136,10 @@ func Load(r io.Reader, name string) (*Model, error) {
 	if f.endAt == 0 {
 		return nil, &lineio.PlaceError{Name: name, Number: f.lastLine,
 			Err: invalid("missing end after the last line (truncated file?)")}
+	}
+	if f.checkWant && f.hashAt == 0 && f.want != f.hash {
+		// Nothing in the file named a hash: an empty SHA-256 model.
+		f.hash = f.want
 	}
 	return f.model(), nil
 }
@@ -139,6 +181,16 @@ func (f *modelFile) parseLine(line []byte, n int) error {
 		return f.parseTrajectory(line[len(trajectoryPrefix):], n, false)
 	case bytes.HasPrefix(line, []byte(trajectoryBase64Prefix)):
 		return f.parseTrajectory(line[len(trajectoryBase64Prefix):], n, true)
+	case bytes.HasPrefix(line, []byte(hashPrefix)):
+		if f.hashAt != 0 {
+			return invalid("hash line after the first coefficient or hash line (line %d); it must come first", f.hashAt)
+		}
+		h, err := events.ParseHash(string(line[len(hashPrefix):]))
+		if err != nil {
+			return invalid("%v", err)
+		}
+		f.hashNamed = true
+		return f.decideHash(h, n)
 	case line[0] == '#':
 		return nil // a comment, as for Quixote
 	}
@@ -157,13 +209,13 @@ func (f *modelFile) parseLine(line []byte, n int) error {
 			// force at that point; Vigil keeps one of each per model.
 			return invalid("%s after the first state line (line %d); it must come before", keyword, f.firstStateAt)
 		}
-		c, err := parseArg(keyword, arg, hasArg)
+		c, err := f.parseArg(keyword, arg, hasArg, n)
 		if err != nil {
 			return err
 		}
 		*at, *v = n, c
 	case "state":
-		c, err := parseArg(keyword, arg, hasArg)
+		c, err := f.parseArg(keyword, arg, hasArg, n)
 		if err != nil {
 			return err
 		}
@@ -176,7 +228,7 @@ func (f *modelFile) parseLine(line []byte, n int) error {
 		f.stateAt[c] = n
 		f.states = append(f.states, c)
 	case "pseudonym":
-		c, err := parseArg(keyword, arg, hasArg)
+		c, err := f.parseArg(keyword, arg, hasArg, n)
 		if err != nil {
 			return err
 		}
@@ -198,7 +250,10 @@ func (f *modelFile) parseLine(line []byte, n int) error {
 	return nil
 }
 
-func parseArg(keyword, arg []byte, hasArg bool) (Coefficient, error) {
+// parseArg parses the coefficient of line n; the first one decides the
+// model's hash unless a "#hash" line did, and the others must have its
+// length.
+func (f *modelFile) parseArg(keyword, arg []byte, hasArg bool, n int) (Coefficient, error) {
 	if !hasArg || len(arg) == 0 {
 		return Coefficient{}, invalid("%s: missing coefficient", keyword)
 	}
@@ -206,13 +261,46 @@ func parseArg(keyword, arg []byte, hasArg bool) (Coefficient, error) {
 	if err != nil {
 		return c, invalid("%s: %v", keyword, err)
 	}
+	h, _ := c.Hash()
+	if f.hashAt == 0 {
+		if err := f.decideHash(h, n); err != nil {
+			return c, err
+		}
+	}
+	if h != f.hash {
+		how := "the first coefficient"
+		if f.hashNamed {
+			how = "the hash line"
+		}
+		return c, hashMismatch("%s: a %s coefficient (%d hex digits) in a %s model (%s, line %d)", keyword, h, 2*c.Len(), f.hash, how, f.hashAt)
+	}
 	return c, nil
+}
+
+func (f *modelFile) decideHash(h Hash, n int) error {
+	f.hash, f.hashAt = h, n
+	if f.checkWant && h != f.want {
+		return hashMismatch("the model is %s, the namespace's hash is %s", h, f.want)
+	}
+	return nil
+}
+
+// hashMismatchError is an invalid model whose hash is not the one
+// expected.
+type hashMismatchError struct{ modelFileError }
+
+func (e *hashMismatchError) Is(target error) bool {
+	return target == ErrInvalidModel || target == ErrHashMismatch
+}
+
+func hashMismatch(format string, args ...any) error {
+	return &hashMismatchError{modelFileError{msg: fmt.Sprintf(format, args...) + ": " + ErrHashMismatch.Error()}}
 }
 
 func (f *modelFile) parseTrajectory(rest []byte, n int, encoded bool) error {
 	const what = "trajectory"
 	hexc, desc, ok := bytes.Cut(rest, []byte(" "))
-	c, err := parseArg([]byte(what), hexc, len(hexc) > 0)
+	c, err := f.parseArg([]byte(what), hexc, len(hexc) > 0, n)
 	if err != nil {
 		return err
 	}
@@ -253,7 +341,7 @@ func quoteStart(b []byte) string {
 }
 
 func (f *modelFile) model() *Model {
-	m := New(Options{Aggregate: f.aggregate, Base: f.base})
+	m := New(Options{Hash: f.hash, Aggregate: f.aggregate, Base: f.base})
 	for _, c := range f.states {
 		m.record(c, f.descriptions[c], false)
 	}
@@ -273,12 +361,18 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	m.mu.RLock()
 	sealed := m.sealed
 	pseudonyms := append([]Coefficient(nil), m.pseudoOrder...)
-	pts := append([]*entry(nil), m.points...) // entries' c, desc and ref never change
+	pts := append([]*entry(nil), m.points...) // entries' head, desc and ref never change
+	cs := m.coefficientsOf(pts)
 	m.mu.RUnlock()
 
 	cw := &countingWriter{w: w}
 	bw := bufio.NewWriterSize(cw, 64<<10)
-	var hexbuf [2 * len(Coefficient{})]byte
+	var hexbuf [2 * events.MaxDigestSize]byte
+	if m.hash != SHA256 {
+		bw.WriteString(hashPrefix)
+		bw.WriteString(m.hash.String())
+		bw.WriteByte('\n')
+	}
 	line := func(keyword string, c Coefficient) {
 		bw.WriteString(keyword)
 		bw.WriteByte(' ')
@@ -286,20 +380,21 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 		bw.WriteByte('\n')
 	}
 	line("aggregate", m.aggregate)
-	if m.base != (Coefficient{}) {
+	if !m.base.IsZero() {
 		line("base", m.base)
 	}
 	for _, p := range pseudonyms {
 		line("pseudonym", p)
 	}
-	for _, e := range pts {
-		line("state", e.c)
+	for i, e := range pts {
+		c := cs[i]
+		line("state", c)
 		desc := e.desc
 		if e.stored {
 			// A model file without a point's trajectory line would seal
 			// to a model the kernel cannot enforce: fail instead.
 			var err error
-			if desc, err = m.description(e); err != nil {
+			if desc, err = m.description(e, c); err != nil {
 				return cw.n, fmt.Errorf("write model: %w", err)
 			}
 		}
@@ -308,14 +403,14 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 		}
 		if bytes.ContainsAny(desc, "\r\n") {
 			bw.WriteString(trajectoryBase64Prefix)
-			bw.Write(hexCoefficient(&hexbuf, e.c))
+			bw.Write(hexCoefficient(&hexbuf, c))
 			bw.WriteByte(' ')
 			enc := base64.NewEncoder(base64.StdEncoding, bw)
 			enc.Write(desc)
 			enc.Close()
 		} else {
 			bw.WriteString(trajectoryPrefix)
-			bw.Write(hexCoefficient(&hexbuf, e.c))
+			bw.Write(hexCoefficient(&hexbuf, c))
 			bw.WriteByte(' ')
 			bw.Write(desc)
 		}
@@ -331,13 +426,14 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	return cw.n, nil
 }
 
-func hexCoefficient(buf *[2 * len(Coefficient{})]byte, c Coefficient) []byte {
+func hexCoefficient(buf *[2 * events.MaxDigestSize]byte, c Coefficient) []byte {
 	const digits = "0123456789abcdef"
-	for i, b := range c {
-		buf[2*i] = digits[b>>4]
-		buf[2*i+1] = digits[b&0x0f]
+	b := c.Bytes()
+	for i, v := range b {
+		buf[2*i] = digits[v>>4]
+		buf[2*i+1] = digits[v&0x0f]
 	}
-	return buf[:]
+	return buf[:2*len(b)]
 }
 
 type countingWriter struct {

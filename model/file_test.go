@@ -63,7 +63,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		{"process.model", func() *model.Model { return loadProcessModel(t) }},
 		{"empty learning model", func() *model.Model { return model.New(model.Options{}) }},
 		{"process_1 with trajectory, base, pseudonyms, sealed", func() *model.Model {
-			m := model.New(model.Options{Aggregate: model.Coefficient{1, 2, 3}, Base: model.Coefficient{0xbb}})
+			m := model.New(model.Options{Aggregate: c32(1, 2, 3), Base: c32(0xbb)})
 			m.AddPseudonym(model.PseudonymOf("/var/log/wtmp"))
 			m.AddPseudonym(model.PseudonymOf("/tmp/cache"))
 			for i, c := range coefficients {
@@ -74,12 +74,12 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		}},
 		{"descriptions that are not plain lines", func() *model.Model {
 			m := model.New(model.Options{})
-			m.Add(model.Coefficient{1}, []byte("{\"path\":\"a\tb\"}"))     // raw tab, as TSEM prints it
-			m.Add(model.Coefficient{2}, []byte("{\"path\":\"\xff\xfe\"}")) // not UTF-8
-			m.Add(model.Coefficient{3}, []byte("two\nlines\r\n"))
-			m.Add(model.Coefficient{4}, nil)
-			m.Add(model.Coefficient{5}, []byte(" leading and trailing spaces "))
-			m.Add(model.Coefficient{6}, []byte("#trajectory 00 nested"))
+			m.Add(c32(1), []byte("{\"path\":\"a\tb\"}"))     // raw tab, as TSEM prints it
+			m.Add(c32(2), []byte("{\"path\":\"\xff\xfe\"}")) // not UTF-8
+			m.Add(c32(3), []byte("two\nlines\r\n"))
+			m.Add(c32(4), nil)
+			m.Add(c32(5), []byte(" leading and trailing spaces "))
+			m.Add(c32(6), []byte("#trajectory 00 nested"))
 			return m
 		}},
 	}
@@ -114,8 +114,8 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 // Quixote commands.
 func TestTrajectoryLinesAreComments(t *testing.T) {
 	m := model.New(model.Options{})
-	m.Add(model.Coefficient{1}, []byte(`{"event":{"type":"file_open"}}`))
-	m.Add(model.Coefficient{2}, []byte("a\nb"))
+	m.Add(c32(1), []byte(`{"event":{"type":"file_open"}}`))
+	m.Add(c32(2), []byte("a\nb"))
 	var buf bytes.Buffer
 	if _, err := m.WriteTo(&buf); err != nil {
 		t.Fatal(err)
@@ -177,7 +177,7 @@ func TestLoadErrors(t *testing.T) {
 		{"truncated: cut before end", strings.TrimSuffix(valid, "end\n"), 198, "missing end"},
 		{"bad keyword", "aggregate " + zero + "\nstat " + c1 + "\nend\n", 2, `unknown keyword "stat"`},
 		{"bad hex", "state " + strings.Replace(c1, "f", "g", 1) + "\nend\n", 1, "state: parse coefficient"},
-		{"short hex", "state abcd\nend\n", 1, "want 64 hex digits, got 4"},
+		{"short hex", "state abcd\nend\n", 1, "want 64, 96 or 128 hex digits (sha256, sha384, sha512), got 4"},
 		{"missing coefficient", "state\nend\n", 1, "state: missing coefficient"},
 		{"duplicate aggregate", "aggregate " + zero + "\naggregate " + zero + "\nend\n", 2, "duplicate aggregate (first at line 1)"},
 		{"duplicate base", "base " + zero + "\nbase " + c1 + "\nend\n", 2, "duplicate base (first at line 1)"},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vigil-tsem/vigil/model"
@@ -15,6 +16,8 @@ import (
 // is testdata/fuzz/FuzzLoad plus process.model.
 func FuzzLoad(f *testing.F) {
 	f.Add(engineTestdata(f, "process.model"))
+	f.Add([]byte("#hash sha384\naggregate " + strings.Repeat("00", 48) + "\nstate " + strings.Repeat("1a", 48) +
+		"\n#trajectory " + strings.Repeat("1a", 48) + " {}\nseal\nend\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := model.Load(bytes.NewReader(data), "fuzz.model")
 		if err != nil {
@@ -32,7 +35,8 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("Load(WriteTo(m)) = %v\n%q", err, first.Bytes())
 		}
 		if again.Measurement() != m.Measurement() || again.State() != m.State() ||
-			again.Sealed() != m.Sealed() || again.Base() != m.Base() || again.Aggregate() != m.Aggregate() {
+			again.Sealed() != m.Sealed() || again.Base() != m.Base() || again.Aggregate() != m.Aggregate() ||
+			again.Hash() != m.Hash() {
 			t.Fatal("model changed by a write and load")
 		}
 		if !slices.Equal(again.Pseudonyms(), m.Pseudonyms()) ||

@@ -8,12 +8,18 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/vigil-tsem/vigil/events"
 )
 
 // Options configures a new Model.
 type Options struct {
+	// Hash is the namespace's digest algorithm (default SHA-256): the
+	// coefficients, pseudonyms, measurement and state have its length.
+	Hash Hash
 	// Aggregate is the value the measurement and the state start from
-	// (TSEM's hardware aggregate); zero when the platform has none.
+	// (TSEM's hardware aggregate); zero when the platform has none. It
+	// and Base are digests of Hash; a zero-length one is zero bytes.
 	Aggregate Coefficient
 	// Base is hashed in front of every coefficient before it is extended;
 	// zero unless a relying party asked for a freshness value.
@@ -65,8 +71,13 @@ type AddResult struct {
 
 // entry is a recorded coefficient. Everything but count is fixed once the
 // entry is published in Model.index.
+//
+// An entry keeps the first 32 bytes of its coefficient (all of a SHA-256
+// one): a SHA-256 model, the common case, costs what it did when every
+// coefficient was 32 bytes. The rest of a SHA-384 or SHA-512 coefficient
+// is in Model.tails.
 type entry struct {
-	c        Coefficient
+	head     [32]byte
 	count    atomic.Uint64
 	desc     []byte         // in memory: no store, or the store failed
 	ref      DescriptionRef // where the store keeps it, when stored
@@ -78,10 +89,18 @@ type entry struct {
 // counts and first descriptions, its forensics, pseudonyms, measurement and
 // state. All methods are safe for concurrent use.
 type Model struct {
+	hash            Hash
 	aggregate, base Coefficient // fixed at construction
 
-	mu          sync.RWMutex
-	index       map[Coefficient]*entry
+	mu sync.RWMutex
+	// index finds an entry by the first 32 bytes of its coefficient. In
+	// a SHA-384 or SHA-512 model, tails holds the rest of each entry's
+	// coefficient, and overflow the entries whose first 32 bytes equal
+	// those of an earlier one (never seen in practice; kept for
+	// correctness).
+	index       map[[32]byte]*entry
+	tails       map[*entry][32]byte
+	overflow    map[Coefficient]*entry
 	points      []*entry // model points, arrival order
 	forensics   []*entry // forensics points, arrival order
 	all         []*entry // both, arrival order: what the measurement covers
@@ -108,17 +127,24 @@ type Model struct {
 
 // New returns an empty model that is learning.
 func New(opts Options) *Model {
+	if opts.Aggregate.Len() == 0 {
+		opts.Aggregate = opts.Hash.Zero()
+	}
+	if opts.Base.Len() == 0 {
+		opts.Base = opts.Hash.Zero()
+	}
 	m := &Model{
+		hash:       opts.Hash,
 		aggregate:  opts.Aggregate,
 		base:       opts.Base,
-		index:      make(map[Coefficient]*entry),
+		index:      make(map[[32]byte]*entry),
 		pseudonyms: make(map[Coefficient]struct{}),
 		stateN:     -1,
 		observer:   opts.Observer,
 		store:      opts.Store,
 	}
 	m.obsCond.L = &m.obsMu
-	m.measurement = initialValue(m.aggregate, m.base)
+	m.measurement = initialValue(m.hash, m.aggregate, m.base)
 	return m
 }
 
@@ -131,8 +157,11 @@ func New(opts Options) *Model {
 // A non-nil error comes from the Observer or the Store; the point is
 // recorded anyway (a description the store refused is kept in memory).
 func (m *Model) Add(c Coefficient, description []byte) (AddResult, error) {
+	if c.Len() != m.hash.Size() {
+		return AddResult{}, fmt.Errorf("add point %s to a %s model: %w", c, m.hash, ErrHashMismatch)
+	}
 	m.mu.RLock()
-	e, ok := m.index[c]
+	e, ok := m.lookup(&c)
 	if ok {
 		e.count.Add(1)
 		m.mu.RUnlock()
@@ -141,7 +170,7 @@ func (m *Model) Add(c Coefficient, description []byte) (AddResult, error) {
 	m.mu.RUnlock()
 
 	m.mu.Lock()
-	if e, ok := m.index[c]; ok { // added since the read lock was dropped
+	if e, ok := m.lookup(&c); ok { // added since the read lock was dropped
 		e.count.Add(1)
 		m.mu.Unlock()
 		return AddResult{Forensic: e.forensic}, nil
@@ -180,16 +209,74 @@ func (m *Model) Add(c Coefficient, description []byte) (AddResult, error) {
 // record appends a new entry; m.mu must be held for writing. The caller
 // sets the entry's ref before unlocking when the store keeps desc.
 func (m *Model) record(c Coefficient, desc []byte, forensic bool) *entry {
-	e := &entry{c: c, desc: desc, forensic: forensic}
-	m.index[c] = e
+	b := c.Bytes()
+	e := &entry{head: [32]byte(b[:32]), desc: desc, forensic: forensic}
+	if _, taken := m.index[e.head]; !taken {
+		m.index[e.head] = e
+	} else {
+		if m.overflow == nil {
+			m.overflow = make(map[Coefficient]*entry)
+		}
+		m.overflow[c] = e
+	}
+	if len(b) > 32 {
+		if m.tails == nil {
+			m.tails = make(map[*entry][32]byte)
+		}
+		m.tails[e] = tailOf(b)
+	}
 	if forensic {
 		m.forensics = append(m.forensics, e)
 	} else {
 		m.points = append(m.points, e)
 	}
 	m.all = append(m.all, e)
-	m.measurement = Extend(m.measurement, m.base, c)
+	m.measurement = extend(m.hash, &m.measurement, &m.base, &c)
 	return e
+}
+
+// lookup finds the entry of c; m.mu must be held.
+func (m *Model) lookup(c *Coefficient) (*entry, bool) {
+	b := c.Bytes()
+	if len(b) < 32 {
+		return nil, false
+	}
+	e, ok := m.index[[32]byte(b[:32])]
+	if !ok || len(b) == 32 {
+		return e, ok
+	}
+	if m.tails[e] == tailOf(b) {
+		return e, true
+	}
+	e, ok = m.overflow[*c]
+	return e, ok
+}
+
+func tailOf(b []byte) (t [32]byte) {
+	copy(t[:], b[32:])
+	return t
+}
+
+// coefficientOf returns e's coefficient; m.mu must be held.
+func (m *Model) coefficientOf(e *entry) Coefficient {
+	if m.hash == SHA256 {
+		return events.Digest32(e.head)
+	}
+	var b [events.MaxDigestSize]byte
+	copy(b[:32], e.head[:])
+	t := m.tails[e]
+	copy(b[32:], t[:])
+	c, _ := events.MakeDigest(b[:m.hash.Size()])
+	return c
+}
+
+// coefficientsOf returns the coefficients of es; m.mu must be held.
+func (m *Model) coefficientsOf(es []*entry) []Coefficient {
+	cs := make([]Coefficient, len(es))
+	for i, e := range es {
+		cs[i] = m.coefficientOf(e)
+	}
+	return cs
 }
 
 // notify delivers entry number seq (1-based, in all) to the observer after
@@ -234,8 +321,9 @@ func (m *Model) SetObserver(o Observer) []Point {
 	}
 	m.observer = o
 	all := slices.Clone(m.all)
+	cs := m.coefficientsOf(all)
 	m.mu.RUnlock()
-	ps, _ := m.readPoints(all)
+	ps, _ := m.readPoints(all, cs)
 	return ps
 }
 
@@ -259,7 +347,7 @@ func (m *Model) Sealed() bool {
 func (m *Model) Contains(c Coefficient) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	e, ok := m.index[c]
+	e, ok := m.lookup(&c)
 	return ok && !e.forensic
 }
 
@@ -270,7 +358,7 @@ func (m *Model) Contains(c Coefficient) bool {
 func (m *Model) AddRepeats(c Coefficient, n uint64) (recorded, forensic bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	e, ok := m.index[c]
+	e, ok := m.lookup(&c)
 	if !ok {
 		return false, false
 	}
@@ -313,8 +401,9 @@ func (m *Model) Forensics() []Point {
 func (m *Model) ReadPoints() ([]Point, error) {
 	m.mu.RLock()
 	es := slices.Clone(m.points)
+	cs := m.coefficientsOf(es)
 	m.mu.RUnlock()
-	return m.readPoints(es)
+	return m.readPoints(es, cs)
 }
 
 // ReadForensics is Forensics reporting descriptions the Store cannot read
@@ -322,33 +411,36 @@ func (m *Model) ReadPoints() ([]Point, error) {
 func (m *Model) ReadForensics() ([]Point, error) {
 	m.mu.RLock()
 	es := slices.Clone(m.forensics)
+	cs := m.coefficientsOf(es)
 	m.mu.RUnlock()
-	return m.readPoints(es)
+	return m.readPoints(es, cs)
 }
 
 // readPoints copies es, which were published (so all but count are fixed
-// and may be read without m.mu), reading descriptions from the store.
-func (m *Model) readPoints(es []*entry) ([]Point, error) {
+// and may be read without m.mu), reading descriptions from the store; cs
+// are their coefficients.
+func (m *Model) readPoints(es []*entry, cs []Coefficient) ([]Point, error) {
 	out := make([]Point, len(es))
 	var errs []error
 	for i, e := range es {
-		d, err := m.description(e)
+		d, err := m.description(e, cs[i])
 		if err != nil {
 			errs = append(errs, err)
 		}
-		out[i] = Point{Coefficient: e.c, Count: e.count.Load(), Description: d, Forensic: e.forensic}
+		out[i] = Point{Coefficient: cs[i], Count: e.count.Load(), Description: d, Forensic: e.forensic}
 	}
 	return out, errors.Join(errs...)
 }
 
-// description returns a copy of e's description; e is published.
-func (m *Model) description(e *entry) ([]byte, error) {
+// description returns a copy of e's description; e is published and c is
+// its coefficient.
+func (m *Model) description(e *entry, c Coefficient) ([]byte, error) {
 	if !e.stored {
 		return bytes.Clone(e.desc), nil
 	}
 	d, err := m.store.Get(e.ref)
 	if err != nil {
-		return nil, fmt.Errorf("description of point %s: %w", e.c, err)
+		return nil, fmt.Errorf("description of point %s: %w", c, err)
 	}
 	return d, nil
 }
@@ -367,11 +459,12 @@ func (m *Model) Trajectory() [][]byte {
 func (m *Model) ReadTrajectory() ([][]byte, error) {
 	m.mu.RLock()
 	es := slices.Clone(m.points)
+	cs := m.coefficientsOf(es)
 	m.mu.RUnlock()
 	out := make([][]byte, len(es))
 	var errs []error
 	for i, e := range es {
-		d, err := m.description(e)
+		d, err := m.description(e, cs[i])
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -412,13 +505,10 @@ func (m *Model) State() Coefficient {
 		return s
 	}
 	m.stateMu.Unlock()
-	cs := make([]Coefficient, n)
-	for i, e := range m.all {
-		cs[i] = e.c
-	}
+	cs := m.coefficientsOf(m.all)
 	m.mu.RUnlock()
 
-	s := StateOf(m.aggregate, m.base, cs)
+	s := StateOfHash(m.hash, m.aggregate, m.base, cs)
 	m.stateMu.Lock()
 	if n > m.stateN {
 		m.stateN, m.state = n, s
@@ -427,13 +517,17 @@ func (m *Model) State() Coefficient {
 	return s
 }
 
+// Hash returns the model's digest algorithm.
+func (m *Model) Hash() Hash { return m.hash }
+
 // Aggregate returns the model's aggregate.
 func (m *Model) Aggregate() Coefficient { return m.aggregate }
 
 // Base returns the model's base.
 func (m *Model) Base() Coefficient { return m.base }
 
-// AddPseudonym adds a pseudonym (see PseudonymOf) to the model.
+// AddPseudonym adds a pseudonym (see PseudonymOfHash, with the model's
+// hash) to the model.
 func (m *Model) AddPseudonym(p Coefficient) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -451,7 +545,7 @@ func (m *Model) IsPseudonym(pathname string) bool {
 	if m.npseudo.Load() == 0 {
 		return false
 	}
-	p := PseudonymOf(pathname)
+	p := PseudonymOfHash(m.hash, pathname)
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	_, ok := m.pseudonyms[p]

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/vigil-tsem/vigil/events"
 	"github.com/vigil-tsem/vigil/model"
 )
 
@@ -103,7 +104,7 @@ func TestLoadProcessModel(t *testing.T) {
 	if !m.Sealed() {
 		t.Error("Sealed() = false; want true (the file says seal)")
 	}
-	if m.Aggregate() != (model.Coefficient{}) || m.Base() != (model.Coefficient{}) {
+	if m.Aggregate() != model.SHA256.Zero() || m.Base() != model.SHA256.Zero() {
 		t.Errorf("Aggregate(), Base() = %s, %s; want zero", m.Aggregate(), m.Base())
 	}
 	if got, want := coefficientsOf(m.Points()), engineStates(t); !slices.Equal(got, want) {
@@ -248,8 +249,8 @@ func TestForensics(t *testing.T) {
 }
 
 func TestLearnThenSeal(t *testing.T) {
-	a, b, c := model.Coefficient{1}, model.Coefficient{2}, model.Coefficient{3}
-	m := model.New(model.Options{Aggregate: model.Coefficient{9}, Base: model.Coefficient{8}})
+	a, b, c := c32(1), c32(2), c32(3)
+	m := model.New(model.Options{Aggregate: c32(9), Base: c32(8)})
 	steps := []struct {
 		name    string
 		seal    bool
@@ -280,11 +281,11 @@ func TestLearnThenSeal(t *testing.T) {
 	if !m.Contains(a) || !m.Contains(b) || m.Contains(c) {
 		t.Error("Contains() wrong")
 	}
-	want := model.MeasurementOf(model.Coefficient{9}, model.Coefficient{8}, []model.Coefficient{a, b, c})
+	want := model.MeasurementOf(c32(9), c32(8), []model.Coefficient{a, b, c})
 	if m.Measurement() != want {
 		t.Errorf("Measurement() = %s; want %s", m.Measurement(), want)
 	}
-	if got, want := m.State(), model.StateOf(model.Coefficient{9}, model.Coefficient{8}, []model.Coefficient{c, b, a}); got != want {
+	if got, want := m.State(), model.StateOf(c32(9), c32(8), []model.Coefficient{c, b, a}); got != want {
 		t.Errorf("State() = %s; want %s", got, want)
 	}
 	// Copies: changing what Points returned changes nothing.
@@ -297,7 +298,7 @@ func TestLearnThenSeal(t *testing.T) {
 func TestExtendDefinition(t *testing.T) {
 	// extend(m, x) = H(m ‖ H(base ‖ x)) with the aggregate first: the
 	// README vector pins the zero-base case; this pins where base goes.
-	base, agg, x := model.Coefficient{0xb}, model.Coefficient{0xa}, model.Coefficient{0x1}
+	base, agg, x := c32(0xb), c32(0xa), c32(0x1)
 	got := model.MeasurementOf(agg, base, []model.Coefficient{x})
 	want := model.Extend(model.Extend(model.Coefficient{}, base, agg), base, x)
 	if got != want {
@@ -353,14 +354,14 @@ func (r *recorder) NewPoint(p model.Point) error {
 }
 
 func TestObserver(t *testing.T) {
-	r := &recorder{fail: map[model.Coefficient]bool{{2}: true}}
+	r := &recorder{fail: map[model.Coefficient]bool{c32(2): true}}
 	m := model.New(model.Options{Observer: r})
-	adds := []model.Coefficient{{1}, {1}, {2}, {3}, {2}}
+	adds := []model.Coefficient{c32(1), c32(1), c32(2), c32(3), c32(2)}
 	var errs []error
 	for i, c := range adds {
 		if i == 4 {
 			m.Seal()
-			c = model.Coefficient{4}
+			c = c32(4)
 		}
 		_, err := m.Add(c, []byte{byte('a' + i)})
 		errs = append(errs, err)
@@ -371,14 +372,14 @@ func TestObserver(t *testing.T) {
 	if errs[2] == nil || !strings.Contains(errs[2].Error(), "register refused") {
 		t.Errorf("Add({2}) error = %v; want the observer's error", errs[2])
 	}
-	if !m.Contains(model.Coefficient{2}) {
+	if !m.Contains(c32(2)) {
 		t.Error("a point whose observer failed was not kept")
 	}
 	want := []model.Point{
-		{Coefficient: model.Coefficient{1}, Count: 1, Description: []byte("a")},
-		{Coefficient: model.Coefficient{2}, Count: 1, Description: []byte("c")},
-		{Coefficient: model.Coefficient{3}, Count: 1, Description: []byte("d")},
-		{Coefficient: model.Coefficient{4}, Count: 1, Description: []byte("e"), Forensic: true},
+		{Coefficient: c32(1), Count: 1, Description: []byte("a")},
+		{Coefficient: c32(2), Count: 1, Description: []byte("c")},
+		{Coefficient: c32(3), Count: 1, Description: []byte("d")},
+		{Coefficient: c32(4), Count: 1, Description: []byte("e"), Forensic: true},
 	}
 	if !slices.EqualFunc(r.points, want, pointEqual) {
 		t.Errorf("observer saw %+v; want %+v", r.points, want)
@@ -423,13 +424,13 @@ func TestConcurrentAdd(t *testing.T) {
 		unique    = 500
 	)
 	r := &recorder{}
-	m := model.New(model.Options{Aggregate: model.Coefficient{0xaa}, Observer: r})
+	m := model.New(model.Options{Aggregate: c32(0xaa), Observer: r})
 	m.AddPseudonym(model.PseudonymOf("/tmp/x"))
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
 			for i := range perWorker {
-				c := model.Coefficient{byte((i * (w + 1)) % unique), byte((i * (w + 1)) % unique >> 8)}
+				c := c32(byte((i*(w+1))%unique), byte((i*(w+1))%unique>>8))
 				if _, err := m.Add(c, fmt.Appendf(nil, "w%d i%d", w, i)); err != nil {
 					t.Error(err)
 					return
@@ -495,7 +496,7 @@ func BenchmarkAddRepeated(b *testing.B) {
 	m := model.New(model.Options{})
 	cs := make([]model.Coefficient, 1024)
 	for i := range cs {
-		cs[i] = model.Coefficient{byte(i), byte(i >> 8), 0x5a}
+		cs[i] = c32(byte(i), byte(i>>8), 0x5a)
 		m.Add(cs[i], []byte(`{"event":{}}`))
 	}
 	b.ReportAllocs()
@@ -511,7 +512,7 @@ func BenchmarkAddRepeatedParallel(b *testing.B) {
 	m := model.New(model.Options{})
 	cs := make([]model.Coefficient, 1024)
 	for i := range cs {
-		cs[i] = model.Coefficient{byte(i), byte(i >> 8), 0x5a}
+		cs[i] = c32(byte(i), byte(i>>8), 0x5a)
 		m.Add(cs[i], nil)
 	}
 	b.ReportAllocs()
@@ -535,10 +536,10 @@ func BenchmarkAddNew(b *testing.B) {
 			}
 			m := model.New(model.Options{Observer: nopObserver{}})
 			b.ReportAllocs()
-			var c model.Coefficient
+			var raw [32]byte
 			for i := uint64(0); b.Loop(); i++ {
-				binary.LittleEndian.PutUint64(c[:], i)
-				if _, err := m.Add(c, desc); err != nil {
+				binary.LittleEndian.PutUint64(raw[:], i)
+				if _, err := m.Add(events.Digest32(raw), desc); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -566,7 +567,7 @@ func TestSetObserverConcurrent(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for i := range 2000 {
-				m.Add(model.Coefficient{byte(w), byte(i), byte(i >> 8)}, nil)
+				m.Add(c32(byte(w), byte(i), byte(i>>8)), nil)
 				if w == 0 && i == 1000 {
 					recorded = m.SetObserver(next)
 				}
@@ -590,14 +591,14 @@ func TestSetObserverConcurrent(t *testing.T) {
 // allocates nothing, whatever its description.
 func TestRepeatedAddAllocatesNothing(t *testing.T) {
 	m := model.New(model.Options{})
-	c := model.Coefficient{7}
+	c := c32(7)
 	desc := bytes.Repeat([]byte("d"), 1000)
 	m.Add(c, desc)
 	m.Seal()
-	m.Add(model.Coefficient{8}, desc) // a forensics point repeats the same way
+	m.Add(c32(8), desc) // a forensics point repeats the same way
 	if n := testing.AllocsPerRun(1000, func() {
 		m.Add(c, desc)
-		m.Add(model.Coefficient{8}, desc)
+		m.Add(c32(8), desc)
 	}); n != 0 {
 		t.Errorf("repeated Add allocates %v times; want 0", n)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/vigil-tsem/vigil/events"
 )
 
 func newTestSpool(t testing.TB) *Spool {
@@ -258,14 +260,14 @@ func TestModelWithStore(t *testing.T) {
 		}
 	}
 	for i := range 50 {
-		add(Coefficient{byte(i), 1}, fmt.Sprintf(`{"event":{"number":"%d"}}`, i))
+		add(c32(byte(i), 1), fmt.Sprintf(`{"event":{"number":"%d"}}`, i))
 	}
-	add(Coefficient{1, 1}, "repeat")
-	add(Coefficient{99}, "") // no description
-	add(Coefficient{98}, "line with\nnewline")
+	add(c32(1, 1), "repeat")
+	add(c32(99), "") // no description
+	add(c32(98), "line with\nnewline")
 	stored.Seal()
 	mem.Seal()
-	add(Coefficient{200}, `{"forensic":"1"}`)
+	add(c32(200), `{"forensic":"1"}`)
 
 	if len(seen) != 53 || string(seen[0].Description) != `{"event":{"number":"0"}}` {
 		t.Fatalf("observer saw %d points, first %q", len(seen), seen[0].Description)
@@ -315,11 +317,11 @@ func TestModelWithStore(t *testing.T) {
 	fs.mu.Lock()
 	fs.failPut = true
 	fs.mu.Unlock()
-	res, err := stored.Add(Coefficient{201}, []byte("kept"))
+	res, err := stored.Add(c32(201), []byte("kept"))
 	if err == nil || !strings.Contains(err.Error(), "disk full") || !res.New {
 		t.Errorf("Add with a failing Put = %+v, %v; want New and the store's error", res, err)
 	}
-	mem.Add(Coefficient{201}, []byte("kept"))
+	mem.Add(c32(201), []byte("kept"))
 	compare(t)
 
 	// A store that cannot read back: every read that needs it fails,
@@ -328,7 +330,7 @@ func TestModelWithStore(t *testing.T) {
 	fs.failGets = true
 	fs.mu.Unlock()
 	ps, err := stored.ReadPoints()
-	if err == nil || !strings.Contains(err.Error(), "I/O error") || !strings.Contains(err.Error(), Coefficient{0, 1}.String()) || len(ps) != 52 {
+	if err == nil || !strings.Contains(err.Error(), "I/O error") || !strings.Contains(err.Error(), c32(0, 1).String()) || len(ps) != 52 {
 		t.Errorf("ReadPoints with failing reads = %d points, %v; want 52 and errors naming the points", len(ps), err)
 	}
 	if _, err := stored.ReadForensics(); err == nil {
@@ -348,7 +350,7 @@ func TestModelWithStore(t *testing.T) {
 func TestModelCloseClosesSpool(t *testing.T) {
 	s := newTestSpool(t)
 	m := New(Options{Store: s})
-	m.Add(Coefficient{1}, []byte("a"))
+	m.Add(c32(1), []byte("a"))
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -433,13 +435,20 @@ func BenchmarkAddNewStore(b *testing.B) {
 			}
 			m := New(opts)
 			b.ReportAllocs()
-			var c Coefficient
+			var raw [32]byte
 			for i := uint64(0); b.Loop(); i++ {
-				binary.LittleEndian.PutUint64(c[:], i)
-				if _, err := m.Add(c, desc); err != nil {
+				binary.LittleEndian.PutUint64(raw[:], i)
+				if _, err := m.Add(events.Digest32(raw), desc); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 	}
+}
+
+// c32 returns a SHA-256-sized coefficient starting with b.
+func c32(b ...byte) Coefficient {
+	var a [32]byte
+	copy(a[:], b)
+	return events.Digest32(a)
 }

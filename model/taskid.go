@@ -13,9 +13,22 @@ const execEvent = "bprm_committed_creds"
 //
 // the file cell in the layout of the kernel dialect. A forked task keeps its
 // parent's task id; only an exec changes it.
+//
+// H is the hash of parent's length (SHA-256 for the zero Coefficient); see
+// TaskIDHash.
 func TaskID(parent Coefficient, coe events.COE, file *events.File) Coefficient {
+	h, _ := parent.Hash()
+	return TaskIDHash(h, parent, coe, file)
+}
+
+// TaskIDHash is TaskID in a namespace whose hash is h: parent and the
+// file's digest have h's length (a zero-length parent is zero bytes), and
+// so does the task id. The "32 zero bytes" are a zero task id of h's
+// length.
+func TaskIDHash(h Hash, parent Coefficient, coe events.COE, file *events.File) Coefficient {
+	m := mapper{h: h}
 	var stack [512]byte
-	cell := appendFile(stack[:0], file, nil)
-	p := [32]byte(parent)
-	return coefficient(execEvent, &p, &zero32, &coe, cell)
+	cell := m.appendFile(stack[:0], file, nil)
+	zero := h.Zero()
+	return m.coefficient(execEvent, &parent, &zero, &coe, cell)
 }

@@ -21,7 +21,7 @@ func TestTaskID(t *testing.T) {
 	parent := model.Coefficient(e.Header.TaskID)
 
 	exec := &events.Event{
-		Header:  events.Header{Type: "bprm_committed_creds", PTaskID: [32]byte(parent)},
+		Header:  events.Header{Type: "bprm_committed_creds", PTaskID: parent},
 		COE:     e.COE,
 		Payload: &events.FileEvent{File: file},
 	}
@@ -34,11 +34,10 @@ func TestTaskID(t *testing.T) {
 	}
 
 	other := file
-	other.Digest[0] ^= 1
+	other.Digest.Bytes()[0] ^= 1
 	coe := e.COE
 	coe.EUID = 1000
-	var parent2 model.Coefficient
-	parent2[0] = 1
+	parent2 := c32(1)
 	for name, got := range map[string]model.Coefficient{
 		"digest": model.TaskID(parent, e.COE, &other),
 		"coe":    model.TaskID(parent, coe, &file),

@@ -38,7 +38,7 @@ type Dispatcher struct {
 // NewDispatcher returns a dispatcher into reg whose file digests come from
 // digests (nil: every file gets events.EmptyDigest).
 func NewDispatcher(reg *Registry, digests *events.DigestCache) *Dispatcher {
-	return &Dispatcher{reg: reg, conv: &events.Converter{Digests: digests, Tasks: reg.Tasks()}}
+	return &Dispatcher{reg: reg, conv: &events.Converter{Digests: digests, Tasks: reg.Tasks(), HashOf: reg.hashOf}}
 }
 
 // Converter returns the record converter the dispatcher uses.
@@ -83,7 +83,7 @@ func (d *Dispatcher) Dispatch(r bpf.Record) error {
 		default:
 			process = r.Process()
 		}
-		tasks.Exec(r, &file)
+		tasks.Exec(r, &file, n.Hash())
 		if h.Flags&bpf.FlagObserved == 0 {
 			// The LSM backend reports the exec's open itself.
 			return nil

@@ -100,6 +100,10 @@ func (n *Namespace) Created() time.Time { return n.created }
 // Model is the namespace's model.
 func (n *Namespace) Model() *model.Model { return n.model }
 
+// Hash is the namespace's digest algorithm (its model's): coefficients,
+// task ids, file digests, state and measurement are computed with it.
+func (n *Namespace) Hash() model.Hash { return n.model.Hash() }
+
 // Mode returns the namespace's mode.
 func (n *Namespace) Mode() Mode { return Mode(n.mode.Load()) }
 
@@ -145,7 +149,7 @@ func (n *Namespace) Add(e *events.Event) (Result, error) {
 	if e.Header.TS >= n.ktime {
 		e.Header.TS -= n.ktime
 	}
-	c, err := model.EventCoefficient(e, n.model.IsPseudonym)
+	c, err := model.EventCoefficientHash(n.model.Hash(), e, n.model.IsPseudonym)
 	if err != nil {
 		n.unmodeled.Add(1)
 		n.mu.Lock()
@@ -243,8 +247,11 @@ type Options struct {
 	Name   string
 	Origin Origin
 	// Model is the model to start from (for example one loaded from a
-	// file and sealed); nil starts an empty learning model.
+	// file and sealed); nil starts an empty learning model of Hash.
 	Model *model.Model
+	// Hash is the namespace's digest algorithm (default SHA-256); a Model
+	// given must have it.
+	Hash model.Hash
 	// KTime is the kernel clock (bpf_ktime_get_ns, CLOCK_MONOTONIC) at
 	// creation; events' ts count from it.
 	KTime uint64
@@ -289,6 +296,14 @@ func NewRegistry(opts RegistryOptions) *Registry {
 // Tasks returns the task table.
 func (r *Registry) Tasks() *Tasks { return r.tasks }
 
+// hashOf returns the hash of namespace id (SHA-256 when it is unknown).
+func (r *Registry) hashOf(id uint64) events.Hash {
+	if n, ok := r.Get(id); ok {
+		return n.Hash()
+	}
+	return events.SHA256
+}
+
 // Create makes a new namespace with the next id; a namespace of
 // OriginHost is namespace 0, the host, which the registry holds at most
 // once.
@@ -315,7 +330,10 @@ func (r *Registry) Create(opts Options) (*Namespace, error) {
 	}
 	m := opts.Model
 	if m == nil {
-		m = model.New(model.Options{})
+		m = model.New(model.Options{Hash: opts.Hash})
+	}
+	if m.Hash() != opts.Hash {
+		return nil, fmt.Errorf("create namespace %q: a %s model for a %s namespace: %w", name, m.Hash(), opts.Hash, model.ErrHashMismatch)
 	}
 	n := &Namespace{
 		id: id, name: name, origin: opts.Origin, created: r.now(), ktime: opts.KTime, model: m,

@@ -68,10 +68,10 @@ func TestTaskIdentityChain(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("got %d events; want the 2 file opens of the namespace", len(got))
 	}
-	if e := got[0]; e.Header.TaskID != [32]byte(shID) || e.Header.PTaskID != [32]byte{} {
+	if e := got[0]; e.Header.TaskID != shID || e.Header.PTaskID != model.SHA256.Zero() {
 		t.Errorf("sh: task_id %x p_task_id %x; want %x and zeros", e.Header.TaskID, e.Header.PTaskID, shID)
 	}
-	if e := got[1]; e.Header.TaskID != [32]byte(catID) || e.Header.PTaskID != [32]byte(shID) {
+	if e := got[1]; e.Header.TaskID != catID || e.Header.PTaskID != shID {
 		t.Errorf("cat: task_id %x p_task_id %x; want %x and %x", e.Header.TaskID, e.Header.PTaskID, catID, shID)
 	}
 	if e := got[1]; e.Header.Context != id || e.Header.Number != 2 || e.Header.TTD != 3 || e.Header.PTTD != 2 {
@@ -125,7 +125,7 @@ func TestTasksForget(t *testing.T) {
 	for ttd := uint64(1); ttd <= 10; ttd++ {
 		h := hdr(bpf.RecExec, 1, ttd, 0, "x")
 		f := events.File{}
-		tasks.Exec(&bpf.Exec{Header: h, PrevTTD: 0}, &f)
+		tasks.Exec(&bpf.Exec{Header: h, PrevTTD: 0}, &f, model.SHA256)
 		tasks.Exit(&bpf.TaskExit{Header: hdr(bpf.RecTaskExit, 1, ttd, 0, "x")})
 	}
 	if n := tasks.Len(); n > 3 {
@@ -134,19 +134,19 @@ func TestTasksForget(t *testing.T) {
 	// A live domain is never forgotten.
 	live := NewTasks(1)
 	f := events.File{}
-	id := live.Exec(&bpf.Exec{Header: hdr(bpf.RecExec, 1, 100, 0, "live")}, &f)
+	id := live.Exec(&bpf.Exec{Header: hdr(bpf.RecExec, 1, 100, 0, "live")}, &f, model.SHA256)
 	for ttd := uint64(1); ttd <= 10; ttd++ {
-		live.Exec(&bpf.Exec{Header: hdr(bpf.RecExec, 1, ttd, 0, "x")}, &f)
+		live.Exec(&bpf.Exec{Header: hdr(bpf.RecExec, 1, ttd, 0, "x")}, &f, model.SHA256)
 		live.Exit(&bpf.TaskExit{Header: hdr(bpf.RecTaskExit, 1, ttd, 0, "x")})
 	}
-	if got := live.TaskID(100); got != [32]byte(id) {
+	if got := live.TaskID(100); got != id {
 		t.Errorf("TaskID(live) = %x; want %x", got, id)
 	}
 }
 
 func TestUnknownTTDIsCounted(t *testing.T) {
 	tasks := NewTasks(0)
-	if got := tasks.TaskID(42); got != ([32]byte{}) {
+	if got := tasks.TaskID(42); got != (events.Digest{}) {
 		t.Errorf("TaskID(unknown) = %x; want zeros", got)
 	}
 	if tasks.Unknown() != 1 {
@@ -309,7 +309,7 @@ func TestRootExecIsKnown(t *testing.T) {
 	if err := d.Dispatch(r); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Header.Process != "stub" || got[0].Header.TaskID != ([32]byte{}) || got[0].Header.TTD != 1 {
+	if len(got) != 1 || got[0].Header.Process != "stub" || got[0].Header.TaskID != model.SHA256.Zero() || got[0].Header.TTD != 1 {
 		t.Fatalf("events = %+v; want the stub's open of sh with the zero task id", got)
 	}
 	if n := reg.Tasks().Unknown(); n != 0 {

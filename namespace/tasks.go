@@ -21,8 +21,10 @@ import (
 //
 // which is TSEM's rule (a fork copies task_id and makes it the child's
 // p_task_id; an exec derives task_id from p_task_id). A TTD with PTTD 0 is
-// the root of a namespace (the task `vigil run` enrolled): its task id is 32
-// zero bytes, so a namespace's identities do not depend on whatever ran it.
+// the root of a namespace (the task `vigil run` enrolled): its task id is
+// zero bytes of the namespace's hash length, so a namespace's identities do
+// not depend on whatever ran it. Task ids are computed with the hash of the
+// namespace the exec happened in (a TTD never changes namespace).
 // Nothing is keyed by PID, which the kernel recycles.
 //
 // Entries are reference counted by the tasks that carry a TTD as their TTD
@@ -40,7 +42,7 @@ type Tasks struct {
 }
 
 type domain struct {
-	id      [32]byte
+	id      events.Digest
 	process string // the name of the domain's last task seen
 	refs    int
 	idle    bool // queued in retired
@@ -57,19 +59,20 @@ func NewTasks(maxIdle int) *Tasks {
 
 var _ events.TaskIDs = (*Tasks)(nil)
 
-// TaskID returns the task id of ttd: the one its exec gave it, 32 zero bytes
-// for a namespace root or 0. An unknown TTD (its exec record was lost) also
-// gives zeros and is counted in Unknown.
-func (t *Tasks) TaskID(ttd uint64) [32]byte {
+// TaskID returns the task id of ttd: the one its exec gave it, the zero
+// Digest (zero bytes of the namespace's hash length) for a namespace root
+// or 0. An unknown TTD (its exec record was lost) also gives zeros and is
+// counted in Unknown.
+func (t *Tasks) TaskID(ttd uint64) events.Digest {
 	if ttd == 0 {
-		return [32]byte{}
+		return events.Digest{}
 	}
 	t.mu.RLock()
 	d, ok := t.domains[ttd]
 	t.mu.RUnlock()
 	if !ok {
 		t.unknown.Add(1)
-		return [32]byte{}
+		return events.Digest{}
 	}
 	return d.id
 }
@@ -133,10 +136,9 @@ func (t *Tasks) Seen(h *bpf.Header) {
 
 // Exec records that the task of r executed file (the exec's file cell, see
 // events.Converter.ExecFile) and so got the TTD r.TTD, and returns its task
-// id.
-func (t *Tasks) Exec(r *bpf.Exec, file *events.File) model.Coefficient {
-	parent := model.Coefficient(t.TaskID(r.PTTD))
-	id := model.TaskID(parent, events.COE(r.COE), file)
+// id, computed with h, the hash of the task's namespace.
+func (t *Tasks) Exec(r *bpf.Exec, file *events.File, h model.Hash) model.Coefficient {
+	id := model.TaskIDHash(h, t.TaskID(r.PTTD), events.COE(r.COE), file)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.domains[r.PrevTTD]; !ok && r.PTTD == 0 {

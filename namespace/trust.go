@@ -17,7 +17,7 @@ import (
 // A Relatives is used by one goroutine (the reader's); the zero value is
 // ready to use.
 type Relatives struct {
-	parent map[[32]byte][32]byte
+	parent map[events.Digest]events.Digest
 }
 
 // See notes the task identity of e.
@@ -26,7 +26,7 @@ func (r *Relatives) See(e *events.Event) {
 		return
 	}
 	if r.parent == nil {
-		r.parent = make(map[[32]byte][32]byte)
+		r.parent = make(map[events.Digest]events.Digest)
 	}
 	r.parent[e.Header.TaskID] = e.Header.PTaskID
 }
@@ -43,7 +43,7 @@ func (r *Relatives) InModel(m *model.Model, e *events.Event) bool {
 	} else {
 		return false
 	}
-	c, err := model.EventCoefficient(&alt, m.IsPseudonym)
+	c, err := model.EventCoefficientHash(m.Hash(), &alt, m.IsPseudonym)
 	return err == nil && m.Contains(c)
 }
 

@@ -13,13 +13,13 @@ import (
 // the task id), and the reverse; another task id, or a child whose exec
 // parent was never seen, is not.
 func TestRelativesInModel(t *testing.T) {
-	id := func(b byte) [32]byte { var a [32]byte; a[0] = b; return a }
+	id := func(b byte) events.Digest { var a [32]byte; a[0] = b; return events.Digest32(a) }
 	const (
 		exe    = 1 // the exec'd task's id
 		parent = 2 // the task that exec'd it
 		other  = 3
 	)
-	event := func(task, ptask [32]byte) *events.Event {
+	event := func(task, ptask events.Digest) *events.Event {
 		return &events.Event{
 			Header:  events.Header{Type: "file_open", Process: "cat", TaskID: task, PTaskID: ptask},
 			Payload: &events.FileEvent{File: events.File{Flags: 0x8000, Path: events.Path{Type: "root", Pathname: "/tmp/a"}, Digest: events.EmptyDigest}},

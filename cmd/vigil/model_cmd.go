@@ -40,6 +40,8 @@ func mapLines(cmd *cobra.Command, files []string, verb string, isPseudonym func(
 		if err != nil {
 			return badInput(l.At(err))
 		}
+		// The namespace's hash is the one of the description's task
+		// ids: a sha384 namespace prints 96-digit ones.
 		c, err := model.EventCoefficient(e, isPseudonym)
 		if err != nil {
 			return badInput(l.At(err))
@@ -64,10 +66,11 @@ order, computed as the TSEM kernel modeling agent computes it.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
 			defer out.Flush()
-			var hexbuf [2 * len(model.Coefficient{})]byte
+			var hexbuf [2 * events.MaxDigestSize]byte
 			return mapLines(cmd, args, "mapped", nil, func(_ lineio.Line, _ *events.Event, c model.Coefficient) error {
-				encodeHex(hexbuf[:], c[:])
-				out.Write(hexbuf[:])
+				b := c.Bytes()
+				encodeHex(hexbuf[:], b)
+				out.Write(hexbuf[:2*len(b)])
 				return out.WriteByte('\n')
 			})
 		},
@@ -84,7 +87,7 @@ func encodeHex(dst, src []byte) {
 }
 
 func newModelBuildCmd() *cobra.Command {
-	var out string
+	var out, hash string
 	var seal bool
 	reg := &registerFlags{}
 	cmd := &cobra.Command{
@@ -99,7 +102,11 @@ extended into a measurement register (see 'vigil verify').`,
 		Example: `  vigil model build -o workload.model trajectory.json
   vigil model build --log events.log --register software -o m.model trajectory.json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, closeReg, err := reg.newModel(cmd, "model-build")
+			h, err := model.ParseHash(hash)
+			if err != nil {
+				return badInput(fmt.Errorf("--hash: %w", err))
+			}
+			m, closeReg, err := reg.newModel(cmd, "model-build", h)
 			if err != nil {
 				return err
 			}
@@ -123,6 +130,7 @@ extended into a measurement register (see 'vigil verify').`,
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "model file to write (default: standard output)")
 	cmd.Flags().BoolVar(&seal, "seal", true, "write a 'seal' line so the model loads sealed")
+	cmd.Flags().StringVar(&hash, "hash", "sha256", "the model's hash algorithm, that of the descriptions' namespace: sha256, sha384 or sha512")
 	reg.addFlags(cmd)
 	return cmd
 }

@@ -94,18 +94,18 @@ func (m *measured) close() error {
 
 // newModel returns a learning model named name, measured into the flags' log
 // when --log was given, and the function to call when done with it.
-func (f *registerFlags) newModel(cmd *cobra.Command, name string) (*model.Model, func() error, error) {
+func (f *registerFlags) newModel(cmd *cobra.Command, name string, h model.Hash) (*model.Model, func() error, error) {
 	m, err := f.open(cmd)
 	if err != nil {
 		return nil, nil, err
 	}
 	if m == nil {
-		return model.New(model.Options{}), func() error { return nil }, nil
+		return model.New(model.Options{Hash: h}), func() error { return nil }, nil
 	}
-	ns, err := m.namespace(name, model.Coefficient{}, model.Coefficient{})
+	ns, err := m.namespace(name, h.Zero(), h.Zero())
 	if err != nil {
 		m.close()
 		return nil, nil, err
 	}
-	return model.New(model.Options{Observer: ns}), m.close, nil
+	return model.New(model.Options{Hash: h, Observer: ns}), m.close, nil
 }

@@ -97,6 +97,7 @@ type runFlags struct {
 	socket     string
 	command    string // CMD, for messages
 	reg        registerFlags
+	hash       string // --hash: "" for the model's, else sha256
 }
 
 // The values of --agent.
@@ -178,6 +179,7 @@ only.`,
 	fl.StringVar(&f.trajectory, "trajectory", "", "write the trajectory (TSEM JSON lines) to this file, - for standard output (after CMD's own output)")
 	fl.StringVar(&f.forensics, "forensics", "", "with --model: write the forensics (TSEM JSON lines) to this file, - for standard output (default: a summary on standard error)")
 	fl.StringVar(&f.backend, "backend", "auto", "capture backend: auto, lsm or tracepoint")
+	fl.StringVar(&f.hash, "hash", "", "the namespace's hash algorithm: sha256, sha384 or sha512 (default: --model's, else the agent's default, else sha256)")
 	fl.BoolVar(&f.noCapable, "no-capable", false, "do not model capable events")
 	fl.BoolVar(&f.noRepeats, "no-repeat-cache", false, "record every event in the kernel, not one per repeat window with its count (model counts are exact either way)")
 	fl.Uint32Var(&f.ringBytes, "ring-buffer", 0, "ring buffer size in bytes, a power of two multiple of the page size (default 16 MiB)")
@@ -185,6 +187,30 @@ only.`,
 	fl.StringVar(&f.socket, "socket", control.DefaultSocket, "the agent's control socket")
 	f.reg.addFlags(cmd)
 	return cmd
+}
+
+// loadModel loads and seals --model (nil without one); with --hash, the
+// model must have that hash.
+func (f *runFlags) loadModel() (*model.Model, error) {
+	if f.modelIn == "" {
+		return nil, nil
+	}
+	var m *model.Model
+	var err error
+	if f.hash != "" {
+		h, herr := model.ParseHash(f.hash)
+		if herr != nil {
+			return nil, badInput(fmt.Errorf("--hash: %w", herr))
+		}
+		m, err = model.LoadFileHash(f.modelIn, h)
+	} else {
+		m, err = model.LoadFile(f.modelIn)
+	}
+	if err != nil {
+		return nil, badInput(fmt.Errorf("--model: %w", err))
+	}
+	m.Seal()
+	return m, nil
 }
 
 // exitCode wraps a command's exit status.
@@ -200,6 +226,12 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	}
 	if f.forensics != "" && f.modelIn == "" {
 		return badInput(errors.New("--forensics needs --model: only a sealed model has forensics"))
+	}
+	var h model.Hash
+	if f.hash != "" {
+		if h, err = model.ParseHash(f.hash); err != nil {
+			return badInput(fmt.Errorf("--hash: %w", err))
+		}
 	}
 	if f.enforce && backend == bpf.BackendTracepoint {
 		return badInput(fmt.Errorf("--enforce: %w; use --backend lsm (or auto) on a kernel with the BPF LSM active", bpf.ErrObserveOnly))
@@ -242,14 +274,12 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		}
 	}
 
-	var m *model.Model
-	if f.modelIn != "" {
-		if m, err = model.LoadFile(f.modelIn); err != nil {
-			return badInput(fmt.Errorf("--model: %w", err))
-		}
-		m.Seal()
-	} else {
-		m = model.New(model.Options{})
+	m, err := f.loadModel()
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		m = model.New(model.Options{Hash: h})
 	}
 
 	capture, err := bpf.Open(bpf.Options{Backend: backend, RingBufferBytes: f.ringBytes})
@@ -275,7 +305,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		firstID = meas.log.NextNamespaceID()
 	}
 	reg := namespace.NewRegistry(namespace.RegistryOptions{FirstID: firstID})
-	ns, err := reg.Create(namespace.Options{Name: f.name, Origin: namespace.OriginRun, Model: m, KTime: monotonicNow()})
+	ns, err := reg.Create(namespace.Options{Name: f.name, Origin: namespace.OriginRun, Model: m, Hash: m.Hash(), KTime: monotonicNow()})
 	if err != nil {
 		return failed(err)
 	}
@@ -730,10 +760,15 @@ func runViaAgent(cmd *cobra.Command, f *runFlags, client *control.Client, agent 
 	settings.Capable = !f.noCapable
 	settings.RepeatCache = !f.noRepeats
 	settings.Enforce = f.enforce
+	if f.hash != "" {
+		settings.HashAlgorithm = f.hash
+	}
 	if f.modelIn != "" {
-		if _, err := model.LoadFile(f.modelIn); err != nil {
-			return badInput(fmt.Errorf("--model: %w", err))
+		m, err := f.loadModel()
+		if err != nil {
+			return err
 		}
+		settings.HashAlgorithm = m.Hash().String()
 		b, err := os.ReadFile(f.modelIn)
 		if err != nil {
 			return badInput(fmt.Errorf("--model: %w", err))

@@ -223,6 +223,9 @@ func printReport(w io.Writer, path string, rep *measure.Report, o measure.Verify
 		if ns.Gaps > 0 {
 			fmt.Fprintf(w, ", %d gaps (%d events lost: model incomplete)", ns.Gaps, ns.Lost)
 		}
+		if ns.Hash != model.SHA256 {
+			fmt.Fprintf(w, ", %s", ns.Hash) // sha256, the default, goes unsaid
+		}
 		fmt.Fprintf(w, "\n  measurement: %s\n  state:       %s\n", ns.Measurement, ns.State)
 	}
 	if o.Model != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-tsem/vigil/internal/export"
 	"github.com/vigil-tsem/vigil/internal/metrics"
 	"github.com/vigil-tsem/vigil/measure"
+	"github.com/vigil-tsem/vigil/model"
 	"github.com/vigil-tsem/vigil/namespace"
 )
 
@@ -109,8 +110,8 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
-	if cfg.Hash != "sha256" {
-		return nil, fmt.Errorf("hash %q: %w: coefficients are SHA-256 as in TSEM's default namespace hash", cfg.Hash, ErrUnsupported)
+	if _, err := model.ParseHash(cfg.Hash); err != nil {
+		return nil, fmt.Errorf("hash: %w", err)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -63,7 +63,7 @@ func (t *table) startHost() (*nsState, error) {
 	var m *model.Model
 	if path := t.modelFile(hostName); path != "" {
 		if _, err := os.Stat(path); err == nil {
-			loaded, err := model.LoadFile(path)
+			loaded, err := model.LoadFileHash(path, settingsHash(settings))
 			if err != nil {
 				return nil, fmt.Errorf("start namespace %s: %w", hostName, err)
 			}

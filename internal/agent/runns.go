@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-tsem/vigil/bpf"
 	"github.com/vigil-tsem/vigil/internal/control"
+	"github.com/vigil-tsem/vigil/model"
 	"github.com/vigil-tsem/vigil/namespace"
 )
 
@@ -118,8 +119,8 @@ func (t *table) Create(req control.CreateRequest) (control.NamespaceInfo, error)
 	if s.HashAlgorithm == "" {
 		s.HashAlgorithm = t.defaults.HashAlgorithm
 	}
-	if s.HashAlgorithm != t.defaults.HashAlgorithm {
-		return control.NamespaceInfo{}, fmt.Errorf("create namespace: settings.hash_algorithm %q: this agent computes %s coefficients: %w", s.HashAlgorithm, t.defaults.HashAlgorithm, control.ErrInvalid)
+	if _, err := model.ParseHash(s.HashAlgorithm); err != nil {
+		return control.NamespaceInfo{}, fmt.Errorf("create namespace: settings.hash_algorithm: %w: %w", err, control.ErrInvalid)
 	}
 	if s.Enforce && !t.kern.CanEnforce() {
 		return control.NamespaceInfo{}, fmt.Errorf("create namespace: settings.enforce: %w: %w", bpf.ErrObserveOnly, control.ErrConflict)

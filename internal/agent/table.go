@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -136,7 +135,7 @@ func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsStat
 	var m *model.Model
 	for _, path := range t.containerModelFiles(name, c.Image) {
 		if _, err := os.Stat(path); err == nil {
-			loaded, err := model.LoadFile(path)
+			loaded, err := model.LoadFileHash(path, settingsHash(settings))
 			if err != nil {
 				return nil, fmt.Errorf("start namespace %s: %w", name, err)
 			}
@@ -148,8 +147,15 @@ func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsStat
 	return t.create(namespace.Options{Name: name, Origin: namespace.OriginContainer, Model: m, KTime: t.ktime()}, &c, cgroupDir, settings)
 }
 
-// create makes a namespace and everything the agent keeps for it.
+// create makes a namespace and everything the agent keeps for it; its hash
+// is settings.HashAlgorithm.
 func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir string, settings control.Settings) (*nsState, error) {
+	h, err := model.ParseHash(settings.HashAlgorithm)
+	if err != nil {
+		return nil, fmt.Errorf("start namespace %s: settings.hash_algorithm: %w", opts.Name, err)
+	}
+	opts.Hash = h
+	settings.HashAlgorithm = h.String()
 	releaseModel, err := t.withModel(&opts) // descriptions.go
 	if err != nil {
 		return nil, err
@@ -363,7 +369,7 @@ func (t *table) info(st *nsState) control.NamespaceInfo {
 	return info
 }
 
-func hexOf(c model.Coefficient) string { return hex.EncodeToString(c[:]) }
+func hexOf(c model.Coefficient) string { return c.String() }
 
 func controlMode(m namespace.Mode) control.Mode {
 	switch m {
@@ -467,7 +473,7 @@ func (t *table) Load(name string, file []byte) error {
 	if err != nil {
 		return err
 	}
-	loaded, err := model.Load(bytes.NewReader(file), "model")
+	loaded, err := model.LoadHash(bytes.NewReader(file), "model", st.ns.Hash())
 	if err != nil {
 		return fmt.Errorf("load model into namespace %s: %w: %w", name, err, control.ErrInvalid)
 	}
@@ -508,4 +514,11 @@ func (o *measuredObserver) NewPoint(p model.Point) error {
 		o.met.RegisterExtend(o.reg, time.Since(start))
 	}
 	return err
+}
+
+// settingsHash is the hash algorithm settings name (SHA-256 when they name
+// none or one New and Create have already refused).
+func settingsHash(s control.Settings) model.Hash {
+	h, _ := model.ParseHash(s.HashAlgorithm)
+	return h
 }

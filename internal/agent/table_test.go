@@ -536,7 +536,7 @@ func TestNewRefuses(t *testing.T) {
 		edit func(*config.Config)
 		want error // nil: any error
 	}{
-		{"hash sha384", func(c *config.Config) { c.Hash = "sha384" }, ErrUnsupported},
+		{"hash md5", func(c *config.Config) { c.Hash = "md5" }, model.ErrUnknownHash},
 		{"no cgroup v2", func(c *config.Config) { c.CgroupRoot = t.TempDir() }, namespace.ErrNoCgroup2Mount},
 	}
 	for _, tc := range tests {

@@ -51,7 +51,10 @@ type Container struct {
 
 // Settings are a namespace's per-namespace options.
 type Settings struct {
-	// HashAlgorithm is the namespace hash coefficients are computed with.
+	// HashAlgorithm is the namespace hash (sha256, sha384 or sha512)
+	// coefficients, task ids, file digests, state and measurement are
+	// computed with; empty in a create request means the agent's default
+	// (its config's hash).
 	HashAlgorithm string `json:"hash_algorithm"`
 	// Capable says whether capable events are modeled.
 	Capable bool `json:"capable"`

@@ -218,7 +218,7 @@ func TestRunFileOpen(t *testing.T) {
 			}
 			e := opens[0]
 			f := e.Payload.(*events.FileEvent).File
-			if want := sha256.Sum256(content); f.Digest != want {
+			if want := events.Digest32(sha256.Sum256(content)); f.Digest != want {
 				t.Errorf("digest = %x; want %x (sha256 of the file)", f.Digest, want)
 			}
 			if e.Header.Process != "cat" {
@@ -298,7 +298,7 @@ func TestRunTaskIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if file.Digest != sha256.Sum256(bin2) {
+	if file.Digest != events.Digest32(sha256.Sum256(bin2)) {
 		t.Errorf("digest of %s = %x; want its sha256", catPath, file.Digest)
 	}
 	opens := r.fileOpens(target)
@@ -307,7 +307,7 @@ func TestRunTaskIdentity(t *testing.T) {
 	}
 	cat := opens[0]
 	want := model.TaskID(model.Coefficient(cat.Header.PTaskID), cat.COE, &file)
-	if cat.Header.TaskID != [32]byte(want) {
+	if cat.Header.TaskID != want {
 		t.Errorf("cat task_id = %x; want TaskID(p_task_id, COE, exec file) = %x", cat.Header.TaskID, want)
 	}
 	// The exec open was made by the forked sh, whose task id is sh's.

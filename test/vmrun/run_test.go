@@ -189,7 +189,7 @@ func summary(e *events.Event) string {
 // parents) for a thread or forked child (p_task_id = task_id), and the
 // reverse. Which thread of a Go program makes an open is the scheduler's
 // choice; vigil run keeps such an event forensics only.
-func relative(t *testing.T, lm *model.Model, parents map[[32]byte][32]byte, e *events.Event) bool {
+func relative(t *testing.T, lm *model.Model, parents map[events.Digest]events.Digest, e *events.Event) bool {
 	t.Helper()
 	alt := *e
 	if e.Header.PTaskID != e.Header.TaskID {
@@ -251,7 +251,7 @@ func TestRunEnforce(t *testing.T) {
 		t.Fatal(err)
 	}
 	lm.Seal()
-	parents := make(map[[32]byte][32]byte)
+	parents := make(map[events.Digest]events.Digest)
 	for _, e := range learnedEvents {
 		if e.Header.PTaskID != e.Header.TaskID {
 			parents[e.Header.TaskID] = e.Header.PTaskID
