@@ -285,7 +285,7 @@ func TestOpenLogRepairsLargestGroupCommit(t *testing.T) {
 				l.batch.mu.Unlock()
 			}
 			for i := range MaxBatch {
-				c := c32(byte(i), byte(i >> 8), 2)
+				c := c32(byte(i), byte(i>>8), 2)
 				if err := ns.NewPoint(model.Point{Coefficient: c, Description: events[i%len(events)]}); err != nil {
 					l.mu.Unlock()
 					t.Fatal(err)
