@@ -177,7 +177,7 @@ func (w *contentWriter) event(desc []byte) {
 	if len(d) == 0 {
 		return
 	}
-	if d[0] == '{' && utf8.Valid(d) && json.Valid(d) {
+	if d[0] == '{' && utf8.Valid(d) && gojson.Valid(d) {
 		w.b = append(w.b, `,"event":`...)
 		w.b = append(w.b, d...)
 		return

@@ -5,9 +5,12 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/sha512"
+	stdjson "encoding/json"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/vigil-tsem/vigil/model"
 )
 
 func sha384(b []byte) []byte { s := sha512.Sum384(b); return s[:] }
@@ -161,5 +164,37 @@ func FuzzParseContent(f *testing.F) {
 			t.Fatalf("ParseContent(%q) accepted kind %q", b, c.Record)
 		}
 		c.Description()
+	})
+}
+
+// FuzzContentEvent: whatever description a point carries, the content the
+// writer makes is strict JSON (checked by the standard library, not by the
+// validator the writer uses) and gives the description back.
+func FuzzContentEvent(f *testing.F) {
+	f.Add([]byte(`{"event":{"type":"file_open","ttd":"1"},"COE":{"uid":"0"}}`))
+	f.Add([]byte(`{"a":"x\"y","b":[1,-2.5e3,null,true]}`))
+	f.Add([]byte(`{"a":1}trailing`))
+	f.Add([]byte("{\"a\":\"\xff\"}"))
+	f.Add([]byte(`not json`))
+	f.Fuzz(func(t *testing.T, desc []byte) {
+		var w contentWriter
+		w.begin(RecordPoint, fixedNow(), 1, "fuzz")
+		w.hexCoef("coefficient", model.Coefficient{})
+		w.event(desc)
+		b := w.end()
+		if !stdjson.Valid(b) {
+			t.Fatalf("content for %q is not JSON: %s", desc, b)
+		}
+		c, err := ParseContent(b)
+		if err != nil {
+			t.Fatalf("ParseContent(%s) = %v", b, err)
+		}
+		got, err := c.Description()
+		if err != nil {
+			t.Fatalf("Description of %s = %v", b, err)
+		}
+		if trimmed := bytes.TrimSpace(desc); len(trimmed) > 0 && !bytes.Equal(got, trimmed) && !bytes.Equal(got, desc) {
+			t.Fatalf("description %q came back as %q", desc, got)
+		}
 	})
 }
