@@ -220,7 +220,7 @@ func TestTracepointLossCounted(t *testing.T) {
 
 // interleaved alternates rounds outside and inside a namespace configured
 // with cfg so that the machine's drift hits both; it reports the medians
-// and the added time. bpf-ns/open is the kernel's own accounting
+// and the added time (also paired per round). bpf-ns/open is the kernel's own accounting
 // (bpf_stats) of the sys_exit_openat program's run time per call, inside
 // the namespace; bpf-out-ns/open the same outside it.
 func interleaved(b *testing.B, c *Capture, bin, path string, cfg NamespaceConfig) {
@@ -242,8 +242,11 @@ func interleaved(b *testing.B, c *Capture, bin, path string, cfg NamespaceConfig
 		}
 		return v, s1.Runtime - s0.Runtime, s1.RunCount - s0.RunCount
 	}
-	const rounds = 10
-	n := max(b.N/rounds, 1000)
+	// Rounds of at least 20,000 opens (about 0.1 s each): with -benchtime
+	// 1s the framework stops after b.N=1, and rounds of a few milliseconds
+	// measured scheduling noise more than the programs.
+	const rounds = 20
+	n := max(b.N/rounds, 20000)
 	ns := nextNS()
 	if err := c.SetNamespace(ns, cfg); err != nil {
 		b.Fatal(err)
@@ -263,6 +266,13 @@ func interleaved(b *testing.B, c *Capture, bin, path string, cfg NamespaceConfig
 	b.ReportMetric(mo, "outside-ns/open")
 	b.ReportMetric(mi, "inside-ns/open")
 	b.ReportMetric(100*(mi-mo)/mo, "added-%")
+	// paired-added-%: the median over rounds of each inside round against
+	// the outside round just before it, which cancels slow drift.
+	ratios := make([]float64, len(in))
+	for i := range in {
+		ratios[i] = 100 * (in[i] - out[i]) / out[i]
+	}
+	b.ReportMetric(median(ratios), "paired-added-%")
 	if inRuns > 0 && outRuns > 0 {
 		b.ReportMetric(float64(inTime.Nanoseconds())/float64(inRuns), "bpf-ns/open")
 		b.ReportMetric(float64(outTime.Nanoseconds())/float64(outRuns), "bpf-out-ns/open")
