@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -67,7 +68,14 @@ type AddResult struct {
 	// Forensic is set when the coefficient is outside the sealed model,
 	// whether new or repeated; the task that caused it is untrusted.
 	Forensic bool
+	// Ref names the point for AddRepeatsRef (zero: none).
+	Ref PointRef
 }
+
+// PointRef names a point of one model compactly (4 bytes instead of a
+// coefficient of up to 65): the zero PointRef names none. It is only
+// meaningful to the model that returned it.
+type PointRef uint32
 
 // entry is a recorded coefficient. Everything but count is fixed once the
 // entry is published in Model.index.
@@ -81,6 +89,7 @@ type entry struct {
 	count    atomic.Uint64
 	desc     []byte         // in memory: no store, or the store failed
 	ref      DescriptionRef // where the store keeps it, when stored
+	ref1     PointRef       // its place in Model.all, plus one
 	stored   bool
 	forensic bool
 }
@@ -165,7 +174,7 @@ func (m *Model) Add(c Coefficient, description []byte) (AddResult, error) {
 	if ok {
 		e.count.Add(1)
 		m.mu.RUnlock()
-		return AddResult{Forensic: e.forensic}, nil
+		return AddResult{Forensic: e.forensic, Ref: e.ref1}, nil
 	}
 	m.mu.RUnlock()
 
@@ -173,7 +182,7 @@ func (m *Model) Add(c Coefficient, description []byte) (AddResult, error) {
 	if e, ok := m.lookup(&c); ok { // added since the read lock was dropped
 		e.count.Add(1)
 		m.mu.Unlock()
-		return AddResult{Forensic: e.forensic}, nil
+		return AddResult{Forensic: e.forensic, Ref: e.ref1}, nil
 	}
 	var storeErr error
 	if m.store != nil && len(description) > 0 {
@@ -199,7 +208,7 @@ func (m *Model) Add(c Coefficient, description []byte) (AddResult, error) {
 	}
 	m.mu.Unlock()
 
-	res := AddResult{New: true, Forensic: p.Forensic}
+	res := AddResult{New: true, Forensic: p.Forensic, Ref: e.ref1}
 	if err := m.notify(seq, p); err != nil {
 		return res, errors.Join(storeErr, err)
 	}
@@ -231,6 +240,9 @@ func (m *Model) record(c Coefficient, desc []byte, forensic bool) *entry {
 		m.points = append(m.points, e)
 	}
 	m.all = append(m.all, e)
+	if len(m.all) <= math.MaxUint32 {
+		e.ref1 = PointRef(len(m.all)) // index in all, plus one
+	}
 	m.measurement = extend(m.hash, &m.measurement, &m.base, &c)
 	return e
 }
@@ -364,6 +376,30 @@ func (m *Model) AddRepeats(c Coefficient, n uint64) (recorded, forensic bool) {
 	}
 	e.count.Add(n)
 	return true, e.forensic
+}
+
+// AddRepeatsRef is AddRepeats for the point ref names (from an AddResult
+// of this model): no coefficient to keep or look up.
+func (m *Model) AddRepeatsRef(ref PointRef, n uint64) (recorded, forensic bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if ref == 0 || int(ref) > len(m.all) {
+		return false, false
+	}
+	e := m.all[ref-1]
+	e.count.Add(n)
+	return true, e.forensic
+}
+
+// CoefficientOf returns the coefficient of the point ref names (false
+// when it names none).
+func (m *Model) CoefficientOf(ref PointRef) (Coefficient, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if ref == 0 || int(ref) > len(m.all) {
+		return Coefficient{}, false
+	}
+	return m.coefficientOf(m.all[ref-1]), true
 }
 
 // Len returns the number of model points.

@@ -248,6 +248,49 @@ func TestForensics(t *testing.T) {
 	}
 }
 
+// TestAddRepeatsRef: a PointRef from Add counts repeats on its own point
+// (model or forensics) and gives its coefficient back; refs the model did
+// not hand out count nothing.
+func TestAddRepeatsRef(t *testing.T) {
+	for _, h := range []model.Hash{model.SHA256, model.SHA384} {
+		m := model.New(model.Options{Hash: h})
+		mk := func(b byte) model.Coefficient {
+			c, err := model.ParseCoefficientHash(h, strings.Repeat(fmt.Sprintf("%02x", b), h.Size()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		a, b := mk(1), mk(2)
+		ra, _ := m.Add(a, nil)
+		m.Seal()
+		rb, _ := m.Add(b, nil)
+		if ra.Ref == 0 || rb.Ref == 0 || ra.Ref == rb.Ref {
+			t.Fatalf("%s: refs %d and %d", h, ra.Ref, rb.Ref)
+		}
+		if rec, forensic := m.AddRepeatsRef(ra.Ref, 5); !rec || forensic {
+			t.Errorf("%s: AddRepeatsRef(a) = %v, %v; want true, false", h, rec, forensic)
+		}
+		if rec, forensic := m.AddRepeatsRef(rb.Ref, 2); !rec || !forensic {
+			t.Errorf("%s: AddRepeatsRef(b) = %v, %v; want true, true", h, rec, forensic)
+		}
+		for _, bad := range []model.PointRef{0, rb.Ref + 1} {
+			if rec, _ := m.AddRepeatsRef(bad, 1); rec {
+				t.Errorf("%s: AddRepeatsRef(%d) recorded", h, bad)
+			}
+		}
+		if c, ok := m.CoefficientOf(rb.Ref); !ok || c != b {
+			t.Errorf("%s: CoefficientOf(b) = %s, %v; want %s", h, c, ok, b)
+		}
+		if p := m.Points(); len(p) != 1 || p[0].Count != 6 {
+			t.Errorf("%s: points %+v; want a with count 6", h, p)
+		}
+		if f := m.Forensics(); len(f) != 1 || f[0].Count != 3 {
+			t.Errorf("%s: forensics %+v; want b with count 3", h, f)
+		}
+	}
+}
+
 func TestLearnThenSeal(t *testing.T) {
 	a, b, c := c32(1), c32(2), c32(3)
 	m := model.New(model.Options{Aggregate: c32(9), Base: c32(8)})
@@ -258,12 +301,12 @@ func TestLearnThenSeal(t *testing.T) {
 		want    model.AddResult
 		wantLen int
 	}{
-		{name: "new learns", add: a, want: model.AddResult{New: true}, wantLen: 1},
-		{name: "repeat counts", add: a, want: model.AddResult{}, wantLen: 1},
-		{name: "second point", add: b, want: model.AddResult{New: true}, wantLen: 2},
-		{name: "in model after seal", seal: true, add: a, want: model.AddResult{}, wantLen: 2},
-		{name: "out of model", add: c, want: model.AddResult{New: true, Forensic: true}, wantLen: 2},
-		{name: "forensic repeat", add: c, want: model.AddResult{Forensic: true}, wantLen: 2},
+		{name: "new learns", add: a, want: model.AddResult{New: true, Ref: 1}, wantLen: 1},
+		{name: "repeat counts", add: a, want: model.AddResult{Ref: 1}, wantLen: 1},
+		{name: "second point", add: b, want: model.AddResult{New: true, Ref: 2}, wantLen: 2},
+		{name: "in model after seal", seal: true, add: a, want: model.AddResult{Ref: 1}, wantLen: 2},
+		{name: "out of model", add: c, want: model.AddResult{New: true, Forensic: true, Ref: 3}, wantLen: 2},
+		{name: "forensic repeat", add: c, want: model.AddResult{Forensic: true, Ref: 3}, wantLen: 2},
 	}
 	for _, st := range steps {
 		if st.seal {

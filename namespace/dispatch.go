@@ -98,7 +98,7 @@ func (d *Dispatcher) Dispatch(r bpf.Record) error {
 	}
 	res, err := d.add(n, e)
 	if h.RepeatID != 0 {
-		d.repeats.record(h.RepeatID, repeatTarget{ns: n.ID(), c: res.Coefficient, rt: h.Type, unmodeled: res.Unmodeled})
+		d.repeats.record(h.RepeatID, repeatTarget{ns: n.ID(), point: res.Ref, rt: h.Type, unmodeled: res.Unmodeled})
 	}
 	return err
 }

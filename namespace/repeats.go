@@ -19,6 +19,20 @@ func (n *Namespace) AddRepeats(c model.Coefficient, count uint64) (recorded, for
 		return true, false
 	}
 	recorded, forensic = n.model.AddRepeats(c, count)
+	return n.countRepeats(recorded, forensic, count)
+}
+
+// AddRepeatsRef is AddRepeats for the point ref names (Result.Ref of an
+// Add to this namespace).
+func (n *Namespace) AddRepeatsRef(ref model.PointRef, count uint64) (recorded, forensic bool) {
+	if count == 0 {
+		return true, false
+	}
+	recorded, forensic = n.model.AddRepeatsRef(ref, count)
+	return n.countRepeats(recorded, forensic, count)
+}
+
+func (n *Namespace) countRepeats(recorded, forensic bool, count uint64) (bool, bool) {
 	if !recorded {
 		return false, false
 	}
@@ -73,7 +87,7 @@ const repeatSpan = 1 << 20
 
 type repeatTarget struct {
 	ns        uint64 // the namespace of the record
-	c         model.Coefficient
+	point     model.PointRef // in the namespace's model: 4 bytes, not a coefficient
 	rt        bpf.RecordType // its TSEM type, RecordType.String (kept small: one per cached record)
 	unmodeled bool
 	skip      bool // the record was dropped (Dispatcher.Skip)
@@ -210,12 +224,13 @@ func (target repeatTarget) apply(n *Namespace, count uint64) (r Repeats, ok bool
 	if count == 0 || target.skip {
 		return Repeats{}, false
 	}
-	r = Repeats{Coefficient: target.c, Type: target.rt.String(), Count: count, Unmodeled: target.unmodeled}
+	r = Repeats{Type: target.rt.String(), Count: count, Unmodeled: target.unmodeled}
 	if target.unmodeled {
 		n.unmodeled.Add(count)
 		return r, true
 	}
-	recorded, forensic := n.AddRepeats(target.c, count)
+	r.Coefficient, _ = n.model.CoefficientOf(target.point)
+	recorded, forensic := n.AddRepeatsRef(target.point, count)
 	r.Forensic = forensic
 	return r, recorded
 }
