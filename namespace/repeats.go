@@ -86,7 +86,7 @@ type repeatTable struct {
 const repeatSpan = 1 << 20
 
 type repeatTarget struct {
-	ns        uint64 // the namespace of the record
+	ns        uint64         // the namespace of the record
 	point     model.PointRef // in the namespace's model: 4 bytes, not a coefficient
 	rt        bpf.RecordType // its TSEM type, RecordType.String (kept small: one per cached record)
 	unmodeled bool
