@@ -191,6 +191,7 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	a.digests = events.NewDigestCache(events.DigestOptions{})
 	a.disp = namespace.NewDispatcher(a.registry, a.digests)
 	a.disp.OnEvent = a.onEvent
+	a.met.CountRepeatErrors(a.disp.RepeatErrors)
 	a.disp.OnRepeats = func(n *namespace.Namespace, r namespace.Repeats) {
 		if !r.Unmodeled {
 			a.met.Repeats(n.Name(), r.Type, r.Count, r.Forensic)

@@ -111,6 +111,17 @@ func New(opts Options) *Metrics {
 	return m
 }
 
+// CountRepeatErrors exposes f as vigil_repeat_count_errors_total: repeat
+// counts of the kernel's repeat cache that could not be added to a model
+// point (a count without its record, or after its namespace's finish
+// marker). Call it once.
+func (m *Metrics) CountRepeatErrors(f func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vigil_repeat_count_errors_total",
+		Help: "Repeat counts from the kernel's repeat cache that could not be added to a model point (a count without its record, or after its finish marker).",
+	}, func() float64 { return float64(f()) }))
+}
+
 // Registry returns the registry the metrics live on.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 

@@ -23,6 +23,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // namespaces' worth.
 func populated() *Metrics {
 	m := New(Options{})
+	m.CountRepeatErrors(func() uint64 { return 2 })
 	for i := 0; i < 5; i++ {
 		m.Event("containerd-1a2b", "file_open")
 	}
