@@ -2,8 +2,10 @@ package bpf
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -206,6 +208,10 @@ type Capture struct {
 	repMu      sync.Mutex
 	repeats    *ebpf.Map
 	repCur     *ebpf.Map
+	repGen     uint32    // the window of repCur (rep_gen[0])
+	repGenMap  *ebpf.Map // rep_gen
+	collect    *link.Iter
+	memoBuf    map[uint64]memoCount
 	repSpec    *ebpf.MapSpec
 	repClosed  bool
 	ridCounter *ebpf.Map
@@ -337,6 +343,7 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 		repeats:      coll.Maps["repeats"],
 		cfgEpochNow:  coll.Maps["cfg_epoch_now"],
 		ridCounter:   coll.Maps["rid_counter"],
+		repGenMap:    coll.Maps["rep_gen"],
 		repSpec:      repSpec,
 		window:       window,
 	}
@@ -345,8 +352,12 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 			c.Close()
 		}
 	}()
-	if c.ridCounter == nil {
-		return nil, fmt.Errorf("load %s programs: no rid_counter map", b)
+	if c.ridCounter == nil || c.repGenMap == nil || coll.Programs["vg_collect"] == nil {
+		return nil, fmt.Errorf("load %s programs: no rid_counter, rep_gen or vg_collect", b)
+	}
+	c.collect, err = link.AttachIter(link.IterOptions{Program: coll.Programs["vg_collect"]})
+	if err != nil {
+		return nil, fmt.Errorf("attach %s repeat memo collector: %w", b, err)
 	}
 	var zero uint32
 	if err := coll.Maps["ttd_counter"].Update(zero, uint64(0), ebpf.UpdateAny); err != nil {
@@ -360,6 +371,9 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	}
 	for _, name := range sortedPrograms(spec) {
 		ps := spec.Programs[name]
+		if ps.AttachType == ebpf.AttachTraceIter {
+			continue // the collector, run by rotateRepeats
+		}
 		l, err := attach(ps, coll.Programs[name])
 		if err != nil {
 			err = fmt.Errorf("attach %s program %s (%s): %w", b, name, ps.SectionName, err)
@@ -634,14 +648,21 @@ const repeatBatch = 256
 
 // rotateRepeats puts a fresh repeat cache table in place and, with fn,
 // hands fn the records made before the swap, then the counts of the old
-// table and the finish markers.
+// table (with the memos' counts of its window) and the finish markers.
 //
-// Why this order is exact. The kernel waits for every running program
-// when a map-in-map slot changes, so once the update returns no program
-// uses the old table and every record a program made with one of its
-// entries is committed in the ring buffer, before the reader's position
-// as it is now: reading up to there first puts every record before its
-// count. Each suppressed event is counted in exactly one table, once.
+// Why this order is exact (doc.go, "Repeat cache", has the whole
+// argument). The table of window g is in slot g&1 of repeats, and a
+// program reads rep_gen[0] once and uses that slot. The new table goes
+// into the other slot, then rep_gen[0] is bumped, then a second update of
+// the slot waits for every running program (the kernel waits when a
+// map-in-map slot changes): from then on no program counts in window g,
+// and every record a program made with one of its entries is committed
+// in the ring buffer before the reader's position as it is now. Reading
+// up to there first puts every record before its count. Counts of window
+// g still held by memos are frozen; the collector takes each with a
+// compare-and-swap (a task's exit may take it first and add it to the old
+// table, which stays in its slot); one more slot update waits for such
+// exits, after which the old table and the collector's counts are final.
 // RepeatIDs come from one counter; a program takes its id after it looked
 // the table up (repeat_begin), so every id handed out before the swap
 // began (below, read first) belongs to the old table or an earlier one:
@@ -664,13 +685,30 @@ func (c *Capture) rotateRepeats(ctx context.Context, fn func(Record)) error {
 		c.repMu.Unlock()
 		return fmt.Errorf("create repeat cache table: %w", err)
 	}
-	if err := c.repeats.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
+	gen := c.repGen + 1
+	if gen == 0 {
+		gen = 2 // never 0; keep the slot parity
+	}
+	// The new window's slot held the table two windows back, read at the
+	// last rotation: nothing uses it.
+	if err := c.repeats.Update(gen&1, next, ebpf.UpdateAny); err != nil {
 		c.repMu.Unlock()
 		next.Close()
 		return fmt.Errorf("install repeat cache table: %w", err)
 	}
-	old := c.repCur
-	c.repCur = next
+	if err := c.repGenMap.Update(uint32(0), gen, ebpf.UpdateAny); err != nil {
+		c.repMu.Unlock()
+		next.Close()
+		return fmt.Errorf("start repeat window: %w", err)
+	}
+	// Wait for the programs that read the old window.
+	if err := c.repeats.Update(gen&1, next, ebpf.UpdateAny); err != nil {
+		c.repMu.Unlock()
+		next.Close()
+		return fmt.Errorf("end repeat window: %w", err)
+	}
+	old, oldGen := c.repCur, c.repGen
+	c.repCur, c.repGen = next, gen
 	c.repMu.Unlock()
 	if old == nil {
 		return nil
@@ -682,6 +720,22 @@ func (c *Capture) rotateRepeats(ctx context.Context, fn func(Record)) error {
 	if err := c.drainLocked(ctx, fn); err != nil {
 		return err
 	}
+	memos, err := c.collectMemos(oldGen)
+	if err != nil {
+		return err
+	}
+	// Wait for the exits that took a count of the old window before the
+	// collector did: they have added it to old.
+	c.repMu.Lock()
+	if c.repClosed {
+		c.repMu.Unlock()
+		return ErrClosed
+	}
+	err = c.repeats.Update(oldGen&1, old, ebpf.UpdateAny)
+	c.repMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("finish repeat window: %w", err)
+	}
 
 	var ts unix.Timespec
 	// KTime: when the counts were taken, on the kernel's clock.
@@ -689,26 +743,39 @@ func (c *Capture) rotateRepeats(ctx context.Context, fn func(Record)) error {
 	now := uint64(ts.Nano())
 	mark := c.repCarry
 	c.repCarry = nil
-	err = c.eachRepeat(old, func(ns uint64, v *repeatValue) {
-		if v.Valid == 0 {
-			return // no record was made for it, so nothing counted
-		}
+	emit := func(ns, id, count uint64) {
 		if mark == nil {
 			mark = make(map[uint64]struct{})
 		}
 		mark[ns] = struct{}{}
-		if v.ID > below {
+		if id > below {
 			if c.repCarry == nil {
 				c.repCarry = make(map[uint64]struct{})
 			}
 			c.repCarry[ns] = struct{}{}
 		}
-		if v.Count != 0 {
-			fn(&RepeatCount{Header: Header{Type: RecRepeatCount, NS: ns, KTime: now, RepeatID: v.ID}, Count: v.Count})
+		if count != 0 {
+			fn(&RepeatCount{Header: Header{Type: RecRepeatCount, NS: ns, KTime: now, RepeatID: id}, Count: count})
 		}
+	}
+	err = c.eachRepeat(old, func(ns uint64, v *repeatValue) {
+		if v.Valid == 0 {
+			return // no record was made for it, so nothing counted
+		}
+		count := v.Count
+		if m, ok := memos[v.ID]; ok {
+			count += m.count
+			delete(memos, v.ID)
+		}
+		emit(ns, v.ID, count)
 	})
 	if err != nil {
 		return err
+	}
+	// A memo names an entry of its window's table; none should be left.
+	for id, m := range memos {
+		emit(m.ns, id, m.count)
+		delete(memos, id)
 	}
 	if below == 0 {
 		return nil // no id handed out before the swap
@@ -717,6 +784,47 @@ func (c *Capture) rotateRepeats(ctx context.Context, fn func(Record)) error {
 		fn(&RepeatCount{Header: Header{Type: RecRepeatCount, NS: ns, KTime: now}, Below: below + 1})
 	}
 	return nil
+}
+
+// memoCount is what the collector took from the memos of one entry.
+type memoCount struct {
+	ns, count uint64
+}
+
+// memoOutSize is sizeof(struct vg_memo_out): ns, rid, count.
+const memoOutSize = 24
+
+// collectMemos runs the collector (vg_collect) over every task for the
+// memos of window gen, which has ended, and returns their counts by
+// RepeatID.
+func (c *Capture) collectMemos(gen uint32) (map[uint64]memoCount, error) {
+	if err := c.repGenMap.Update(uint32(1), gen, ebpf.UpdateAny); err != nil {
+		return nil, fmt.Errorf("set collected repeat window: %w", err)
+	}
+	rd, err := c.collect.Open()
+	if err != nil {
+		return nil, fmt.Errorf("run repeat memo collector: %w", err)
+	}
+	defer rd.Close()
+	out, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, fmt.Errorf("read repeat memo collector: %w", err)
+	}
+	if len(out)%memoOutSize != 0 {
+		return nil, fmt.Errorf("read repeat memo collector: %d bytes, not a multiple of %d", len(out), memoOutSize)
+	}
+	if c.memoBuf == nil {
+		c.memoBuf = make(map[uint64]memoCount)
+	}
+	for ; len(out) > 0; out = out[memoOutSize:] {
+		ns := binary.LittleEndian.Uint64(out)
+		id := binary.LittleEndian.Uint64(out[8:])
+		m := c.memoBuf[id]
+		m.ns = ns
+		m.count += binary.LittleEndian.Uint64(out[16:])
+		c.memoBuf[id] = m
+	}
+	return c.memoBuf, nil
 }
 
 // drainLocked hands fn the records in the ring buffer up to the writer's
@@ -1133,6 +1241,9 @@ func (c *Capture) Close() error {
 		c.repMu.Unlock()
 		for _, l := range c.links {
 			errs = append(errs, l.Close())
+		}
+		if c.collect != nil {
+			errs = append(errs, c.collect.Close())
 		}
 		if c.coll != nil {
 			c.coll.Close()

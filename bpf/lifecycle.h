@@ -90,6 +90,53 @@ int vg_fork(struct trace_event_raw_sched_process_fork *ctx)
 	return 0;
 }
 
+/* memo_exit hands the count of the exiting task's memo to its entry
+ * (the task storage goes with the task) and ends the memo: an event the
+ * task makes after this takes the table. A count of an ended window goes
+ * to the previous table, which userspace keeps in its slot until the
+ * collector has run and a grace period has passed (see doc.go). */
+static __always_inline void memo_exit(struct task_struct *task)
+{
+	struct vg_memo *mo = bpf_task_storage_get(&task_memo, task, 0, 0);
+	struct vg_memo_out out;
+	__u32 from = 0;
+	__u64 n;
+
+	if (!mo)
+		return;
+	mo->dead = 1;
+	n = memo_take(mo, 0, &from, &out);
+	if (n)
+		memo_flush(mo, from, n);
+}
+
+/* vg_collect (an iterator run by userspace after the window rep_gen[1]
+ * ended) takes the counts of the memos of that window and writes them
+ * out (struct vg_memo_out) for userspace to add to the old table's. */
+SEC("iter/task")
+int vg_collect(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct vg_memo_out out;
+	struct vg_memo *mo;
+	__u32 one = 1, from = 0, *g;
+	__u64 n;
+
+	if (!task)
+		return 0;
+	g = bpf_map_lookup_elem(&rep_gen, &one);
+	if (!g || !*g)
+		return 0;
+	mo = bpf_task_storage_get(&task_memo, task, 0, 0);
+	if (!mo)
+		return 0;
+	n = memo_take(mo, *g, &from, &out);
+	if (!n)
+		return 0;
+	bpf_seq_write(ctx->meta->seq, &out, sizeof(out));
+	return 0;
+}
+
 SEC("tracepoint/sched/sched_process_exit")
 int vg_exit(void *ctx)
 {
@@ -98,6 +145,7 @@ int vg_exit(void *ctx)
 	struct rec_exit *r;
 
 	ignore_exit(task);
+	memo_exit(task);
 	if (!st)
 		return 0;
 	r = new_record(VG_TASK_EXIT, sizeof(*r), st);

@@ -68,7 +68,7 @@ int BPF_PROG(vg_file_open, struct file *file, int ret)
 	r = new_record(VG_FILE_OPEN, sizeof(*r), st);
 	if (!r)
 		return lost(st, cfg);
-	repeat_reserved(&r->hdr, &rs);
+	repeat_reserved(&r->hdr, &rs, &s->rk);
 	repeat_decide_later(s, &rs);
 	fill_file_btf(&r->file, file);
 	if (enforcing(cfg)) {

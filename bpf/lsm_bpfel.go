@@ -499,6 +499,48 @@ type lsmVgLossKey struct {
 	Pad    uint32
 }
 
+type lsmVgMemo struct {
+	_ structs.HostLayout
+	K struct {
+		_         structs.HostLayout
+		Ns        uint64
+		Ttd       uint64
+		P_ttd     uint64
+		Inode     uint64
+		Mnt       uint64
+		Dentry    uint64
+		Ino       uint64
+		Size      uint64
+		CtimeSec  int64
+		MtimeSec  int64
+		CtimeNsec uint32
+		MtimeNsec uint32
+		Dev       uint32
+		Mode      uint32
+		Uid       uint32
+		Gid       uint32
+		F_flags   uint32
+		Type      uint16
+		Tflags    uint16
+		Coe       struct {
+			_      structs.HostLayout
+			Uid    uint32
+			Euid   uint32
+			Suid   uint32
+			Gid    uint32
+			Egid   uint32
+			Sgid   uint32
+			Fsuid  uint32
+			Fsgid  uint32
+			Capeff uint64
+		}
+	}
+	Rid  uint64
+	Word uint64
+	Gen  uint32
+	Dead uint32
+}
+
 type lsmVgNsCfg struct {
 	_     structs.HostLayout
 	Mode  uint32
@@ -601,6 +643,8 @@ type lsmVgScratch struct {
 	}
 	RkCached uint32
 	RkGen    uint32
+	RkSlot   uint32
+	RkPad    uint32
 }
 
 type lsmVgTask struct {
@@ -628,16 +672,19 @@ const (
 	lsmMapLossOverflow           = "loss_overflow"
 	lsmMapNsConfig               = "ns_config"
 	lsmMapPending                = "pending"
+	lsmMapRepGen                 = "rep_gen"
 	lsmMapRepeats                = "repeats"
 	lsmMapRidCounter             = "rid_counter"
 	lsmMapRvalScratch            = "rval_scratch"
 	lsmMapScratch                = "scratch"
+	lsmMapTaskMemo               = "task_memo"
 	lsmMapTaskState              = "task_state"
 	lsmMapTtdCounter             = "ttd_counter"
 	lsmProgVgBpf                 = "vg_bpf"
 	lsmProgVgBprmCheckSecurity   = "vg_bprm_check_security"
 	lsmProgVgBprmCommittedCreds  = "vg_bprm_committed_creds"
 	lsmProgVgCapable             = "vg_capable"
+	lsmProgVgCollect             = "vg_collect"
 	lsmProgVgExit                = "vg_exit"
 	lsmProgVgFileIoctl           = "vg_file_ioctl"
 	lsmProgVgFileOpen            = "vg_file_open"
@@ -677,6 +724,7 @@ const (
 	lsmVarUnusedRecSockAddr      = "unused_rec_sock_addr"
 	lsmVarUnusedRecSockCreate    = "unused_rec_sock_create"
 	lsmVarUnusedRecTaskKill      = "unused_rec_task_kill"
+	lsmVarUnusedVgMemoOut        = "unused_vg_memo_out"
 	lsmVarUnusedVgRhkey          = "unused_vg_rhkey"
 	lsmVarUnusedVgRkey           = "unused_vg_rkey"
 	lsmVarWakeupBytes            = "wakeup_bytes"
@@ -728,6 +776,7 @@ type lsmProgramSpecs struct {
 	VgBprmCheckSecurity   *ebpf.ProgramSpec `ebpf:"vg_bprm_check_security"`
 	VgBprmCommittedCreds  *ebpf.ProgramSpec `ebpf:"vg_bprm_committed_creds"`
 	VgCapable             *ebpf.ProgramSpec `ebpf:"vg_capable"`
+	VgCollect             *ebpf.ProgramSpec `ebpf:"vg_collect"`
 	VgExit                *ebpf.ProgramSpec `ebpf:"vg_exit"`
 	VgFileIoctl           *ebpf.ProgramSpec `ebpf:"vg_file_ioctl"`
 	VgFileOpen            *ebpf.ProgramSpec `ebpf:"vg_file_open"`
@@ -763,10 +812,12 @@ type lsmMapSpecs struct {
 	LossOverflow *ebpf.MapSpec `ebpf:"loss_overflow"`
 	NsConfig     *ebpf.MapSpec `ebpf:"ns_config"`
 	Pending      *ebpf.MapSpec `ebpf:"pending"`
+	RepGen       *ebpf.MapSpec `ebpf:"rep_gen"`
 	Repeats      *ebpf.MapSpec `ebpf:"repeats"`
 	RidCounter   *ebpf.MapSpec `ebpf:"rid_counter"`
 	RvalScratch  *ebpf.MapSpec `ebpf:"rval_scratch"`
 	Scratch      *ebpf.MapSpec `ebpf:"scratch"`
+	TaskMemo     *ebpf.MapSpec `ebpf:"task_memo"`
 	TaskState    *ebpf.MapSpec `ebpf:"task_state"`
 	TtdCounter   *ebpf.MapSpec `ebpf:"ttd_counter"`
 }
@@ -794,6 +845,7 @@ type lsmVariableSpecs struct {
 	UnusedRecSockAddr     *ebpf.VariableSpec `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.VariableSpec `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.VariableSpec `ebpf:"unused_rec_task_kill"`
+	UnusedVgMemoOut       *ebpf.VariableSpec `ebpf:"unused_vg_memo_out"`
 	UnusedVgRhkey         *ebpf.VariableSpec `ebpf:"unused_vg_rhkey"`
 	UnusedVgRkey          *ebpf.VariableSpec `ebpf:"unused_vg_rkey"`
 	WakeupBytes           *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -828,10 +880,12 @@ type lsmMaps struct {
 	LossOverflow *ebpf.Map `ebpf:"loss_overflow"`
 	NsConfig     *ebpf.Map `ebpf:"ns_config"`
 	Pending      *ebpf.Map `ebpf:"pending"`
+	RepGen       *ebpf.Map `ebpf:"rep_gen"`
 	Repeats      *ebpf.Map `ebpf:"repeats"`
 	RidCounter   *ebpf.Map `ebpf:"rid_counter"`
 	RvalScratch  *ebpf.Map `ebpf:"rval_scratch"`
 	Scratch      *ebpf.Map `ebpf:"scratch"`
+	TaskMemo     *ebpf.Map `ebpf:"task_memo"`
 	TaskState    *ebpf.Map `ebpf:"task_state"`
 	TtdCounter   *ebpf.Map `ebpf:"ttd_counter"`
 }
@@ -847,10 +901,12 @@ func (m *lsmMaps) Close() error {
 		m.LossOverflow,
 		m.NsConfig,
 		m.Pending,
+		m.RepGen,
 		m.Repeats,
 		m.RidCounter,
 		m.RvalScratch,
 		m.Scratch,
+		m.TaskMemo,
 		m.TaskState,
 		m.TtdCounter,
 	)
@@ -879,6 +935,7 @@ type lsmVariables struct {
 	UnusedRecSockAddr     *ebpf.Variable `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.Variable `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.Variable `ebpf:"unused_rec_task_kill"`
+	UnusedVgMemoOut       *ebpf.Variable `ebpf:"unused_vg_memo_out"`
 	UnusedVgRhkey         *ebpf.Variable `ebpf:"unused_vg_rhkey"`
 	UnusedVgRkey          *ebpf.Variable `ebpf:"unused_vg_rkey"`
 	WakeupBytes           *ebpf.Variable `ebpf:"wakeup_bytes"`
@@ -892,6 +949,7 @@ type lsmPrograms struct {
 	VgBprmCheckSecurity   *ebpf.Program `ebpf:"vg_bprm_check_security"`
 	VgBprmCommittedCreds  *ebpf.Program `ebpf:"vg_bprm_committed_creds"`
 	VgCapable             *ebpf.Program `ebpf:"vg_capable"`
+	VgCollect             *ebpf.Program `ebpf:"vg_collect"`
 	VgExit                *ebpf.Program `ebpf:"vg_exit"`
 	VgFileIoctl           *ebpf.Program `ebpf:"vg_file_ioctl"`
 	VgFileOpen            *ebpf.Program `ebpf:"vg_file_open"`
@@ -920,6 +978,7 @@ func (p *lsmPrograms) Close() error {
 		p.VgBprmCheckSecurity,
 		p.VgBprmCommittedCreds,
 		p.VgCapable,
+		p.VgCollect,
 		p.VgExit,
 		p.VgFileIoctl,
 		p.VgFileOpen,

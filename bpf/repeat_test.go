@@ -418,3 +418,76 @@ func TestRepeatRotationSpec(t *testing.T) {
 		}
 	}
 }
+
+// testRepeatMemo: repeats counted in the tasks' memos reach the counts
+// exactly while many processes open one file at once, short ones exit in
+// the middle of a window, Run rotates every few milliseconds and
+// FlushRepeats rotates in between: records + counts equal the opens of
+// every process. Without the collector the memos' counts of each ended
+// window would be missing.
+func testRepeatMemo(t *testing.T, b Backend) {
+	c := openCaptureWith(t, Options{Backend: b, RingBufferBytes: 16 << 20, RepeatWindow: 3 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir, bin := sharedDir(t)
+	col := collect(t, c)
+	path := filepath.Join(dir, "memo")
+	writeFile(t, path, "x")
+	ns := nextNS()
+	stop := make(chan struct{})
+	var flusher sync.WaitGroup
+	flusher.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if err := c.FlushRepeats(ctx); err != nil {
+				t.Errorf("FlushRepeats() during the workload = %v", err)
+				return
+			}
+		}
+	})
+	sizes := []int{30000, 200, 5000, 1, 30000, 50, 2000, 30000, 10, 700, 15000, 3}
+	var (
+		work  sync.WaitGroup
+		total int
+	)
+	for round := range 2 {
+		for i, n := range sizes {
+			total += n
+			work.Go(func() {
+				if round == 1 && i%3 == 0 {
+					time.Sleep(time.Duration(i) * time.Millisecond)
+				}
+				runOpenLoop(t, c, ns, bin, path, n)
+			})
+		}
+	}
+	work.Wait()
+	close(stop)
+	flusher.Wait()
+	if err := c.FlushRepeats(ctx); err != nil {
+		t.Fatalf("FlushRepeats() = %v", err)
+	}
+	col.mu.Lock()
+	recs := slices.Clone(col.recs)
+	col.mu.Unlock()
+	checkRepeatStream(t, recs, ns, false)
+	match := fileOpens(path, 0)
+	if got := eventCount(recs, match); got != total {
+		t.Errorf("records + repeats of %s = %d; want exactly %d (%d processes)", path, got, total, 2*len(sizes))
+	}
+	t.Logf("%d records for %d opens of %d processes", countRecords(recs, match), total, 2*len(sizes))
+	col.finish(t)
+}
+
+func TestTracepointRepeatMemo(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("the VM runs the LSM backend tests")
+	}
+	testRepeatMemo(t, BackendTracepoint)
+}
+
+func TestLSMRepeatMemo(t *testing.T) { testRepeatMemo(t, BackendLSM) }

@@ -23,12 +23,12 @@ func TestSpecPrograms(t *testing.T) {
 			"lsm/inode_rename", "lsm/inode_setattr", "lsm/inode_unlink", "lsm/kernel_module_request",
 			"lsm/kernel_read_file", "lsm/mmap_file", "lsm/ptrace_access_check", "lsm/sb_mount",
 			"lsm/socket_accept", "lsm/socket_bind", "lsm/socket_connect", "lsm/socket_create",
-			"lsm/task_kill",
+			"lsm/task_kill", "iter/task",
 			"tracepoint/sched/sched_process_exit", "tracepoint/sched/sched_process_fork",
 			"tracepoint/sched/sched_process_free",
 		}},
 		{BackendTracepoint, ebpf.TracePoint, []string{
-			"tracepoint/sched/sched_process_exec", "tracepoint/sched/sched_process_exit",
+			"iter/task", "tracepoint/sched/sched_process_exec", "tracepoint/sched/sched_process_exit",
 			"tracepoint/sched/sched_process_fork", "tracepoint/sched/sched_process_free",
 			"tracepoint/syscalls/sys_enter_bind", "tracepoint/syscalls/sys_enter_connect",
 			"tracepoint/syscalls/sys_enter_kill", "tracepoint/syscalls/sys_enter_mmap",
@@ -45,7 +45,7 @@ func TestSpecPrograms(t *testing.T) {
 			var got []string
 			for _, p := range spec.Programs {
 				got = append(got, p.SectionName)
-				if p.Type != tc.progType && p.Type != ebpf.TracePoint {
+				if p.Type != tc.progType && p.Type != ebpf.TracePoint && p.SectionName != "iter/task" {
 					t.Errorf("program %s: type %s; want %s", p.Name, p.Type, tc.progType)
 				}
 			}
@@ -58,6 +58,7 @@ func TestSpecPrograms(t *testing.T) {
 				"events": ebpf.RingBuf, "task_state": ebpf.TaskStorage, "pending": ebpf.Hash,
 				"ns_config": ebpf.Hash, "allow": ebpf.Hash, "loss": ebpf.PerCPUHash,
 				"loss_overflow": ebpf.PerCPUArray, "ttd_counter": ebpf.Array, "scratch": ebpf.PerCPUArray,
+				"task_memo": ebpf.TaskStorage, "rep_gen": ebpf.Array, "repeats": ebpf.ArrayOfMaps,
 			} {
 				m, ok := spec.Maps[name]
 				if !ok {

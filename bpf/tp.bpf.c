@@ -95,7 +95,7 @@ static __always_inline struct file *fd_file_btf(long fd)
 static __always_inline int open_exit(struct sys_exit_ctx *ctx)
 {
 	struct vg_rstate rs = {};
-	struct vg_scratch *s;
+	struct vg_scratch *s = NULL;
 	struct vg_ns_cfg *cfg;
 	struct vg_task *st;
 	struct file *file;
@@ -135,7 +135,7 @@ static __always_inline int open_exit(struct sys_exit_ctx *ctx)
 		fill_file(&r->file, file);
 	}
 	r->hdr.flags |= VG_F_OBSERVED;
-	repeat_reserved(&r->hdr, &rs);
+	repeat_reserved(&r->hdr, &rs, &s->rk);
 	bpf_ringbuf_submit(r, wake_flags());
 	return 0;
 }

@@ -26,6 +26,48 @@ type tpVgLossKey struct {
 	Pad    uint32
 }
 
+type tpVgMemo struct {
+	_ structs.HostLayout
+	K struct {
+		_         structs.HostLayout
+		Ns        uint64
+		Ttd       uint64
+		P_ttd     uint64
+		Inode     uint64
+		Mnt       uint64
+		Dentry    uint64
+		Ino       uint64
+		Size      uint64
+		CtimeSec  int64
+		MtimeSec  int64
+		CtimeNsec uint32
+		MtimeNsec uint32
+		Dev       uint32
+		Mode      uint32
+		Uid       uint32
+		Gid       uint32
+		F_flags   uint32
+		Type      uint16
+		Tflags    uint16
+		Coe       struct {
+			_      structs.HostLayout
+			Uid    uint32
+			Euid   uint32
+			Suid   uint32
+			Gid    uint32
+			Egid   uint32
+			Sgid   uint32
+			Fsuid  uint32
+			Fsgid  uint32
+			Capeff uint64
+		}
+	}
+	Rid  uint64
+	Word uint64
+	Gen  uint32
+	Dead uint32
+}
+
 type tpVgNsCfg struct {
 	_     structs.HostLayout
 	Mode  uint32
@@ -128,6 +170,8 @@ type tpVgScratch struct {
 	}
 	RkCached uint32
 	RkGen    uint32
+	RkSlot   uint32
+	RkPad    uint32
 }
 
 type tpVgTask struct {
@@ -154,12 +198,15 @@ const (
 	tpMapLossOverflow          = "loss_overflow"
 	tpMapNsConfig              = "ns_config"
 	tpMapPending               = "pending"
+	tpMapRepGen                = "rep_gen"
 	tpMapRepeats               = "repeats"
 	tpMapRidCounter            = "rid_counter"
 	tpMapRvalScratch           = "rval_scratch"
 	tpMapScratch               = "scratch"
+	tpMapTaskMemo              = "task_memo"
 	tpMapTaskState             = "task_state"
 	tpMapTtdCounter            = "ttd_counter"
+	tpProgVgCollect            = "vg_collect"
 	tpProgVgEnterBind          = "vg_enter_bind"
 	tpProgVgEnterConnect       = "vg_enter_connect"
 	tpProgVgEnterKill          = "vg_enter_kill"
@@ -191,6 +238,7 @@ const (
 	tpVarUnusedRecSockAddr     = "unused_rec_sock_addr"
 	tpVarUnusedRecSockCreate   = "unused_rec_sock_create"
 	tpVarUnusedRecTaskKill     = "unused_rec_task_kill"
+	tpVarUnusedVgMemoOut       = "unused_vg_memo_out"
 	tpVarUnusedVgRhkey         = "unused_vg_rhkey"
 	tpVarUnusedVgRkey          = "unused_vg_rkey"
 	tpVarWakeupBytes           = "wakeup_bytes"
@@ -238,6 +286,7 @@ type tpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tpProgramSpecs struct {
+	VgCollect      *ebpf.ProgramSpec `ebpf:"vg_collect"`
 	VgEnterBind    *ebpf.ProgramSpec `ebpf:"vg_enter_bind"`
 	VgEnterConnect *ebpf.ProgramSpec `ebpf:"vg_enter_connect"`
 	VgEnterKill    *ebpf.ProgramSpec `ebpf:"vg_enter_kill"`
@@ -264,10 +313,12 @@ type tpMapSpecs struct {
 	LossOverflow *ebpf.MapSpec `ebpf:"loss_overflow"`
 	NsConfig     *ebpf.MapSpec `ebpf:"ns_config"`
 	Pending      *ebpf.MapSpec `ebpf:"pending"`
+	RepGen       *ebpf.MapSpec `ebpf:"rep_gen"`
 	Repeats      *ebpf.MapSpec `ebpf:"repeats"`
 	RidCounter   *ebpf.MapSpec `ebpf:"rid_counter"`
 	RvalScratch  *ebpf.MapSpec `ebpf:"rval_scratch"`
 	Scratch      *ebpf.MapSpec `ebpf:"scratch"`
+	TaskMemo     *ebpf.MapSpec `ebpf:"task_memo"`
 	TaskState    *ebpf.MapSpec `ebpf:"task_state"`
 	TtdCounter   *ebpf.MapSpec `ebpf:"ttd_counter"`
 }
@@ -295,6 +346,7 @@ type tpVariableSpecs struct {
 	UnusedRecSockAddr     *ebpf.VariableSpec `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.VariableSpec `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.VariableSpec `ebpf:"unused_rec_task_kill"`
+	UnusedVgMemoOut       *ebpf.VariableSpec `ebpf:"unused_vg_memo_out"`
 	UnusedVgRhkey         *ebpf.VariableSpec `ebpf:"unused_vg_rhkey"`
 	UnusedVgRkey          *ebpf.VariableSpec `ebpf:"unused_vg_rkey"`
 	WakeupBytes           *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -328,10 +380,12 @@ type tpMaps struct {
 	LossOverflow *ebpf.Map `ebpf:"loss_overflow"`
 	NsConfig     *ebpf.Map `ebpf:"ns_config"`
 	Pending      *ebpf.Map `ebpf:"pending"`
+	RepGen       *ebpf.Map `ebpf:"rep_gen"`
 	Repeats      *ebpf.Map `ebpf:"repeats"`
 	RidCounter   *ebpf.Map `ebpf:"rid_counter"`
 	RvalScratch  *ebpf.Map `ebpf:"rval_scratch"`
 	Scratch      *ebpf.Map `ebpf:"scratch"`
+	TaskMemo     *ebpf.Map `ebpf:"task_memo"`
 	TaskState    *ebpf.Map `ebpf:"task_state"`
 	TtdCounter   *ebpf.Map `ebpf:"ttd_counter"`
 }
@@ -346,10 +400,12 @@ func (m *tpMaps) Close() error {
 		m.LossOverflow,
 		m.NsConfig,
 		m.Pending,
+		m.RepGen,
 		m.Repeats,
 		m.RidCounter,
 		m.RvalScratch,
 		m.Scratch,
+		m.TaskMemo,
 		m.TaskState,
 		m.TtdCounter,
 	)
@@ -378,6 +434,7 @@ type tpVariables struct {
 	UnusedRecSockAddr     *ebpf.Variable `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.Variable `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.Variable `ebpf:"unused_rec_task_kill"`
+	UnusedVgMemoOut       *ebpf.Variable `ebpf:"unused_vg_memo_out"`
 	UnusedVgRhkey         *ebpf.Variable `ebpf:"unused_vg_rhkey"`
 	UnusedVgRkey          *ebpf.Variable `ebpf:"unused_vg_rkey"`
 	WakeupBytes           *ebpf.Variable `ebpf:"wakeup_bytes"`
@@ -387,6 +444,7 @@ type tpVariables struct {
 //
 // It can be passed to loadTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tpPrograms struct {
+	VgCollect      *ebpf.Program `ebpf:"vg_collect"`
 	VgEnterBind    *ebpf.Program `ebpf:"vg_enter_bind"`
 	VgEnterConnect *ebpf.Program `ebpf:"vg_enter_connect"`
 	VgEnterKill    *ebpf.Program `ebpf:"vg_enter_kill"`
@@ -403,6 +461,7 @@ type tpPrograms struct {
 
 func (p *tpPrograms) Close() error {
 	return _TpClose(
+		p.VgCollect,
 		p.VgEnterBind,
 		p.VgEnterConnect,
 		p.VgEnterKill,

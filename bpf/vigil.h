@@ -296,6 +296,8 @@ struct vg_scratch {
 	struct vg_rkey rk;
 	__u32 rk_cached;
 	__u32 rk_gen;
+	__u32 rk_slot; /* the repeats slot repeat_begin used */
+	__u32 rk_pad;
 };
 
 /* Record types referenced so bpf2go emits them and the spec tests can
@@ -425,12 +427,60 @@ struct vg_rcache {
 	__uint(value_size, sizeof(struct vg_rval));
 };
 
+/* Slot gen & 1 holds the table of window gen (rep_gen); the other slot
+ * keeps the previous window's table until userspace has read it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__array(values, struct vg_rcache);
 } repeats SEC(".maps");
+
+/* [0]: the current repeat window's generation, never 0 once loaded
+ * (bumped by userspace at every rotation, before the grace period that
+ * ends the window); [1]: the generation the collector (vg_collect) takes
+ * the counts of. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} rep_gen SEC(".maps");
+
+/* A task's memo of its last cached key: repeats of it count here, without
+ * a table lookup. word is gen << VG_MEMO_SHIFT | count: count events of
+ * key k (entry rid of the table of window gen) not yet in the table. Only
+ * the task itself adds to count, and only while gen is the current
+ * window; the collector (another CPU, after the window ended) and the
+ * task's exit take the count with a compare-and-swap. A separate map from
+ * task_state so that userspace (Enroll) and fork never copy a count. */
+#define VG_MEMO_SHIFT 40
+#define VG_MEMO_COUNT ((1ULL << VG_MEMO_SHIFT) - 1)
+#define VG_MEMO_GEN(g) ((__u64)((g) & 0xffffff))
+
+struct vg_memo {
+	struct vg_rkey k;
+	__u64 rid;
+	__u64 word; /* low 24 bits of gen << VG_MEMO_SHIFT | count */
+	__u32 gen;  /* the whole window number, which only the task writes */
+	__u32 dead; /* the task has passed its exit: no memo any more */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct vg_memo);
+} task_memo SEC(".maps");
+
+/* What the collector writes per memo it took a count from. */
+struct vg_memo_out {
+	__u64 ns;
+	__u64 rid;
+	__u64 count;
+};
+
+struct vg_memo_out *unused_vg_memo_out __attribute__((unused));
 
 struct vg_rhkey *unused_vg_rhkey __attribute__((unused));
 struct vg_rkey *unused_vg_rkey __attribute__((unused));
@@ -1334,6 +1384,9 @@ struct vg_rstate {
 	struct vg_rval *e;
 	__u64 rid;
 	__u32 gen;
+	__u32 rgen; /* the repeat window (rep_gen) the table belongs to */
+	__u32 memo; /* the task may memo the key (not enforcing) */
+	__u32 pad;
 };
 
 static __always_inline int repeat_on(const struct vg_ns_cfg *cfg)
@@ -1415,25 +1468,119 @@ static __always_inline __u64 rkey_hash(const struct vg_rkey *k)
 	return h[0] ^ (h[0] >> 29);
 }
 
+/* memo_flush adds a count taken from a memo to its entry in the table of
+ * window gen; the entry exists (a memo is set only from an entry, and
+ * entries stay until the table is dropped). */
+static __always_inline void memo_flush(const struct vg_memo *mo, __u32 gen, __u64 n)
+{
+	struct vg_rhkey hk = {.ns = mo->k.ns, .hash = rkey_hash(&mo->k)};
+	__u32 slot = gen & 1;
+	struct vg_rval *e;
+	void *m;
+
+	m = bpf_map_lookup_elem(&repeats, &slot);
+	if (!m)
+		return;
+	e = bpf_map_lookup_elem(m, &hk);
+	if (e && rkey_same(&e->k, &mo->k))
+		__sync_fetch_and_add(&e->count, n);
+}
+
+/* memo_set makes k (entry rid of the table of window gen, whose record is
+ * reserved) the task's memo. A count the memo holds for the current
+ * window goes to its entry first; one of an ended window belongs to the
+ * collector, and the memo stays until it is taken. */
+static __always_inline void memo_set(const struct vg_rkey *k, __u64 rid, __u32 gen)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct vg_memo *mo;
+	__u64 w, n;
+
+	mo = bpf_task_storage_get(&task_memo, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!mo || mo->dead)
+		return;
+	w = mo->word;
+	n = w & VG_MEMO_COUNT;
+	if (n) {
+		if (mo->gen != gen)
+			return;
+		memo_flush(mo, gen, n);
+	}
+	mo->k = *k;
+	mo->rid = rid;
+	mo->gen = gen;
+	mo->word = VG_MEMO_GEN(gen) << VG_MEMO_SHIFT;
+}
+
+/* memo_take takes the count of a memo of window gen (any window when gen
+ * is 0) with a compare-and-swap; 0 when there is none. out gets the
+ * memo's namespace and id, read before the swap: while a memo holds a
+ * count of an ended window its task does not change it, so a swap that
+ * succeeds took the count of that key. */
+static __always_inline __u64 memo_take(struct vg_memo *mo, __u32 gen, __u32 *from, struct vg_memo_out *out)
+{
+	__u64 w = mo->word, n, was;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		n = w & VG_MEMO_COUNT;
+		if (!n || (gen && (w >> VG_MEMO_SHIFT) != VG_MEMO_GEN(gen)))
+			return 0;
+		out->ns = mo->k.ns;
+		out->rid = mo->rid;
+		out->count = n;
+		was = __sync_val_compare_and_swap(&mo->word, w, w & ~VG_MEMO_COUNT);
+		if (was == w) {
+			*from = w >> VG_MEMO_SHIFT;
+			return n;
+		}
+		w = was;
+	}
+	return 0;
+}
+
 static __always_inline int repeat_begin(struct vg_rkey *k, const struct vg_ns_cfg *cfg, struct vg_rstate *rs)
 {
-	struct vg_rhkey hk = {.ns = k->ns, .hash = rkey_hash(k)};
+	struct vg_rhkey hk;
 	struct vg_rval *init, *e;
-	__u32 zero = 0;
+	struct vg_memo *mo;
+	__u32 zero = 0, slot, *g;
 	void *m;
 
 	rs->e = NULL;
 	rs->rid = 0;
 	rs->gen = cfg ? cfg->gen : 0;
-	m = bpf_map_lookup_elem(&repeats, &zero);
+	rs->memo = 0;
+	g = bpf_map_lookup_elem(&rep_gen, &zero);
+	if (!g || !*g)
+		return 0;
+	rs->rgen = *g;
+	/* Memos only outside enforcing namespaces: an enforced repeat must
+	 * pass the entry's allowed check under the current configuration. */
+	if (!enforcing(cfg)) {
+		rs->memo = 1;
+		mo = bpf_task_storage_get(&task_memo, bpf_get_current_task_btf(), 0, 0);
+		if (mo && mo->gen == rs->rgen && !mo->dead && rkey_same(&mo->k, k)) {
+			/* Only this task writes a memo of the current window:
+			 * a plain add. */
+			mo->word += 1;
+			return 1;
+		}
+	}
+	slot = rs->rgen & 1;
+	m = bpf_map_lookup_elem(&repeats, &slot);
 	if (!m)
 		return 0;
+	hk.ns = k->ns;
+	hk.hash = rkey_hash(k);
 	e = bpf_map_lookup_elem(m, &hk);
 	if (e) {
 		if (!rkey_same(&e->k, k))
 			return 0; /* another key with the same hash: uncached */
 		if (e->valid && (!enforcing(cfg) || (e->allowed && e->gen == rs->gen))) {
 			__sync_fetch_and_add(&e->count, 1);
+			if (rs->memo)
+				memo_set(k, e->id, rs->rgen);
 			return 1;
 		}
 		rs->e = e;
@@ -1461,11 +1608,14 @@ static __always_inline int repeat_begin(struct vg_rkey *k, const struct vg_ns_cf
 
 /* repeat_reserved: the record of rs is reserved (it will reach
  * userspace), so repeats of its key may be suppressed from now on. */
-static __always_inline void repeat_reserved(struct vg_hdr *h, const struct vg_rstate *rs)
+static __always_inline void repeat_reserved(struct vg_hdr *h, const struct vg_rstate *rs, const struct vg_rkey *k)
 {
 	h->rid = rs->rid;
-	if (rs->e)
+	if (rs->e) {
 		rs->e->valid = 1;
+		if (rs->memo)
+			memo_set(k, rs->rid, rs->rgen);
+	}
 }
 
 /* repeat_decided records the enforcement decision of a full check, under
@@ -1486,6 +1636,7 @@ static __always_inline void repeat_decide_later(struct vg_scratch *s, const stru
 {
 	s->rk_cached = rs->e != NULL;
 	s->rk_gen = rs->gen;
+	s->rk_slot = rs->rgen & 1;
 }
 
 static __always_inline void repeat_decided_later(int rc)
@@ -1500,6 +1651,7 @@ static __always_inline void repeat_decided_later(int rc)
 	if (!s || !s->rk_cached)
 		return;
 	s->rk_cached = 0;
+	zero = s->rk_slot & 1;
 	m = bpf_map_lookup_elem(&repeats, &zero);
 	if (!m)
 		return;
