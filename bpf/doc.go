@@ -76,6 +76,51 @@
 // the full path. It covers file_open on both backends; on the tracepoint
 // backend it needs bpf_rdonly_cast (6.2+), else every open is recorded.
 //
+// Repeat memo. Outside enforcing namespaces a task keeps its last cached
+// key in its own task storage (task_memo, apart from task_state so that
+// Enroll and fork never copy a count): the key, the entry's id, the
+// window number gen and one word holding gen's low 24 bits and a count.
+// A repeat of that key in the same window only adds one to the count,
+// with no table lookup (only the task itself adds, so a plain add). On
+// another key the task takes the table path as before and then moves its
+// memo: a count of the current window is added to the old key's entry
+// first; a count of an ended window stays for the collector, and so does
+// the memo. The windows and their order:
+//
+//   - rep_gen[0] is the current window g; the table of window g sits in
+//     slot g&1 of repeats, and a program reads rep_gen[0] once and uses
+//     that slot for everything it does.
+//   - Rotation g to g+1: the fresh table goes into slot (g+1)&1 (its old
+//     table, of window g-1, was read at the last rotation), rep_gen[0]
+//     becomes g+1, then a second update of that slot waits for every
+//     running program (the kernel's map-in-map grace period). After it no
+//     program counts anything under window g: the old table's entries
+//     and the memo counts of window g are frozen, and their records are
+//     in the ring buffer, which Run drains first.
+//   - The collector, an iter/task program (vg_collect) run by userspace
+//     with rep_gen[1] = g, takes each task's count of window g with a
+//     compare-and-swap of the memo word and writes (namespace, id,
+//     count); while a memo holds a count of an ended window its task
+//     leaves it alone, so the id read before the swap is the count's.
+//   - A task that exits (sched_process_exit) takes its memo's count with
+//     the same compare-and-swap, marks the memo dead (later events take
+//     the table) and adds the count to its entry in the table of the
+//     memo's window, slot gen&1: the current table, or the old one, which
+//     stays in its slot. Exactly one of the collector and the exit gets a
+//     count. A task that has not passed the exit hook is still visible to
+//     the iterator, so the collector misses no count an exit does not take.
+//   - Userspace then updates the old table's slot with the same table: a
+//     grace period after which every exit that took a count of window g
+//     before the collector has added it. Only then is the old table read;
+//     its counts plus the collector's (by id) are the window's counts,
+//     delivered as before, then the finish markers.
+//
+// Enforcing namespaces keep the table path (an allowed entry of the
+// current configuration generation is what suppresses there); a memo's
+// pending count survives a namespace turning to enforcement, turning the
+// cache off or a configuration change, because the collector takes it at
+// the end of its window whatever the namespace does since.
+//
 // # Namespaces, modes and enforcement
 //
 // Enroll puts a task (by pid, through a pidfd) in a namespace; children
