@@ -396,14 +396,21 @@ func verifyAgentLog(t *testing.T, ag *agentProc, stderr string) (*measure.Report
 		t.Fatalf("agent stderr has no final register line:\n%s", stderr)
 	}
 	value, _ := hex.DecodeString(m[1])
-	f, err := os.Open(ag.log)
+	return verifyLog(t, ag.log, measure.VerifyOptions{Register: value, Kind: measure.KindSoftware, Index: 23}), m
+}
+
+// verifyLog verifies the measured log at path with opts and fails the
+// test if it does not verify.
+func verifyLog(t *testing.T, path string, opts measure.VerifyOptions) *measure.Report {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	rep, err := measure.Verify(f, ag.log, measure.VerifyOptions{Register: value, Kind: measure.KindSoftware, Index: 23})
+	rep, err := measure.Verify(f, path, opts)
 	if err != nil {
 		t.Fatalf("verify the agent's log: %v", err)
 	}
-	return rep, m
+	return rep
 }

@@ -104,15 +104,7 @@ for i in range(%d):
 	ag.stop(t)
 	w.stop(t)
 
-	f, err := os.Open(ag.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rep, err := measure.Verify(f, ag.log, measure.VerifyOptions{})
-	if err != nil {
-		t.Fatalf("verify the agent's log: %v", err)
-	}
+	rep := verifyLog(t, ag.log, measure.VerifyOptions{})
 	var points, gaps int
 	var lost uint64
 	for _, n := range rep.Namespaces {
@@ -265,15 +257,7 @@ func main() {
 	ag.stop(t)
 	w.stop(t)
 
-	f, err := os.Open(ag.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rep, err := measure.Verify(f, ag.log, measure.VerifyOptions{})
-	if err != nil {
-		t.Fatalf("verify the agent's log: %v", err)
-	}
+	rep := verifyLog(t, ag.log, measure.VerifyOptions{})
 	for _, n := range rep.Namespaces {
 		if n.Name == nsName && (n.Gaps != 0 || n.Lost != 0) {
 			t.Errorf("namespace %s: %d gaps, %d records lost in the log; want none", nsName, n.Gaps, n.Lost)
