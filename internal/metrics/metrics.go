@@ -122,6 +122,41 @@ func (m *Metrics) CountRepeatErrors(f func() uint64) {
 	}, func() float64 { return float64(f()) }))
 }
 
+// ExportCounts are the event export's line counts (export.Stats).
+type ExportCounts struct {
+	Written, Dropped, Failed, WriteErrors uint64
+}
+
+// CountExport exposes f as vigil_export_lines_total{result} (written,
+// dropped: the destination was behind, failed: in a failed write) and
+// vigil_export_write_errors_total. Call it once.
+func (m *Metrics) CountExport(f func() ExportCounts) {
+	m.reg.MustRegister(exportCollector{
+		f:      f,
+		lines:  prometheus.NewDesc("vigil_export_lines_total", "Exported event lines, by result: written, dropped (the destination was behind) or failed (in a write that failed).", []string{"result"}, nil),
+		errors: prometheus.NewDesc("vigil_export_write_errors_total", "Writes of the event export that failed (a full disk, a closed pipe).", nil, nil),
+	})
+}
+
+// exportCollector reads the export's counts once per scrape.
+type exportCollector struct {
+	f             func() ExportCounts
+	lines, errors *prometheus.Desc
+}
+
+func (c exportCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lines
+	ch <- c.errors
+}
+
+func (c exportCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.f()
+	ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(n.Written), "written")
+	ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(n.Dropped), "dropped")
+	ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(n.Failed), "failed")
+	ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n.WriteErrors))
+}
+
 // Registry returns the registry the metrics live on.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 

@@ -24,6 +24,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 func populated() *Metrics {
 	m := New(Options{})
 	m.CountRepeatErrors(func() uint64 { return 2 })
+	m.CountExport(func() ExportCounts { return ExportCounts{Written: 120, Dropped: 7, Failed: 3, WriteErrors: 1} })
 	for i := 0; i < 5; i++ {
 		m.Event("containerd-1a2b", "file_open")
 	}
