@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vigil-tsem/vigil/internal/httplimit"
 )
 
 // DefaultAddr is where the agent serves /metrics unless told otherwise:
@@ -22,11 +24,16 @@ type Options struct {
 	// Runtime adds the Go runtime and process collectors (CPU, RSS, open
 	// files), which the agent wants and golden-file tests do not.
 	Runtime bool
+	// HTTP bounds the clients of Serve (httplimit defaults when zero:
+	// 5 s for a request header, 30 s for a request, 16 KiB of header, 64
+	// connections at once).
+	HTTP httplimit.Limits
 }
 
 // Metrics is the agent's set of metrics on its own registry.
 type Metrics struct {
-	reg *prometheus.Registry
+	reg  *prometheus.Registry
+	http httplimit.Limits
 
 	events          *prometheus.CounterVec
 	lost            *prometheus.CounterVec
@@ -45,7 +52,8 @@ type Metrics struct {
 // New creates the metrics and registers them on a fresh registry.
 func New(opts Options) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:  prometheus.NewRegistry(),
+		http: opts.HTTP,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_events_total",
 			Help: "Security events modeled, by namespace and TSEM event type.",
@@ -271,9 +279,9 @@ func (m *Metrics) Serve(ctx context.Context, l net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := m.http.Server(mux)
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
+	go func() { errc <- hs.Serve(m.http.Listener(l)) }()
 	select {
 	case err := <-errc:
 		if errors.Is(err, http.ErrServerClosed) {
