@@ -138,6 +138,15 @@ func TestBodyTooLarge413(t *testing.T) {
 	if _, err := c.Create(context.Background(), CreateRequest{Name: strings.Repeat("a", 2<<20)}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("Create(2 MiB name) = %v; want ErrTooLarge", err)
 	}
+	for i := range 20 { // the reply may race the upload: it must win every time
+		if err := c.Load(context.Background(), "containerd-abc", io.MultiReader(strings.NewReader("aggregate "), io.LimitReader(zeros{}, 3<<20))); !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("Load(3 MiB model, 2 MiB allowed) #%d = %v; want ErrTooLarge", i, err)
+		}
+		big := bytes.Repeat([]byte("aggregate 00\n"), 300000) // 3.9 MB, length declared
+		if err := c.Load(context.Background(), "containerd-abc", bytes.NewReader(big)); !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("Load(3.9 MB model, length declared) #%d = %v; want ErrTooLarge", i, err)
+		}
+	}
 	if fake.calls != 0 || fake.loaded != nil {
 		t.Errorf("the backend was called %d times, loaded %d models; want none", fake.calls, len(fake.loaded))
 	}
