@@ -276,7 +276,7 @@ func FuzzParseRotated(f *testing.F) {
 
 func TestSinkLinesStayWhole(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.json")
-	s, err := Open(path, nil, Options{MaxSize: 100 << 10, MaxFiles: 1000})
+	s, err := Open(path, nil, Options{MaxSize: 100 << 10, MaxFiles: 1000, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

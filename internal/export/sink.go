@@ -17,7 +17,7 @@ const (
 	// buffer before it is written.
 	DefaultFlushInterval = time.Second
 	// DefaultCloseTimeout is how long Flush and Close wait for a
-	// destination that does not take the lines.
+	// destination that takes nothing.
 	DefaultCloseTimeout = 5 * time.Second
 )
 
@@ -42,8 +42,8 @@ type Options struct {
 	// written; DefaultFlushInterval when zero. Forensics are written at
 	// once.
 	FlushInterval time.Duration
-	// CloseTimeout bounds how long Flush and Close wait for the
-	// destination; DefaultCloseTimeout when zero.
+	// CloseTimeout is how long Flush and Close wait for a destination
+	// that takes nothing; DefaultCloseTimeout when zero.
 	CloseTimeout time.Duration
 	// Log receives the rate-limited reports of lost lines; nil means
 	// slog.Default().
@@ -265,8 +265,8 @@ func (s *Sink) Stats() Stats {
 	return Stats{Written: s.written.Load(), Dropped: s.dropped.Load(), Failed: s.failed.Load(), WriteErrors: s.writeErrors.Load()}
 }
 
-// Flush writes out every line exported so far, waiting at most the close
-// timeout for the destination.
+// Flush writes out every line exported so far; it gives up when the
+// destination takes nothing for the close timeout.
 func (s *Sink) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -276,16 +276,30 @@ func (s *Sink) Flush() error {
 	return s.flushLocked()
 }
 
-// flushLocked is Flush with mu held.
+// flushLocked is Flush with mu held. It gives up when the writer finishes
+// no batch for the close timeout: a slow destination that keeps taking
+// lines is waited for.
 func (s *Sink) flushLocked() error {
-	timedOut := false
-	t := time.AfterFunc(s.closeTimeout, func() {
+	timedOut, returned := false, false
+	seen := s.finished
+	var t *time.Timer
+	t = time.AfterFunc(s.closeTimeout, func() {
 		s.mu.Lock()
-		timedOut = true
-		s.cond.Broadcast()
-		s.mu.Unlock()
+		defer s.mu.Unlock()
+		switch {
+		case returned:
+		case s.finished != seen:
+			seen = s.finished
+			t.Reset(s.closeTimeout)
+		default:
+			timedOut = true
+			s.cond.Broadcast()
+		}
 	})
-	defer t.Stop()
+	defer func() {
+		returned = true // under mu: the caller holds it
+		t.Stop()
+	}()
 	for !s.handOff() && !timedOut {
 		s.cond.Wait()
 	}
@@ -298,7 +312,8 @@ func (s *Sink) flushLocked() error {
 	return nil
 }
 
-// Close writes out what is buffered (waiting at most the close timeout),
+// Close writes out what is buffered (giving up on a destination that
+// takes nothing for the close timeout),
 // closes the destination (standard output stays open) and logs the lines
 // lost since the last report. A destination that stays blocked is left
 // open: the error says so.

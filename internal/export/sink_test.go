@@ -274,3 +274,33 @@ func TestSinkCloseTwice(t *testing.T) {
 		t.Errorf("Close twice = %v", err)
 	}
 }
+
+// slowWriter takes every write, slowly.
+type slowWriter struct {
+	delay time.Duration
+	got   lockedBuffer
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(w.delay)
+	return w.got.Write(p)
+}
+
+// TestSinkCloseWaitsForProgress: the close timeout is for a destination
+// that takes nothing; one that is slow but moving gets everything.
+func TestSinkCloseWaitsForProgress(t *testing.T) {
+	w := &slowWriter{delay: 100 * time.Millisecond}
+	s, err := Open("-", w, Options{CloseTimeout: 250 * time.Millisecond, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 { // six batches: 600ms of writes
+		s.Export(fmt.Appendf(nil, `{"n": %d}`, i), true)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() with a slow destination = %v; want everything written", err)
+	}
+	if st := s.Stats(); st.Written != 6 || strings.Count(w.got.String(), "\n") != 6 {
+		t.Errorf("Stats() = %+v, destination got %q; want 6 lines", st, w.got.String())
+	}
+}
