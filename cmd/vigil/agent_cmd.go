@@ -72,6 +72,10 @@ programs detached, exit status 0. Needs root.`,
 		if os.Geteuid() != 0 {
 			return failed(agent.ErrNotRoot)
 		}
+		// A reader of --export - that goes away must not kill the agent
+		// (its models and log would stop with it): the write fails with
+		// EPIPE instead, and the export counts and logs the lost lines.
+		signal.Ignore(syscall.SIGPIPE)
 		a, err := agent.New(cfg, agent.Options{Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()})
 		if err != nil {
 			if errors.Is(err, agent.ErrUnsupported) {

@@ -206,9 +206,17 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	a.enroller = newEnroller(a.capture, a.log, opts.EnrollResync)
 
 	if cfg.Export != "" {
-		if a.sink, err = export.Open(cfg.Export, opts.Stdout, cfg.ExportMaxSize, cfg.ExportMaxFiles, cfg.ExportForensicsOnly); err != nil {
+		a.sink, err = export.Open(cfg.Export, opts.Stdout, export.Options{
+			MaxSize: cfg.ExportMaxSize, MaxFiles: cfg.ExportMaxFiles, ForensicsOnly: cfg.ExportForensicsOnly,
+			FlushInterval: cfg.ExportFlushInterval, Log: a.log,
+		})
+		if err != nil {
 			return nil, fmt.Errorf("export: %w", err)
 		}
+		a.met.CountExport(func() metrics.ExportCounts {
+			st := a.sink.Stats()
+			return metrics.ExportCounts{Written: st.Written, Dropped: st.Dropped, Failed: st.Failed, WriteErrors: st.WriteErrors}
+		})
 	}
 	if a.controlL, err = control.Listen(cfg.Socket); err != nil {
 		return nil, fmt.Errorf("socket: %w", err)
@@ -537,9 +545,9 @@ func (a *Agent) onEvent(n *namespace.Namespace, e *events.Event, res namespace.R
 	} else {
 		a.line = events.TSEM{}.Encode(a.line[:0], e, res.Coefficient)
 	}
-	if err := a.sink.Export(a.line, res.Forensic); err != nil {
-		a.log.Error("export event", "err", err)
-	}
+	// Never waits for the destination; a line it cannot take is counted
+	// (vigil_export_lines_total) and logged at most every 10 s.
+	a.sink.Export(a.line, res.Forensic)
 }
 
 // poll turns the kernel's loss counters into gaps and metrics, and brings

@@ -82,6 +82,10 @@
 // committer in groups, so a burst of new points does not stall the ring
 // buffer; the reader waits only when the bounded queue is full. Closing the
 // log at shutdown commits what is queued before the register is printed.
+// The export has its own writer (export.Sink): the reader only appends a
+// line to a batch and never waits for the destination; lines a stalled
+// destination cannot take are dropped and counted (vigil_export_lines_total)
+// rather than holding the reader, whose stall would lose kernel records.
 // The table (the control Backend) is safe for concurrent use: the control
 // server calls it from many goroutines while the reader adds events.
 package agent

@@ -18,6 +18,15 @@ import (
 // DefaultPath is where packaged deployments keep the agent's config file.
 const DefaultPath = "/etc/vigil/config.yaml"
 
+// Bounds of the export rotation keys. A file smaller than one write batch
+// (64 KiB) would rotate at every write; more files than MaxExportMaxFiles
+// make the directory listing at start slow for no use.
+const (
+	MinExportMaxSize  = 64 << 10
+	MaxExportMaxSize  = 1 << 40
+	MaxExportMaxFiles = 10000
+)
+
 // Config is the agent's configuration. The yaml tag is the key in the file
 // and, with '_' turned into '-', the flag; the usage tag is the flag's help.
 type Config struct {
@@ -33,11 +42,12 @@ type Config struct {
 	Backend        string `yaml:"backend" usage:"capture backend: auto (LSM if it loads, else tracepoints), lsm or tracepoint"`
 	RingBufferSize int    `yaml:"ring_buffer_size" usage:"kernel event ring buffer size in bytes (a power of two); the agent's RSS holds it twice (the kernel maps it twice), and a smaller one loses records sooner in a burst"`
 
-	Export              string `yaml:"export" usage:"export event descriptions to this file ('-' for standard output, empty: off)"`
-	ExportFormat        string `yaml:"export_format" usage:"export format: tsem or ecs"`
-	ExportForensicsOnly bool   `yaml:"export_forensics_only" usage:"export only forensics events (outside a sealed model)"`
-	ExportMaxSize       int64  `yaml:"export_max_size" usage:"rotate the export file when it reaches this many bytes"`
-	ExportMaxFiles      int    `yaml:"export_max_files" usage:"rotated export files to keep"`
+	Export              string        `yaml:"export" usage:"export event descriptions to this file ('-' for standard output, empty: off)"`
+	ExportFormat        string        `yaml:"export_format" usage:"export format: tsem or ecs"`
+	ExportForensicsOnly bool          `yaml:"export_forensics_only" usage:"export only forensics events (outside a sealed model)"`
+	ExportMaxSize       int64         `yaml:"export_max_size" usage:"rotate the export file when it reaches this many bytes (0: never; else 65536 (64 KiB) to 1 TiB)"`
+	ExportMaxFiles      int           `yaml:"export_max_files" usage:"rotated export files to keep, named <export>.<UTC time>.<sequence> (0: none, the file is emptied when full; at most 10000)"`
+	ExportFlushInterval time.Duration `yaml:"export_flush_interval" usage:"longest an exported event waits in memory before it is written (forensics are written at once); 10ms to 1m"`
 
 	HostNamespace   bool          `yaml:"host_namespace" usage:"also model the host itself: namespace 0, named host, every task outside the other namespaces (the agent's own excepted)"`
 	HostEnforce     bool          `yaml:"host_enforce" usage:"let the host namespace enforce ('vigil ns enforce host', and enforce: true once sealed); off, enforcing it is refused: it would deny every out-of-model action on the node"`
@@ -57,24 +67,25 @@ type Config struct {
 // Default returns the configuration the agent runs with when given nothing.
 func Default() Config {
 	return Config{
-		Socket:          "/run/vigil/vigil.sock",
-		MetricsAddr:     "127.0.0.1:9476",
-		Log:             "/var/lib/vigil/measurements.log",
-		Register:        "auto",
-		PCR:             23,
-		Backend:         "auto",
-		RingBufferSize:  16 << 20,
-		ExportFormat:    "tsem",
-		ExportMaxSize:   100 << 20,
-		ExportMaxFiles:  5,
-		CgroupRoot:      "/sys/fs/cgroup",
-		ContainerResync: 10 * time.Second,
-		ModelDir:        "/var/lib/vigil/models",
-		ModelKey:        "name",
-		RuntimeRoot:     "/",
-		Hash:            "sha256",
-		Capable:         true,
-		RepeatCache:     true,
+		Socket:              "/run/vigil/vigil.sock",
+		MetricsAddr:         "127.0.0.1:9476",
+		Log:                 "/var/lib/vigil/measurements.log",
+		Register:            "auto",
+		PCR:                 23,
+		Backend:             "auto",
+		RingBufferSize:      16 << 20,
+		ExportFormat:        "tsem",
+		ExportMaxSize:       100 << 20,
+		ExportMaxFiles:      5,
+		ExportFlushInterval: time.Second,
+		CgroupRoot:          "/sys/fs/cgroup",
+		ContainerResync:     10 * time.Second,
+		ModelDir:            "/var/lib/vigil/models",
+		ModelKey:            "name",
+		RuntimeRoot:         "/",
+		Hash:                "sha256",
+		Capable:             true,
+		RepeatCache:         true,
 	}
 }
 
@@ -283,8 +294,14 @@ func (c *Config) validate(origin map[string]string) error {
 	if n := c.RingBufferSize; n < 4096 || n&(n-1) != 0 {
 		errs = append(errs, fmt.Errorf("%s: %d is not a power of two of at least 4096", at("ring_buffer_size"), n))
 	}
-	if c.ExportMaxSize < 0 || c.ExportMaxFiles < 0 {
-		errs = append(errs, fmt.Errorf("%s, %s: must not be negative", at("export_max_size"), at("export_max_files")))
+	if n := c.ExportMaxSize; n != 0 && (n < MinExportMaxSize || n > MaxExportMaxSize) {
+		errs = append(errs, fmt.Errorf("%s: %d is not 0 (never rotate) or %d to %d bytes", at("export_max_size"), n, MinExportMaxSize, MaxExportMaxSize))
+	}
+	if n := c.ExportMaxFiles; n < 0 || n > MaxExportMaxFiles {
+		errs = append(errs, fmt.Errorf("%s: %d is not 0 to %d", at("export_max_files"), n, MaxExportMaxFiles))
+	}
+	if d := c.ExportFlushInterval; d < 10*time.Millisecond || d > time.Minute {
+		errs = append(errs, fmt.Errorf("%s: %v is not 10ms to 1m", at("export_flush_interval"), d))
 	}
 	if c.ContainerResync < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("%s: %v is shorter than 100ms", at("container_resync"), c.ContainerResync))

@@ -25,6 +25,9 @@ var (
 	// ErrUnsupported: the agent does not implement the request (an agent
 	// that cannot create namespaces for `vigil run`).
 	ErrUnsupported = errors.New("not supported by this agent")
+	// ErrTooLarge: the request body is larger than the API allows (1 MiB,
+	// 64 MiB for a model file).
+	ErrTooLarge = errors.New("request too large")
 	// ErrNoAgent: nothing listens on the control socket.
 	ErrNoAgent = errors.New("no vigil agent on the control socket")
 )

@@ -263,6 +263,8 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 		sentinel = ErrPermission
 	case http.StatusNotImplemented:
 		sentinel = ErrUnsupported
+	case http.StatusRequestEntityTooLarge:
+		sentinel = ErrTooLarge
 	default:
 		return nil, fmt.Errorf("agent: %s %s: %s: %s", method, path, resp.Status, msg)
 	}

@@ -41,8 +41,23 @@
 // the agent ends it.
 //
 // Errors are {"error": "..."} with 400 (bad input), 403 (peer not allowed),
-// 404 (no such namespace), 409 (not possible in the namespace's mode) or
+// 404 (no such namespace), 409 (not possible in the namespace's mode), 413
+// (a body over 1 MiB, or over 64 MiB for a model file, declared or sent) or
 // 500; the Client maps them back to this package's sentinel errors.
+//
+// # Limits
+//
+// Server.Limits (internal/httplimit) bound what a client can hold: 5 s for
+// a request header, 30 s for a whole request, 30 s to write a reply, 60 s
+// idle between requests, 16 KiB of header (431 past it), and 64
+// connections at once (past that, new connections wait until one closes).
+// Routes that wait or stream on purpose extend their own connection's
+// deadlines instead: sync by its timeout_ms plus 10 s; seal, enforce and
+// model loading by 5 minutes (pushing a large allow set into the kernel);
+// trajectory, forensics and model downloads by 5 minutes per 64 KiB chunk
+// (StreamStall), so a client that keeps reading is never cut however large
+// the reply, and one paging through it may pause that long. No route
+// streams without end (there is no follow or watch).
 //
 // Concurrency: a Server handles requests concurrently and calls the Backend
 // from several goroutines at once, so a Backend must be safe for that. A

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vigil-tsem/vigil/internal/httplimit"
 )
 
 // Peer is the process at the other end of a control connection, as the
@@ -41,6 +43,21 @@ const maxModelSize = 64 << 20
 // maxRequestSize bounds the JSON body of the other requests.
 const maxRequestSize = 1 << 20
 
+// Allowances of the routes that outlast the write timeout.
+const (
+	// syncSlack is added to a sync's wait for reading the reply.
+	syncSlack = 10 * time.Second
+	// slowOp is the allowance of the requests that change a namespace:
+	// sealing and loading a model push its allow set into the kernel,
+	// which takes a while for a large model.
+	slowOp = 5 * time.Minute
+	// DefaultStreamStall is how long a streamed response (trajectory,
+	// forensics, model) waits for its reader to take the next chunk: a
+	// client that keeps reading is never cut, whatever the size, and one
+	// paging through the output may pause this long.
+	DefaultStreamStall = 5 * time.Minute
+)
+
 // Server serves the control API for a Backend.
 type Server struct {
 	Backend Backend
@@ -49,6 +66,15 @@ type Server struct {
 	// Log receives one line per refused peer and per failed request; nil
 	// means slog.Default().
 	Log *slog.Logger
+	// Limits bound the clients: header, read, write and idle timeouts,
+	// header size, connections at once (httplimit defaults when zero).
+	// The sync route and the streamed routes extend their connection's
+	// deadlines beyond them (see the package documentation).
+	Limits httplimit.Limits
+	// StreamStall overrides DefaultStreamStall.
+	StreamStall time.Duration
+
+	modelLimit int64 // tests: overrides maxModelSize
 }
 
 type peerKey struct{}
@@ -87,20 +113,19 @@ func Listen(path string) (net.Listener, error) {
 }
 
 // Serve answers requests on l until ctx is done, then shuts down gracefully
-// (waiting up to 5 seconds for requests in flight) and returns nil.
+// (waiting up to 5 seconds for requests in flight) and returns nil. At
+// most Limits.MaxConns connections are served at once; l is closed when
+// Serve returns.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	hs := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if p, err := peerOf(c); err == nil {
-				return context.WithValue(ctx, peerKey{}, p)
-			}
-			return ctx // no peer: the handler refuses the request
-		},
+	hs := s.Limits.Server(s.Handler())
+	hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if p, err := peerOf(c); err == nil {
+			return context.WithValue(ctx, peerKey{}, p)
+		}
+		return ctx // no peer: the handler refuses the request
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
+	go func() { errc <- hs.Serve(s.Limits.Listener(l)) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve control API: %w", err)
@@ -115,6 +140,13 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 }
 
 func peerOf(c net.Conn) (Peer, error) {
+	for {
+		w, ok := c.(interface{ NetConn() net.Conn }) // the connection limit's wrapper
+		if !ok {
+			break
+		}
+		c = w.NetConn()
+	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return Peer{}, fmt.Errorf("peer credentials: %T is not a unix socket", c)
@@ -166,14 +198,22 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write(m)
+		st := s.stream(w)
+		for len(m) > 0 {
+			n := min(len(m), 64<<10)
+			if !st.write(m[:n]) {
+				return
+			}
+			m = m[n:]
+		}
 	})
 	mux.HandleFunc("PUT /v1/namespaces/{ns}/model", func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxModelSize))
+		body, err := io.ReadAll(r.Body) // bounded by the root handler
 		if err != nil {
-			s.fail(w, r, fmt.Errorf("read model: %v: %w", err, ErrInvalid))
+			s.fail(w, r, bodyError("read model", err))
 			return
 		}
+		extend(w, slowOp)
 		ns, err := s.name(r)
 		if err == nil {
 			err = s.Backend.Load(ns, body)
@@ -200,8 +240,63 @@ func (s *Server) Handler() http.Handler {
 			writeJSON(w, http.StatusForbidden, errorBody{Error: err.Error()})
 			return
 		}
+		limit := int64(maxRequestSize)
+		if r.Method == http.MethodPut { // the model upload
+			limit = maxModelSize
+			if s.modelLimit > 0 {
+				limit = s.modelLimit
+			}
+		}
+		if r.ContentLength > limit {
+			s.fail(w, r, fmt.Errorf("request body: %d bytes declared, more than the %d allowed: %w", r.ContentLength, limit, ErrTooLarge))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// bodyError turns an error reading a request body into this package's
+// errors: too large (413) or invalid (400).
+func bodyError(what string, err error) error {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return fmt.Errorf("%s: request body larger than the %d bytes allowed: %w", what, tooLarge.Limit, ErrTooLarge)
+	}
+	return fmt.Errorf("%s: %v: %w", what, err, ErrInvalid)
+}
+
+// extend gives the request's connection d more to read and write from now:
+// for the routes that wait or stream longer than the server's timeouts.
+// (The read deadline matters too: when it passes while the handler runs,
+// net/http cancels the request's context.)
+func extend(w http.ResponseWriter, d time.Duration) {
+	rc := http.NewResponseController(w)
+	at := time.Now().Add(d)
+	rc.SetReadDeadline(at)
+	rc.SetWriteDeadline(at)
+}
+
+// streamer writes a long response in chunks, each with a fresh allowance,
+// so that a client that keeps reading is never cut.
+type streamer struct {
+	w     http.ResponseWriter
+	stall time.Duration
+}
+
+func (s *Server) stream(w http.ResponseWriter) streamer {
+	stall := s.StreamStall
+	if stall <= 0 {
+		stall = DefaultStreamStall
+	}
+	return streamer{w: w, stall: stall}
+}
+
+// write writes one chunk; false when the client is gone.
+func (st streamer) write(p []byte) bool {
+	extend(st.w, st.stall)
+	_, err := st.w.Write(p)
+	return err == nil
 }
 
 // name resolves the namespace named in the request path. Container
@@ -252,6 +347,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) transition(op func(Backend, string) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		extend(w, slowOp)
 		ns, err := s.name(r)
 		if err == nil {
 			err = op(s.Backend, ns)
@@ -276,18 +372,19 @@ func (s *Server) events(get func(Backend, string) ([]Point, error)) http.Handler
 			return
 		}
 		w.Header().Set("Content-Type", "application/x-ndjson")
+		st := s.stream(w)
 		var buf bytes.Buffer
 		for _, p := range pts {
 			buf.Write(p.Event)
 			buf.WriteByte('\n')
 			if buf.Len() > 64<<10 {
-				if _, err := w.Write(buf.Bytes()); err != nil {
+				if !st.write(buf.Bytes()) {
 					return
 				}
 				buf.Reset()
 			}
 		}
-		w.Write(buf.Bytes())
+		st.write(buf.Bytes())
 	}
 }
 
@@ -323,6 +420,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusForbidden
 	case errors.Is(err, ErrUnsupported):
 		code = http.StatusNotImplemented
+	case errors.Is(err, ErrTooLarge):
+		code = http.StatusRequestEntityTooLarge
 	}
 	if code == http.StatusInternalServerError {
 		s.log().Error("control API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -412,6 +511,8 @@ func (s *Server) runRoutes(mux *http.ServeMux) {
 		}
 		var reply SyncReply
 		if err == nil {
+			// The wait outlasts the read and write timeouts.
+			extend(w, timeout+syncSlack)
 			ctx, cancel := context.WithTimeout(r.Context(), timeout)
 			reply.Exited, err = rb.Sync(ctx, ns, req.PID)
 			cancel()
@@ -483,7 +584,7 @@ func checkPID(pid int) error {
 // fields and trailing data are refused); errors wrap ErrInvalid and name
 // the field or the byte offset at fault.
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestSize+1))
+	dec := json.NewDecoder(r.Body) // bounded by the root handler
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil {
@@ -495,10 +596,13 @@ func decodeBody(r *http.Request, v any) error {
 		return nil
 	}
 	var (
-		syn *json.SyntaxError
-		typ *json.UnmarshalTypeError
+		syn      *json.SyntaxError
+		typ      *json.UnmarshalTypeError
+		tooLarge *http.MaxBytesError
 	)
 	switch {
+	case errors.As(err, &tooLarge):
+		return bodyError("request body", err)
 	case errors.Is(err, io.EOF):
 		return fmt.Errorf("request body: empty; want a JSON object: %w", ErrInvalid)
 	case errors.As(err, &syn):

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vigil-tsem/vigil/internal/httplimit"
 )
 
 // DefaultAddr is where the agent serves /metrics unless told otherwise:
@@ -22,11 +24,16 @@ type Options struct {
 	// Runtime adds the Go runtime and process collectors (CPU, RSS, open
 	// files), which the agent wants and golden-file tests do not.
 	Runtime bool
+	// HTTP bounds the clients of Serve (httplimit defaults when zero:
+	// 5 s for a request header, 30 s for a request, 16 KiB of header, 64
+	// connections at once).
+	HTTP httplimit.Limits
 }
 
 // Metrics is the agent's set of metrics on its own registry.
 type Metrics struct {
-	reg *prometheus.Registry
+	reg  *prometheus.Registry
+	http httplimit.Limits
 
 	events          *prometheus.CounterVec
 	lost            *prometheus.CounterVec
@@ -45,7 +52,8 @@ type Metrics struct {
 // New creates the metrics and registers them on a fresh registry.
 func New(opts Options) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:  prometheus.NewRegistry(),
+		http: opts.HTTP,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_events_total",
 			Help: "Security events modeled, by namespace and TSEM event type.",
@@ -120,6 +128,41 @@ func (m *Metrics) CountRepeatErrors(f func() uint64) {
 		Name: "vigil_repeat_count_errors_total",
 		Help: "Repeat counts from the kernel's repeat cache that could not be added to a model point (a count without its record, or after its finish marker).",
 	}, func() float64 { return float64(f()) }))
+}
+
+// ExportCounts are the event export's line counts (export.Stats).
+type ExportCounts struct {
+	Written, Dropped, Failed, WriteErrors uint64
+}
+
+// CountExport exposes f as vigil_export_lines_total{result} (written,
+// dropped: the destination was behind, failed: in a failed write) and
+// vigil_export_write_errors_total. Call it once.
+func (m *Metrics) CountExport(f func() ExportCounts) {
+	m.reg.MustRegister(exportCollector{
+		f:      f,
+		lines:  prometheus.NewDesc("vigil_export_lines_total", "Exported event lines, by result: written, dropped (the destination was behind) or failed (in a write that failed).", []string{"result"}, nil),
+		errors: prometheus.NewDesc("vigil_export_write_errors_total", "Writes of the event export that failed (a full disk, a closed pipe).", nil, nil),
+	})
+}
+
+// exportCollector reads the export's counts once per scrape.
+type exportCollector struct {
+	f             func() ExportCounts
+	lines, errors *prometheus.Desc
+}
+
+func (c exportCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lines
+	ch <- c.errors
+}
+
+func (c exportCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.f()
+	ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(n.Written), "written")
+	ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(n.Dropped), "dropped")
+	ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(n.Failed), "failed")
+	ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n.WriteErrors))
 }
 
 // Registry returns the registry the metrics live on.
@@ -236,9 +279,9 @@ func (m *Metrics) Serve(ctx context.Context, l net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := m.http.Server(mux)
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
+	go func() { errc <- hs.Serve(m.http.Listener(l)) }()
 	select {
 	case err := <-errc:
 		if errors.Is(err, http.ErrServerClosed) {

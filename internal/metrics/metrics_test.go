@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/vigil-tsem/vigil/internal/httplimit"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -24,6 +27,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 func populated() *Metrics {
 	m := New(Options{})
 	m.CountRepeatErrors(func() uint64 { return 2 })
+	m.CountExport(func() ExportCounts { return ExportCounts{Written: 120, Dropped: 7, Failed: 3, WriteErrors: 1} })
 	for i := 0; i < 5; i++ {
 		m.Event("containerd-1a2b", "file_open")
 	}
@@ -163,6 +167,49 @@ func TestServe(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Serve() = %v; want nil after cancel", err)
+	}
+}
+
+// TestServeLimits: /metrics has the control socket's header and read
+// timeouts and header bound.
+func TestServeLimits(t *testing.T) {
+	l, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Skipf("skipping: no loopback: %v", err)
+	}
+	m := New(Options{HTTP: httplimit.Limits{ReadHeaderTimeout: 200 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, IdleTimeout: 200 * time.Millisecond}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Serve(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	tests := []struct {
+		name, send, reply string
+	}{
+		{"nothing", "", ""},
+		{"half a header", "GET /metrics HTTP/1.1\r\nHost: x\r\n", ""},
+		{"declared body never sent", "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", "HTTP/1.1 200"},
+		{"64 KiB header", "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", "HTTP/1.1 431"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			go io.WriteString(c, tc.send)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got, err := io.ReadAll(c)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the server kept the connection open for 10s; read %q", got)
+			}
+			if !strings.HasPrefix(string(got), tc.reply) {
+				t.Errorf("reply %.40q; want it to start %q", got, tc.reply)
+			}
+		})
 	}
 }
 

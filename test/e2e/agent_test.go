@@ -44,6 +44,13 @@ type agentProc struct {
 // so win).
 func startAgent(t *testing.T, bin string, extra ...string) *agentProc {
 	t.Helper()
+	return startAgentStdout(t, bin, nil, extra...)
+}
+
+// startAgentStdout is startAgent with the agent's standard output on
+// stdout (nil: with its standard error).
+func startAgentStdout(t *testing.T, bin string, stdout *os.File, extra ...string) *agentProc {
+	t.Helper()
 	dir := t.TempDir()
 	a := &agentProc{
 		stderr: filepath.Join(dir, "agent.err"),
@@ -63,6 +70,9 @@ func startAgent(t *testing.T, bin string, extra ...string) *agentProc {
 		"--export", a.export, "--container-resync", "1s")
 	a.cmd.Args = append(a.cmd.Args, extra...)
 	a.cmd.Stdout, a.cmd.Stderr = errf, errf
+	if stdout != nil {
+		a.cmd.Stdout = stdout
+	}
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("start agent: %v", err)
 	}
