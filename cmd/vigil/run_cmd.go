@@ -182,7 +182,7 @@ only.`,
 	fl.StringVar(&f.hash, "hash", "", "the namespace's hash algorithm: sha256, sha384 or sha512 (default: --model's, else the agent's default, else sha256)")
 	fl.BoolVar(&f.noCapable, "no-capable", false, "do not model capable events")
 	fl.BoolVar(&f.noRepeats, "no-repeat-cache", false, "record every event in the kernel, not one per repeat window with its count (model counts are exact either way)")
-	fl.Uint32Var(&f.ringBytes, "ring-buffer", 0, "ring buffer size in bytes, a power of two multiple of the page size (default 16 MiB)")
+	fl.Uint32Var(&f.ringBytes, "ring-buffer", 0, "ring buffer size in bytes, a power of two multiple of the page size up to 1 GiB (default 16 MiB)")
 	fl.StringVar(&f.agent, "agent", agentAuto, "use a running vigil agent: auto (when its socket answers), always or never (standalone)")
 	fl.StringVar(&f.socket, "socket", control.DefaultSocket, "the agent's control socket")
 	f.reg.addFlags(cmd)
@@ -220,6 +220,11 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	backend, err := bpf.ParseBackend(f.backend)
 	if err != nil {
 		return badInput(fmt.Errorf("--backend: %w", err))
+	}
+	if f.ringBytes != 0 {
+		if err := bpf.CheckRingBufferBytes(int64(f.ringBytes)); err != nil {
+			return badInput(fmt.Errorf("--ring-buffer: %w", err))
+		}
 	}
 	if f.enforce && f.modelIn == "" {
 		return badInput(errors.New("--enforce needs --model: there is no model to enforce"))

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/pflag"
 	yaml "sigs.k8s.io/yaml/goyaml.v3"
+
+	"github.com/vigil-tsem/vigil/bpf"
 )
 
 // DefaultPath is where packaged deployments keep the agent's config file.
@@ -31,13 +33,13 @@ type Config struct {
 	PCR      int    `yaml:"pcr" usage:"TPM PCR extended for register tpm"`
 
 	Backend        string `yaml:"backend" usage:"capture backend: auto (LSM if it loads, else tracepoints), lsm or tracepoint"`
-	RingBufferSize int    `yaml:"ring_buffer_size" usage:"kernel event ring buffer size in bytes (a power of two); the agent's RSS holds it twice (the kernel maps it twice), and a smaller one loses records sooner in a burst"`
+	RingBufferSize int    `yaml:"ring_buffer_size" usage:"kernel event ring buffer size in bytes (a power of two, 4096 to 1073741824); the agent's RSS holds it twice (the kernel maps it twice), and a smaller one loses records sooner in a burst"`
 
 	Export              string `yaml:"export" usage:"export event descriptions to this file ('-' for standard output, empty: off)"`
 	ExportFormat        string `yaml:"export_format" usage:"export format: tsem or ecs"`
 	ExportForensicsOnly bool   `yaml:"export_forensics_only" usage:"export only forensics events (outside a sealed model)"`
-	ExportMaxSize       int64  `yaml:"export_max_size" usage:"rotate the export file when it reaches this many bytes"`
-	ExportMaxFiles      int    `yaml:"export_max_files" usage:"rotated export files to keep"`
+	ExportMaxSize       int64  `yaml:"export_max_size" usage:"rotate the export file when it reaches this many bytes (0: never)"`
+	ExportMaxFiles      int    `yaml:"export_max_files" usage:"rotated export files to keep (0: none, the file is truncated when it rotates)"`
 
 	HostNamespace   bool          `yaml:"host_namespace" usage:"also model the host itself: namespace 0, named host, every task outside the other namespaces (the agent's own excepted)"`
 	HostEnforce     bool          `yaml:"host_enforce" usage:"let the host namespace enforce ('vigil ns enforce host', and enforce: true once sealed); off, enforcing it is refused: it would deny every out-of-model action on the node"`
@@ -100,6 +102,19 @@ func Keys() []string {
 	var keys []string
 	for _, f := range fields() {
 		keys = append(keys, f.key)
+	}
+	return keys
+}
+
+// Changed returns the keys whose values differ between a and b, in
+// declaration order.
+func Changed(a, b Config) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	var keys []string
+	for _, f := range fields() {
+		if va.Field(f.index).Interface() != vb.Field(f.index).Interface() {
+			keys = append(keys, f.key)
+		}
 	}
 	return keys
 }
@@ -277,11 +292,13 @@ func (c *Config) validate(origin map[string]string) error {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port (127.0.0.1:9476 for this node only, 0.0.0.0:9476 for every interface)", at("metrics_addr"), c.MetricsAddr))
 		}
 	}
-	if c.PCR < 0 || c.PCR > 23 {
-		errs = append(errs, fmt.Errorf("%s: %d is not a PCR index (0 to 23)", at("pcr"), c.PCR))
+	// PCR 0 holds the firmware's measurements, and to the register code
+	// 0 means the default (23): refuse it rather than extend another PCR.
+	if c.PCR < 1 || c.PCR > 23 {
+		errs = append(errs, fmt.Errorf("%s: %d is not an application's PCR index (1 to 23; PCR 0 is the firmware's)", at("pcr"), c.PCR))
 	}
-	if n := c.RingBufferSize; n < 4096 || n&(n-1) != 0 {
-		errs = append(errs, fmt.Errorf("%s: %d is not a power of two of at least 4096", at("ring_buffer_size"), n))
+	if err := bpf.CheckRingBufferBytes(int64(c.RingBufferSize)); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", at("ring_buffer_size"), err))
 	}
 	if c.ExportMaxSize < 0 || c.ExportMaxFiles < 0 {
 		errs = append(errs, fmt.Errorf("%s, %s: must not be negative", at("export_max_size"), at("export_max_files")))
