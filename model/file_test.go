@@ -189,7 +189,7 @@ func TestLoadErrors(t *testing.T) {
 		{"trajectory without description", "state " + c1 + "\n#trajectory " + c1 + "\nend\n", 2, "missing description"},
 		{"duplicate trajectory", "state " + c1 + "\n#trajectory " + c1 + " {}\n#trajectory " + c1 + " {}\nend\n", 3, "duplicate (first at line 2)"},
 		{"bad base64", "state " + c1 + "\n#trajectory-base64 " + c1 + " !!\nend\n", 2, "bad base64"},
-		{"line too long", "state " + strings.Repeat("0", model.MaxModelLine) + "\nend\n", 1, "line longer than"},
+		{"line too long", "state " + strings.Repeat("0", model.MaxModelLine) + "\nend\n", 1, "line too long: more than 33554432 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
