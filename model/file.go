@@ -307,6 +307,9 @@ func (f *modelFile) parseTrajectory(rest []byte, n int, encoded bool) error {
 	if at, ok := f.descriptionAt[c]; ok {
 		return invalid("%s %s: duplicate (first at line %d)", what, c, at)
 	}
+	// Where the description is, for an error: its parser's offsets count
+	// from its first byte.
+	where := fmt.Sprintf("description (from byte %d of the line)", len(trajectoryPrefix)+len(hexc)+1)
 	if encoded {
 		raw := make([]byte, base64.StdEncoding.DecodedLen(len(desc)))
 		k, err := base64.StdEncoding.Decode(raw, desc)
@@ -317,8 +320,17 @@ func (f *modelFile) parseTrajectory(rest []byte, n int, encoded bool) error {
 			return invalid("%s %s: missing description", what, c)
 		}
 		desc = raw[:k]
+		where = "description (decoded from base64)"
 	} else {
 		desc = bytes.Clone(desc)
+	}
+	// The agent serves these descriptions and builds kernel allow sets
+	// from them: one that does not parse is refused here, not later. Its
+	// coefficient is not recomputed: a description does not always
+	// determine it (a file created in an earlier context hashes by name,
+	// and pseudonyms may have joined the model after the point).
+	if _, err := events.Parse(desc); err != nil {
+		return &modelFileError{msg: fmt.Sprintf("%s %s: %s: %v", what, c, where, err), err: err}
 	}
 	f.descriptions[c] = desc
 	f.descriptionAt[c] = n

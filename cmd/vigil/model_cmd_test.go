@@ -185,3 +185,24 @@ func TestLineCap(t *testing.T) {
 		t.Errorf("model build of a bad input left %s: %v", m, err)
 	}
 }
+
+// TestBrokenTrajectoryRefused checks that the commands reading model files
+// refuse one whose trajectory line is not a description, with the file,
+// line, and the parser's offset and reason.
+func TestBrokenTrajectoryRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broken.model")
+	c := strings.Repeat("ab", 32)
+	if err := os.WriteFile(path, []byte("state "+c+"\n#trajectory "+c+" {\"event\": {\"type\": 1}}\nend\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := path + ":2: trajectory " + c + ": description (from byte 77 of the line): offset "
+	for _, args := range [][]string{
+		{"model", "show", path},
+		{"model", "check", "--model", path, refPath("process_1.json")},
+	} {
+		_, msg, code := vigilCLI(t, args...)
+		if code != 2 || !strings.Contains(msg, want) || !strings.Contains(msg, "malformed JSON") {
+			t.Errorf("vigil %s: exit %d, %q; want 2 and %q ... malformed JSON", strings.Join(args, " "), code, msg, want)
+		}
+	}
+}
