@@ -103,23 +103,30 @@ func runEnrolled(cmd *cobra.Command, sigs *runSignals, enroll func(pid int) erro
 	// its end of the ready pipe: EOF here).
 	io.Copy(io.Discard, readyR)
 	readyR.Close()
+	// stop ends the stub before CMD runs (it sees EOF at the gate and
+	// exits): err says why, unless a signal killed the stub first.
+	stop := func(err error) (int, error) {
+		gateW.Close()
+		var ee *exec.ExitError
+		if errors.As(child.Wait(), &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return 0, &interruptedError{sig: ws.Signal()}
+			}
+		}
+		return 0, err
+	}
 	// From here signals go to the stub, then to CMD; one that came
 	// before stops the run with CMD never started.
 	if s := sigs.forwardTo(child.Process); s != nil {
-		gateW.Close()
-		child.Wait()
+		stop(nil)
 		return 0, &interruptedError{sig: s}
 	}
 	defer sigs.childExited()
 	if err := enroll(child.Process.Pid); err != nil {
-		gateW.Close() // the stub sees EOF and exits without running CMD
-		child.Wait()
-		return 0, fmt.Errorf("enroll %s (pid %d): %w", path, child.Process.Pid, err)
+		return stop(fmt.Errorf("enroll %s (pid %d): %w", path, child.Process.Pid, err))
 	}
 	if _, err := gateW.Write([]byte{1}); err != nil {
-		gateW.Close()
-		child.Wait()
-		return 0, fmt.Errorf("release %s: %w", path, err)
+		return stop(fmt.Errorf("release %s: %w", path, err))
 	}
 	gateW.Close()
 
