@@ -145,7 +145,8 @@ type Options struct {
 	// Backend selects the programs; "" means BackendAuto.
 	Backend Backend
 	// RingBufferBytes is the ring buffer size, a power of two multiple of
-	// the page size; 0 means 16 MiB.
+	// the page size up to MaxRingBufferBytes (CheckRingBufferBytes); 0
+	// means 16 MiB.
 	RingBufferBytes uint32
 	// AllowEntries bounds the allow set map (all namespaces); 0 means 65536.
 	AllowEntries uint32
@@ -252,6 +253,11 @@ type Capture struct {
 func Open(opts Options) (*Capture, error) {
 	if opts.Backend == "" {
 		opts.Backend = BackendAuto
+	}
+	if opts.RingBufferBytes != 0 {
+		if err := CheckRingBufferBytes(int64(opts.RingBufferBytes)); err != nil {
+			return nil, fmt.Errorf("open capture: ring buffer size: %w", err)
+		}
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("open capture: remove memlock limit: %w", err)

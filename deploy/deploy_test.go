@@ -425,6 +425,7 @@ func TestSystemdUnit(t *testing.T) {
 	unit := string(data)
 	for _, want := range []string{
 		"ExecStart=/usr/local/bin/vigil agent --config /etc/vigil/config.yaml\n",
+		"ExecReload=/bin/kill -HUP $MAINPID\n",
 		"RuntimeDirectory=vigil\n", "RuntimeDirectoryMode=0700\n", "ProtectSystem=strict\n", "NoNewPrivileges=yes\n",
 	} {
 		if !strings.Contains(unit, want) {

@@ -28,10 +28,14 @@ func (TSEM) Encode(dst []byte, e *Event, _ Digest) []byte { return e.AppendTSEM(
 // ECSVersion is the Elastic Common Schema version ECS output declares.
 const ECSVersion = "8.11.0"
 
-// ECS encodes Elastic Common Schema 8.x documents: the fields ECS has
-// (event.*, process.*, user.*, group.*, file.*, source.*, destination.*,
-// network.*) in ECS form, with real ports and addresses, and everything
-// else TSEM describes under vigil.* in TSEM's own encoding.
+// ECS encodes Elastic Common Schema documents of ECSVersion: the fields ECS
+// has (event.*, process.*, user.*, group.*, file.*, source.*,
+// destination.*, network.*) in ECS form, with real ports and addresses, and
+// everything else TSEM describes under vigil.* in TSEM's own encoding.
+// Every field written outside vigil.* exists in that ECS version
+// (testdata/ecs-<version>-fields.txt lists them): the COE's uid, euid, gid
+// and egid are user.id, user.effective.id, group.id and
+// user.effective.group.id.
 type ECS struct {
 	// Boot is the wall-clock time the kernel booted; TSEM's ts counts
 	// nanoseconds from it. When zero, @timestamp counts from the Unix
@@ -92,17 +96,19 @@ func AppendECS(dst []byte, e *Event, coefficient Digest, boot time.Time) []byte 
 	w.close()
 	w.close()
 
+	// The COE's real and effective ids. ECS has no group.effective: the
+	// effective gid is the effective user's group.
 	w.open("user")
 	w.dec("id", e.COE.UID)
 	w.open("effective")
 	w.dec("id", e.COE.EUID)
+	w.open("group")
+	w.dec("id", e.COE.EGID)
+	w.close()
 	w.close()
 	w.close()
 	w.open("group")
 	w.dec("id", e.COE.GID)
-	w.open("effective")
-	w.dec("id", e.COE.EGID)
-	w.close()
 	w.close()
 
 	ecsFile(&w, e)

@@ -68,7 +68,7 @@ func TestECSGolden(t *testing.T) {
 		for _, f := range []string{"@timestamp", "event.kind", "event.category", "event.type", "event.action",
 			"event.outcome", "event.hash", "event.sequence", "process.name", "process.entity_id",
 			"process.parent.entity_id", "process.thread.capabilities.effective", "user.id",
-			"user.effective.id", "group.id", "group.effective.id", "vigil." + e.Header.Type} {
+			"user.effective.id", "group.id", "user.effective.group.id", "vigil." + e.Header.Type} {
 			if lookup(m, f) == nil {
 				t.Errorf("%s: ECS output lacks %s", tc.name, f)
 			}

@@ -174,15 +174,23 @@ func TestParseNumber(t *testing.T) {
 
 // TestGeneric checks that events without a typed layout keep every member,
 // in order, and that unknown names are rejected by name.
-func TestGeneric(t *testing.T) {
-	tests := []struct{ typ, payload string }{
+// payloadCase is the type and payload members of a hand-made description
+// (see line).
+type payloadCase struct{ typ, payload string }
+
+// genericCases are descriptions of types events keeps member for member.
+func genericCases() []payloadCase {
+	return []payloadCase{
 		{"syslog", `"type": "3"`},
 		{"settime", `"ts": {"seconds": "1", "nsecs": "2"}, "tz": {"minuteswest": "-60", "dsttime": "0"}`},
 		{"kernel_module_request", "\"kmod_name\": \"net-pf-\t\xff\""},
 		{"task_alloc", ``},
 		{"bpf_map", `"map": {"map_type": "2"}, "fmode": "3"`},
 	}
-	for _, tc := range tests {
+}
+
+func TestGeneric(t *testing.T) {
+	for _, tc := range genericCases() {
 		t.Run(tc.typ, func(t *testing.T) {
 			l := line(tc.typ, tc.payload)
 			e, err := Parse([]byte(l))
@@ -208,15 +216,15 @@ func TestGeneric(t *testing.T) {
 	}
 }
 
-// TestTypedLayouts parses one hand-made description of each typed layout
-// that the reference data lacks, checks it is typed, and round-trips it.
-func TestTypedLayouts(t *testing.T) {
+// typedLayoutCases are one hand-made description of each typed layout that
+// the reference data lacks.
+func typedLayoutCases() []payloadCase {
 	sock := `{"family": "2", "type": "1", "protocol": "6", "owner": "` + testTask + `"}`
 	inode := `{"uid": "0", "gid": "0", "mode": "040755", "s_magic": "0x1021994", "s_id": "tmpfs", "s_uuid": "00000000000000000000000000000000"}`
 	path := `{"type": "root", "pathname": "/x"}`
 	dentry := `{"inode": ` + inode + `, "path": ` + path + `}`
 	cred := `{"uid": "0", "euid": "0", "suid": "0", "gid": "0", "egid": "0", "sgid": "0", "fsuid": "0", "fsgid": "0", "capeff": "0x0", "securebits": "0"}`
-	tests := []struct{ typ, payload string }{
+	return []payloadCase{
 		{"file_receive", strings.Replace(fileObject, "PATH", "/r", 1)},
 		{"file_lock", strings.Replace(fileObject, "PATH", "/r", 1) + `, "cmd": "7"`},
 		{"bprm_committed_creds", strings.Replace(fileObject, "PATH", "/bin/sh", 1)},
@@ -258,7 +266,12 @@ func TestTypedLayouts(t *testing.T) {
 		{"capset", `"effective": "0x1ff", "inheritable": "0x0", "permitted": "0x1ff"`},
 		{"key_permission", `"key_ref": {"possessed": "1", "uid": "0", "gid": "0", "flags": "0"}, "cred": ` + cred + `, "perm": "1"`},
 	}
-	for _, tc := range tests {
+}
+
+// TestTypedLayouts parses one hand-made description of each typed layout
+// that the reference data lacks, checks it is typed, and round-trips it.
+func TestTypedLayouts(t *testing.T) {
+	for _, tc := range typedLayoutCases() {
 		t.Run(tc.typ, func(t *testing.T) {
 			l := line(tc.typ, tc.payload)
 			e, err := Parse([]byte(l))

@@ -30,7 +30,7 @@ func CELIndex(kind string, index int) (indexType uint8, celIndex uint8) {
 func ExportCEL(w io.Writer, r io.Reader, file string) (records uint64, err error) {
 	rp := NewReplayer("", 0, 0)
 	var buf bytes.Buffer
-	tail, _, err := eachLine(r, func(line []byte, n int, _ int64) error {
+	tail, _, err := eachLine(r, file, func(line []byte, n int, _ int64) error {
 		rec, err := ParseLine(line)
 		if err != nil {
 			return &LineError{File: file, Line: n, Err: err}

@@ -112,7 +112,7 @@ func (l *Log) recover() error {
 	// ring indexed by record number.
 	var hist [MaxBatch]struct{ before, digest []byte }
 	lines := 0
-	tail, tailOff, err := eachLine(l.f, func(line []byte, n int, off int64) error {
+	tail, tailOff, err := eachLine(l.f, l.path, func(line []byte, n int, off int64) error {
 		lines = n
 		rec, err := ParseLine(line)
 		if err != nil {
@@ -201,7 +201,7 @@ func (l *Log) replayInto() error {
 	if _, err := l.f.Seek(0, 0); err != nil {
 		return err
 	}
-	_, _, err := eachLine(l.f, func(line []byte, n int, _ int64) error {
+	_, _, err := eachLine(l.f, l.path, func(line []byte, n int, _ int64) error {
 		rec, err := ParseLine(line)
 		if err != nil {
 			return err

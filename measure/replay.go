@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/vigil-tsem/vigil/internal/lineio"
 )
 
 // Replayer recomputes a register value from log records, checking on the way
@@ -92,22 +94,24 @@ func (e *LineError) Unwrap() error { return e.Err }
 // middle of an append leaves it, or a truncation.
 var ErrTornLine = errors.New("log ends in a partial line")
 
+// MaxLogLine is the longest log line read, in bytes: room for a record
+// holding a description of lineio.MaxLine bytes, in base64 too. A longer
+// line is an error naming the file, line and offset (wrapping
+// lineio.ErrLineTooLong), read no further than the cap.
+const MaxLogLine = 2 * lineio.MaxLine
+
 // eachLine calls fn for every newline-terminated line of r (without the
 // newline), with its 1-based number and byte offset. A final partial line is
-// returned as tail with its offset; fn is not called for it.
-func eachLine(r io.Reader, fn func(line []byte, n int, off int64) error) (tail []byte, tailOff int64, err error) {
+// returned as tail with its offset; fn is not called for it. file names r
+// in the error for a line longer than MaxLogLine.
+func eachLine(r io.Reader, file string, fn func(line []byte, n int, off int64) error) (tail []byte, tailOff int64, err error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	var off int64
 	var long []byte
 	for n := 1; ; n++ {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long[:0], line...)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				line, err = br.ReadSlice('\n')
-				long = append(long, line...)
-			}
-			line = long
+		line, err := lineio.NextLine(br, &long, MaxLogLine)
+		if errors.Is(err, lineio.ErrLineTooLong) {
+			return nil, off, &LineError{File: file, Line: n, Offset: off, Err: err}
 		}
 		if err == io.EOF {
 			if len(line) > 0 {
@@ -133,7 +137,7 @@ func Scan(r io.Reader, file string, fn func(line int, rec Record) error) error {
 	rp := NewReplayer("", 0, 0)
 	lines := 0
 	var rec Record
-	tail, _, err := eachLine(r, func(line []byte, n int, _ int64) error {
+	tail, _, err := eachLine(r, file, func(line []byte, n int, _ int64) error {
 		lines = n
 		if err := parseLine(line, &rec); err != nil {
 			return &LineError{File: file, Line: n, Err: err}

@@ -100,7 +100,7 @@ func Verify(r io.Reader, file string, o VerifyOptions) (*Report, error) {
 		return &LineError{File: file, Line: n, Err: fmt.Errorf("%w: %w", ErrVerify, err)}
 	}
 	var rec Record
-	tail, _, err := eachLine(r, func(line []byte, n int, _ int64) error {
+	tail, _, err := eachLine(r, file, func(line []byte, n int, _ int64) error {
 		lines = n
 		if err := parseLine(line, &rec); err != nil {
 			return fail(n, err)

@@ -146,6 +146,13 @@
 //
 // The description is written verbatim; one holding a '\r' or '\n' (never
 // the case for a TSEM line) is written as "#trajectory-base64 HEX BASE64".
+// Load parses every description (events.Parse) and refuses the file at the
+// first that does not parse, with the parser's offset, field and reason:
+// the agent serves these descriptions and builds kernel allow sets from
+// them. It does not recompute their coefficients: a description does not
+// always determine its coefficient (a file created in an earlier context
+// is hashed by name, and a pseudonym may have joined the model after the
+// point was learned).
 // Keeping the trajectory inside the model file, instead of a sidecar file,
 // means one atomic SaveFile replaces model and trajectory together and a
 // copied model cannot lose its trajectory. Quixote, and the TSEM kernel fed

@@ -18,8 +18,10 @@ import (
 // *lineio.PlaceError values naming the file and line.
 var ErrInvalidModel = errors.New("invalid model file")
 
-// MaxModelLine is the longest model file line Load accepts, in bytes.
-const MaxModelLine = 4 << 20
+// MaxModelLine is the longest model file line Load accepts, in bytes: room
+// for a trajectory line holding a description of lineio.MaxLine bytes, in
+// base64 too.
+const MaxModelLine = 2 * lineio.MaxLine
 
 // Trajectory lines are comments to Quixote, whose loader accepts any line
 // starting with '#'. See doc.go.
@@ -32,14 +34,23 @@ const (
 	hashPrefix = "#hash "
 )
 
-type modelFileError struct{ msg string }
+// modelFileError is an invalid model; err, when set, is the cause (a
+// description's *events.ParseError, lineio.ErrLineTooLong).
+type modelFileError struct {
+	msg string
+	err error
+}
 
 func (e *modelFileError) Error() string        { return e.msg }
 func (e *modelFileError) Is(target error) bool { return target == ErrInvalidModel }
+func (e *modelFileError) Unwrap() error        { return e.err }
 
 func invalid(format string, args ...any) error {
 	return &modelFileError{msg: fmt.Sprintf(format, args...)}
 }
+
+// invalidErr is an invalid model because of err, whose message it takes.
+func invalidErr(err error) error { return &modelFileError{msg: err.Error(), err: err} }
 
 // LoadFile reads the model file at path; see Load.
 func LoadFile(path string) (*Model, error) {
@@ -109,13 +120,12 @@ func load(r io.Reader, name string, want Hash, checkWant bool) (*Model, error) {
 		descriptionAt: make(map[Coefficient]int),
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
-	var buf []byte
+	var long []byte
 	for n := 1; ; n++ {
-		line, rerr := readModelLine(br, buf[:0])
-		buf = line
+		line, rerr := lineio.NextLine(br, &long, MaxModelLine)
 		if rerr != nil && !errors.Is(rerr, io.EOF) {
-			if errors.Is(rerr, errLineTooLong) {
-				return nil, &lineio.PlaceError{Name: name, Number: n, Err: invalid("line longer than %d bytes", MaxModelLine)}
+			if errors.Is(rerr, lineio.ErrLineTooLong) {
+				return nil, &lineio.PlaceError{Name: name, Number: n, Err: invalidErr(rerr)}
 			}
 			return nil, fmt.Errorf("read model %s: %w", name, rerr)
 		}
@@ -142,22 +152,6 @@ func load(r io.Reader, name string, want Hash, checkWant bool) (*Model, error) {
 		f.hash = f.want
 	}
 	return f.model(), nil
-}
-
-var errLineTooLong = errors.New("line too long")
-
-// readModelLine appends the next line, with its terminator, to buf.
-func readModelLine(br *bufio.Reader, buf []byte) ([]byte, error) {
-	for {
-		chunk, err := br.ReadSlice('\n')
-		if len(buf)+len(chunk) > MaxModelLine+2 {
-			return buf, errLineTooLong
-		}
-		buf = append(buf, chunk...)
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return buf, err
-		}
-	}
 }
 
 // trimLineEnd drops "\n" or "\r\n". Vigil never writes a raw '\r' inside a
@@ -313,6 +307,9 @@ func (f *modelFile) parseTrajectory(rest []byte, n int, encoded bool) error {
 	if at, ok := f.descriptionAt[c]; ok {
 		return invalid("%s %s: duplicate (first at line %d)", what, c, at)
 	}
+	// Where the description is, for an error: its parser's offsets count
+	// from its first byte.
+	where := fmt.Sprintf("description (from byte %d of the line)", len(trajectoryPrefix)+len(hexc)+1)
 	if encoded {
 		raw := make([]byte, base64.StdEncoding.DecodedLen(len(desc)))
 		k, err := base64.StdEncoding.Decode(raw, desc)
@@ -323,8 +320,17 @@ func (f *modelFile) parseTrajectory(rest []byte, n int, encoded bool) error {
 			return invalid("%s %s: missing description", what, c)
 		}
 		desc = raw[:k]
+		where = "description (decoded from base64)"
 	} else {
 		desc = bytes.Clone(desc)
+	}
+	// The agent serves these descriptions and builds kernel allow sets
+	// from them: one that does not parse is refused here, not later. Its
+	// coefficient is not recomputed: a description does not always
+	// determine it (a file created in an earlier context hashes by name,
+	// and pseudonyms may have joined the model after the point).
+	if _, err := events.Parse(desc); err != nil {
+		return &modelFileError{msg: fmt.Sprintf("%s %s: %s: %v", what, c, where, err), err: err}
 	}
 	f.descriptions[c] = desc
 	f.descriptionAt[c] = n

@@ -2,13 +2,16 @@ package model_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/vigil-tsem/vigil/events"
 	"github.com/vigil-tsem/vigil/internal/lineio"
 	"github.com/vigil-tsem/vigil/model"
 )
@@ -53,6 +56,30 @@ func modelsEqual(t *testing.T, got, want *model.Model) {
 	}
 }
 
+// fileOpenLine is the first file_open description of the reference
+// trajectory.
+func fileOpenLine(t testing.TB) []byte {
+	t.Helper()
+	for _, l := range engineLines(t, "process_1.json") {
+		if bytes.Contains(l, []byte(`"type": "file_open"`)) {
+			return l
+		}
+	}
+	t.Fatal("no file_open in process_1.json")
+	return nil
+}
+
+// withPathname is line with its pathname replaced by p, raw: bytes a JSON
+// encoder would escape stay as they are, as TSEM prints them.
+func withPathname(t testing.TB, line []byte, p string) []byte {
+	t.Helper()
+	re := regexp.MustCompile(`"pathname": "[^"]*"`)
+	if !re.Match(line) {
+		t.Fatalf("no pathname in %s", line)
+	}
+	return re.ReplaceAllLiteral(line, []byte(`"pathname": "`+p+`"`))
+}
+
 func TestSaveLoadRoundTrip(t *testing.T) {
 	descriptions := engineLines(t, "process_1.json")
 	coefficients := engineCoefficients(t, "process_1.coefficients")
@@ -73,13 +100,14 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			return m
 		}},
 		{"descriptions that are not plain lines", func() *model.Model {
+			open := fileOpenLine(t)
 			m := model.New(model.Options{})
-			m.Add(c32(1), []byte("{\"path\":\"a\tb\"}"))     // raw tab, as TSEM prints it
-			m.Add(c32(2), []byte("{\"path\":\"\xff\xfe\"}")) // not UTF-8
-			m.Add(c32(3), []byte("two\nlines\r\n"))
+			m.Add(c32(1), withPathname(t, open, "a\tb"))     // raw tab, as TSEM prints it
+			m.Add(c32(2), withPathname(t, open, "\xff\xfe")) // not UTF-8
+			m.Add(c32(3), append(bytes.Replace(open, []byte(`, "COE"`), []byte(",\n\"COE\""), 1), "\r\n"...))
 			m.Add(c32(4), nil)
-			m.Add(c32(5), []byte(" leading and trailing spaces "))
-			m.Add(c32(6), []byte("#trajectory 00 nested"))
+			m.Add(c32(5), []byte(" "+string(open)+" "))
+			m.Add(c32(6), withPathname(t, open, "#trajectory 00 nested"))
 			return m
 		}},
 	}
@@ -165,6 +193,7 @@ func TestLoadErrors(t *testing.T) {
 		c1   = "fdd9c9694d01c1efaf1882c5ee9ad64042239457e1a9a75785b424a3af0dc94d"
 	)
 	valid := string(engineTestdata(t, "process.model"))
+	desc := string(fileOpenLine(t))
 	tests := []struct {
 		name     string
 		in       string
@@ -187,9 +216,16 @@ func TestLoadErrors(t *testing.T) {
 		{"signed", "key abc\nend\n", 1, "signed model files (key) are not supported"},
 		{"trajectory without state", "#trajectory " + c1 + " {}\nend\n", 1, "no state line for it"},
 		{"trajectory without description", "state " + c1 + "\n#trajectory " + c1 + "\nend\n", 2, "missing description"},
-		{"duplicate trajectory", "state " + c1 + "\n#trajectory " + c1 + " {}\n#trajectory " + c1 + " {}\nend\n", 3, "duplicate (first at line 2)"},
+		{"duplicate trajectory", "state " + c1 + "\n#trajectory " + c1 + " " + desc + "\n#trajectory " + c1 + " " + desc + "\nend\n", 3, "duplicate (first at line 2)"},
+		{"trajectory of broken JSON", "state " + c1 + "\n#trajectory " + c1 + " " + desc[:40] + "\nend\n", 2,
+			"trajectory " + c1 + ": description (from byte 77 of the line): offset 40: malformed JSON"},
+		{"trajectory of an empty object", "state " + c1 + "\n#trajectory " + c1 + " {}\nend\n", 2, "description (from byte 77 of the line): offset 0, field event: missing field"},
+		{"trajectory with a bad field", "state " + c1 + "\n#trajectory " + c1 + " " + strings.Replace(desc, `"mode": "0100`, `"mode": "zz0100`, 1) + "\nend\n", 2,
+			"field file_open.file.inode.mode: bad number"},
+		{"trajectory of broken JSON in base64", "state " + c1 + "\n#trajectory-base64 " + c1 + " " + base64.StdEncoding.EncodeToString([]byte(desc[:40])) + "\nend\n", 2,
+			"description (decoded from base64): offset 40: malformed JSON"},
 		{"bad base64", "state " + c1 + "\n#trajectory-base64 " + c1 + " !!\nend\n", 2, "bad base64"},
-		{"line too long", "state " + strings.Repeat("0", model.MaxModelLine) + "\nend\n", 1, "line longer than"},
+		{"line too long", "state " + strings.Repeat("0", model.MaxModelLine) + "\nend\n", 1, "line too long: more than 33554432 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -211,6 +247,20 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("Load error = %q; want it at bad.model:%d", err, tc.wantLine)
 			}
 		})
+	}
+}
+
+// TestLoadTrajectoryParseError checks that a trajectory line whose
+// description does not parse is refused with the parser's error, so that
+// its offset, field and reason are there for errors.As and errors.Is.
+func TestLoadTrajectoryParseError(t *testing.T) {
+	const c1 = "fdd9c9694d01c1efaf1882c5ee9ad64042239457e1a9a75785b424a3af0dc94d"
+	desc := fileOpenLine(t)
+	in := "state " + c1 + "\n#trajectory " + c1 + " " + string(desc[:100]) + "\nend\n"
+	_, err := model.Load(strings.NewReader(in), "bad.model")
+	var pe *events.ParseError
+	if !errors.Is(err, model.ErrInvalidModel) || !errors.Is(err, events.ErrSyntax) || !errors.As(err, &pe) || pe.Offset != 100 {
+		t.Errorf("Load(trajectory cut at byte 100) = %v; want an invalid model wrapping the parser's syntax error at offset 100", err)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 func FuzzLoad(f *testing.F) {
 	f.Add(engineTestdata(f, "process.model"))
 	f.Add([]byte("#hash sha384\naggregate " + strings.Repeat("00", 48) + "\nstate " + strings.Repeat("1a", 48) +
-		"\n#trajectory " + strings.Repeat("1a", 48) + " {}\nseal\nend\n"))
+		"\n#trajectory " + strings.Repeat("1a", 48) + " " + string(fileOpenLine(f)) + "\nseal\nend\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := model.Load(bytes.NewReader(data), "fuzz.model")
 		if err != nil {

@@ -244,7 +244,7 @@ func TestWideHashModelFile(t *testing.T) {
 			for i := range 3 {
 				c, _ := events.MakeDigest(fill(byte(0x10+i), n))
 				cs = append(cs, c)
-				if _, err := m.Add(c, []byte(fmt.Sprintf(`{"event":{"n":"%d"}}`, i))); err != nil {
+				if _, err := m.Add(c, withPathname(t, fileOpenLine(t), fmt.Sprintf("/n/%d", i))); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -285,7 +285,7 @@ func TestWideHashModelFile(t *testing.T) {
 						t.Errorf("loaded model lacks %s", c)
 					}
 				}
-				if tr := got.Trajectory(); len(tr) != 3 || string(tr[2]) != `{"event":{"n":"2"}}` {
+				if tr := got.Trajectory(); len(tr) != 3 || !bytes.Equal(tr[2], withPathname(t, fileOpenLine(t), "/n/2")) {
 					t.Errorf("trajectory = %q", tr)
 				}
 			}

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -44,7 +47,9 @@ Every key of the config file (YAML, default ` + config.DefaultPath + `, used
 when it exists) is also a flag; flags win. With no file and no flags the
 agent runs with the defaults shown below. SIGTERM or SIGINT stops it
 gracefully: the ring buffer is drained, the export and the log flushed, the
-programs detached, exit status 0. Needs root.`,
+programs detached, exit status 0. SIGHUP does not stop it: the agent reads
+the config file again and logs whether it is valid and which keys differ
+from the running configuration, which applies until a restart. Needs root.`,
 		Example: `  sudo vigil agent
   sudo vigil agent --config /etc/vigil/config.yaml
   sudo vigil agent --export - --export-format ecs --metrics-addr 0.0.0.0:9476
@@ -55,13 +60,21 @@ programs detached, exit status 0. Needs root.`,
 	cmd.Flags().StringVar(&configPath, "config", config.DefaultPath, "config file (YAML); a missing default file means the defaults")
 	cmd.Flags().BoolVar(&printConfig, "print-config", false, "print the resolved configuration as a config file and exit")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		path := configPath
-		if !cmd.Flags().Changed("config") {
-			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-				path = ""
+		// From the start: SIGHUP's default action would kill the agent
+		// with nothing drained, no final register line and a stale socket.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		resolve := func() (config.Config, error) {
+			path := configPath
+			if !cmd.Flags().Changed("config") {
+				if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+					path = ""
+				}
 			}
+			return flags.Resolve(path)
 		}
-		cfg, err := flags.Resolve(path)
+		cfg, err := resolve()
 		if err != nil {
 			return badInput(err)
 		}
@@ -85,10 +98,37 @@ programs detached, exit status 0. Needs root.`,
 		}
 		ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
+		go onHangup(ctx, hup, cfg, resolve, slog.Default())
 		if err := a.Run(ctx); err != nil {
 			return failed(err)
 		}
 		return nil
 	}
 	return cmd
+}
+
+// onHangup answers SIGHUP until ctx ends. The agent's configuration is
+// fixed at start (the capture, the log and the listeners are opened with
+// it), so SIGHUP reloads nothing: it reads the configuration again (reload)
+// and logs whether it is valid and which keys differ from the running one,
+// so that an operator can check an edited file before restarting. Model
+// files are read when a namespace starts, so a new one in model_dir needs
+// no signal.
+func onHangup(ctx context.Context, hup <-chan os.Signal, running config.Config, reload func() (config.Config, error), log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		next, err := reload()
+		switch changed := config.Changed(running, next); {
+		case err != nil:
+			log.Warn("SIGHUP: the configuration does not load; the agent keeps running with the one it started with", "err", err)
+		case len(changed) == 0:
+			log.Info("SIGHUP: configuration read again: no change; the agent keeps running")
+		default:
+			log.Info("SIGHUP: configuration read again: these keys differ from the running configuration and take effect at the next restart; the agent keeps running", "changed", strings.Join(changed, ","))
+		}
+	}
 }

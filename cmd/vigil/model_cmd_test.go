@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-tsem/vigil/internal/lineio"
 	"github.com/vigil-tsem/vigil/model"
 )
 
@@ -154,5 +155,54 @@ func TestEventsConvert(t *testing.T) {
 	}
 	if _, _, code := vigilCLI(t, "events", "convert", "--to", "xml", refPath("process_3.json")); code != 2 {
 		t.Errorf("--to xml: exit %d; want 2", code)
+	}
+}
+
+// TestLineCap checks that every command reading event descriptions refuses
+// a line one byte over lineio.MaxLine with exit status 2 and the file and
+// line, instead of reading it whole (a 1 GB line once took 1.9 GB).
+func TestLineCap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.json")
+	first := testLines(t, "process_1.json")[0]
+	big := strings.Repeat("x", lineio.MaxLine+1)
+	if err := os.WriteFile(path, []byte(first+"\n"+big+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := path + ":2: line too long: more than 16777216 bytes"
+	m := filepath.Join(t.TempDir(), "m.model")
+	for _, args := range [][]string{
+		{"model", "points", path},
+		{"model", "build", "-o", m, path},
+		{"model", "check", "--model", refPath("process.model"), path},
+		{"events", "convert", "--to", "ecs", "--boot-time", "2024-03-01T12:00:00Z", path},
+	} {
+		_, msg, code := vigilCLI(t, args...)
+		if code != 2 || !strings.Contains(msg, want) {
+			t.Errorf("vigil %s: exit %d, %q; want 2 and %q", strings.Join(args, " "), code, msg, want)
+		}
+	}
+	if _, err := os.Stat(m); !os.IsNotExist(err) {
+		t.Errorf("model build of a bad input left %s: %v", m, err)
+	}
+}
+
+// TestBrokenTrajectoryRefused checks that the commands reading model files
+// refuse one whose trajectory line is not a description, with the file,
+// line, and the parser's offset and reason.
+func TestBrokenTrajectoryRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broken.model")
+	c := strings.Repeat("ab", 32)
+	if err := os.WriteFile(path, []byte("state "+c+"\n#trajectory "+c+" {\"event\": {\"type\": 1}}\nend\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := path + ":2: trajectory " + c + ": description (from byte 77 of the line): offset "
+	for _, args := range [][]string{
+		{"model", "show", path},
+		{"model", "check", "--model", path, refPath("process_1.json")},
+	} {
+		_, msg, code := vigilCLI(t, args...)
+		if code != 2 || !strings.Contains(msg, want) || !strings.Contains(msg, "malformed JSON") {
+			t.Errorf("vigil %s: exit %d, %q; want 2 and %q ... malformed JSON", strings.Join(args, " "), code, msg, want)
+		}
 	}
 }

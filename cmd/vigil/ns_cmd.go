@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/vigil-tsem/vigil/internal/control"
 	"github.com/vigil-tsem/vigil/internal/lineio"
+	"github.com/vigil-tsem/vigil/model"
 )
 
 func newNsCmd() *cobra.Command {
@@ -297,18 +299,28 @@ func newNsLoadCmd(client func() *control.Client) *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var in io.Reader = cmd.InOrStdin()
+			name := lineio.StdinName
 			if args[1] != "-" {
 				f, err := os.Open(args[1])
 				if err != nil {
 					return badInput(err)
 				}
 				defer f.Close()
-				in = f
+				in, name = f, args[1]
+			}
+			file, err := io.ReadAll(in)
+			if err != nil {
+				return badInput(fmt.Errorf("read %s: %w", name, err))
+			}
+			// Check it here too, so that errors name the user's file;
+			// the agent checks it again against the namespace's hash.
+			if _, err := model.Load(bytes.NewReader(file), name); err != nil {
+				return badInput(err)
 			}
 			ctx, cancel := requestContext(cmd)
 			defer cancel()
 			c := client()
-			if err := c.Load(ctx, args[0], in); err != nil {
+			if err := c.Load(ctx, args[0], bytes.NewReader(file)); err != nil {
 				return nsError(fmt.Errorf("load %s: %w", args[1], err))
 			}
 			n, err := c.Namespace(ctx, args[0])

@@ -85,6 +85,12 @@ func TestNsCommands(t *testing.T) {
 	os.WriteFile(modelFile, []byte("aggregate "+strings.Repeat("0", 64)+"\nend\n"), 0o600)
 	badModel := filepath.Join(dir, "bad.model")
 	os.WriteFile(badModel, []byte("nonsense\n"), 0o600)
+	// A model whose trajectory line is broken JSON: refused before it
+	// reaches the agent, which would otherwise serve the broken line.
+	badTrajectory := filepath.Join(dir, "bad-trajectory.model")
+	open := testLines(t, "process_1.json")[2]
+	c := strings.Repeat("ab", 32)
+	os.WriteFile(badTrajectory, []byte("aggregate "+strings.Repeat("0", 64)+"\nstate "+c+"\n#trajectory "+c+" "+open[:50]+"\nend\n"), 0o600)
 
 	tests := []struct {
 		name string
@@ -106,7 +112,8 @@ func TestNsCommands(t *testing.T) {
 		{"enforce", []string{"ns", "enforce", "docker-abc"}, 0, []string{"docker-abc: enforcing"}},
 		{"model", []string{"ns", "model", "docker-abc"}, 0, []string{"aggregate ", "state " + c1.String(), "end\n"}},
 		{"load", []string{"ns", "load", "docker-abc", modelFile}, 0, []string{"docker-abc:"}},
-		{"load bad", []string{"ns", "load", "docker-abc", badModel}, 2, []string{"line 1", "bad.model"}},
+		{"load bad", []string{"ns", "load", "docker-abc", badModel}, 2, []string{"bad.model:1: unknown keyword"}},
+		{"load broken trajectory", []string{"ns", "load", "docker-abc", badTrajectory}, 2, []string{"bad-trajectory.model:3: trajectory " + c + ": description (from byte 77 of the line): offset 42: malformed JSON: unterminated string"}},
 		{"load missing file", []string{"ns", "load", "docker-abc", filepath.Join(dir, "absent")}, 2, []string{"absent"}},
 	}
 	for _, tc := range tests {

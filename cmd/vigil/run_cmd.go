@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,15 +9,10 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
-	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -31,55 +25,6 @@ import (
 	"github.com/vigil-tsem/vigil/model"
 	"github.com/vigil-tsem/vigil/namespace"
 )
-
-// runExecArg makes the vigil binary act as the enrolled stub of 'vigil run':
-// "vigil <runExecArg> PATH ARG0 ARGS..." waits until its parent has enrolled
-// it in the modeling namespace, then executes PATH, so the command's exec is
-// the namespace's first event. The stub first says it is ready (closes file
-// descriptor 4): its own start-up (the Go runtime's file opens and threads)
-// happens before the enrollment and is not modeled. Then it waits for a
-// byte on file descriptor 3.
-const runExecArg = "__vigil-run-exec"
-
-// stubName is the stub's task name (comm) while it waits to exec: the
-// process of the command's exec in the trajectory, on either backend.
-const stubName = "vigil-run"
-
-// The stub must exec from the thread its parent enrolled: the kernel keeps
-// namespace membership per task, and the parent enrolled the process's main
-// thread (its pid). Go runs init functions on the main thread, locked to it,
-// so the stub does all its work here, before main, and never returns.
-func init() {
-	if len(os.Args) >= 4 && os.Args[1] == runExecArg {
-		runtime.LockOSThread()
-		os.Exit(enrolledExec(os.Args[2], os.Args[3:]))
-	}
-}
-
-// enrolledExec is the stub: wait for the go-ahead, then exec. It returns only
-// on failure, with env(1)'s exit codes: 126 cannot execute, 127 not found.
-func enrolledExec(path string, argv []string) int {
-	// Name the task before the parent enrolls it, so its exec is
-	// described the same way whatever the binary is called.
-	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(stubName + "\x00")[0])), 0, 0, 0)
-	os.NewFile(4, "enroll-ready").Close()
-	gate := os.NewFile(3, "enroll-gate")
-	var b [1]byte
-	n, err := gate.Read(b[:])
-	if n != 1 || err != nil {
-		// The parent went away or could not enroll us: run nothing
-		// unobserved.
-		fmt.Fprintln(os.Stderr, "vigil: not enrolled in the modeling namespace; not running", path)
-		return 125
-	}
-	gate.Close()
-	err = syscall.Exec(path, argv, os.Environ())
-	fmt.Fprintf(os.Stderr, "vigil: exec %s: %v\n", path, err)
-	if errors.Is(err, syscall.ENOENT) {
-		return 127
-	}
-	return 126
-}
 
 // runFlags are the flags of 'vigil run'.
 type runFlags struct {
@@ -152,6 +97,11 @@ requires one, never ignores it. Standard error says which. --backend,
 --ring-buffer and --log/--register are standalone flags: with an agent they
 are refused.
 
+SIGINT, SIGTERM, SIGHUP and SIGQUIT go to CMD while it runs. One that
+comes before CMD starts stops the run: CMD is not started, no output is
+written, the exit status is 128+N. After CMD has exited Vigil finishes
+draining and writing its outputs first.
+
 The exit status is CMD's (128+N when a signal N killed it); 127 when CMD is
 not found, 126 when it cannot be executed. Vigil's own failures exit 1 (2
 for bad flags). Needs root: loading eBPF programs takes CAP_BPF,
@@ -182,7 +132,7 @@ only.`,
 	fl.StringVar(&f.hash, "hash", "", "the namespace's hash algorithm: sha256, sha384 or sha512 (default: --model's, else the agent's default, else sha256)")
 	fl.BoolVar(&f.noCapable, "no-capable", false, "do not model capable events")
 	fl.BoolVar(&f.noRepeats, "no-repeat-cache", false, "record every event in the kernel, not one per repeat window with its count (model counts are exact either way)")
-	fl.Uint32Var(&f.ringBytes, "ring-buffer", 0, "ring buffer size in bytes, a power of two multiple of the page size (default 16 MiB)")
+	fl.Uint32Var(&f.ringBytes, "ring-buffer", 0, "ring buffer size in bytes, a power of two multiple of the page size up to 1 GiB (default 16 MiB)")
 	fl.StringVar(&f.agent, "agent", agentAuto, "use a running vigil agent: auto (when its socket answers), always or never (standalone)")
 	fl.StringVar(&f.socket, "socket", control.DefaultSocket, "the agent's control socket")
 	f.reg.addFlags(cmd)
@@ -221,6 +171,11 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if err != nil {
 		return badInput(fmt.Errorf("--backend: %w", err))
 	}
+	if f.ringBytes != 0 {
+		if err := bpf.CheckRingBufferBytes(int64(f.ringBytes)); err != nil {
+			return badInput(fmt.Errorf("--ring-buffer: %w", err))
+		}
+	}
 	if f.enforce && f.modelIn == "" {
 		return badInput(errors.New("--enforce needs --model: there is no model to enforce"))
 	}
@@ -254,6 +209,8 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "vigil: %v\n", err)
 		return exitCode(127)
 	}
+	sigs := holdRunSignals(cmd.ErrOrStderr())
+	defer sigs.release()
 	if os.Geteuid() != 0 {
 		return failed(errors.New("vigil run needs root: loading and attaching eBPF programs takes CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN, and the agent's control socket serves root only; run it with sudo"))
 	}
@@ -266,7 +223,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		cancel()
 		switch {
 		case err == nil:
-			return runViaAgent(cmd, f, client, info, path, args)
+			return runViaAgent(cmd, f, sigs, client, info, path, args)
 		case f.agent == agentAuto && errors.Is(err, control.ErrNoAgent):
 			fmt.Fprintf(cmd.ErrOrStderr(), "vigil: standalone (no agent at %s): loading the capture programs\n", f.socket)
 		default:
@@ -386,7 +343,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	losses := &lossWatcher{stderr: cmd.ErrOrStderr(), capture: capture, ns: ns, logNS: logNS, seen: make(map[bpf.LossKey]uint64)}
 	go losses.watch(stop, time.Second)
 
-	status, runErr := runEnrolled(cmd, func(pid int) error { return capture.Enroll(pid, ns.ID()) }, path, args)
+	status, runErr := runEnrolled(cmd, sigs, func(pid int) error { return capture.Enroll(pid, ns.ID()) }, path, args)
 
 	// Every record of CMD is in the ring buffer once it has exited: drain
 	// it to the end before looking at the model.
@@ -398,7 +355,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	losses.poll()
 	lost := losses.total
 	if runErr != nil {
-		return failed(runErr)
+		return runFailed(runErr)
 	}
 	if obsErr != nil {
 		return failed(fmt.Errorf("--log: %w", obsErr))
@@ -439,82 +396,6 @@ func startLogNamespace(meas *measured, ns *namespace.Namespace, enforce bool) (*
 		}
 	}
 	return logNS, nil
-}
-
-// runEnrolled starts the stub, enrolls it into the namespace (enroll), lets
-// it exec CMD and waits for CMD. It returns CMD's exit status.
-func runEnrolled(cmd *cobra.Command, enroll func(pid int) error, path string, args []string) (int, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return 0, fmt.Errorf("find the vigil executable: %w", err)
-	}
-	gateR, gateW, err := os.Pipe()
-	if err != nil {
-		return 0, fmt.Errorf("create enroll gate: %w", err)
-	}
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		gateR.Close()
-		gateW.Close()
-		return 0, fmt.Errorf("create ready pipe: %w", err)
-	}
-	child := exec.Command(self, append([]string{runExecArg, path}, args...)...)
-	child.Args[0] = "vigil"
-	child.Stdin, child.Stdout, child.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
-	child.ExtraFiles = []*os.File{gateR, readyW}
-	err = child.Start()
-	gateR.Close()
-	readyW.Close()
-	if err != nil {
-		gateW.Close()
-		readyR.Close()
-		return 0, fmt.Errorf("start %s: %w", path, err)
-	}
-	// Wait until the stub has started and waits at the gate (it closes
-	// its end of the ready pipe: EOF here).
-	io.Copy(io.Discard, readyR)
-	readyR.Close()
-	if err := enroll(child.Process.Pid); err != nil {
-		gateW.Close() // the stub sees EOF and exits without running CMD
-		child.Wait()
-		return 0, fmt.Errorf("enroll %s (pid %d): %w", path, child.Process.Pid, err)
-	}
-	if _, err := gateW.Write([]byte{1}); err != nil {
-		gateW.Close()
-		child.Wait()
-		return 0, fmt.Errorf("release %s: %w", path, err)
-	}
-	gateW.Close()
-
-	// Signals meant for the command go to it; vigil stays to finish.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		for {
-			select {
-			case s := <-sigs:
-				child.Process.Signal(s)
-			case <-done:
-				return
-			}
-		}
-	}()
-
-	err = child.Wait()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ee.ExitCode(), nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("wait for %s: %w", path, err)
-	}
-	return 0, nil
 }
 
 // lossWatcher turns the kernel's loss counters into gaps of the namespace
@@ -733,210 +614,4 @@ func monotonicNow() uint64 {
 		return 0
 	}
 	return uint64(ts.Sec)*uint64(time.Second) + uint64(ts.Nsec)
-}
-
-// Timeouts of the requests 'vigil run' makes to an agent: probeTimeout for
-// the first (does an agent answer?), agentTimeout for each later one,
-// syncTimeout for the agent to process CMD's exit.
-const (
-	probeTimeout = 5 * time.Second
-	agentTimeout = 30 * time.Second
-	syncTimeout  = 10 * time.Second
-)
-
-// runViaAgent runs CMD in a namespace of the agent behind client: create
-// the namespace (and seal it to --model), enrol the stub, run CMD, wait
-// until the agent has processed CMD's exit, write the outputs from the
-// agent's copies, end the namespace.
-func runViaAgent(cmd *cobra.Command, f *runFlags, client *control.Client, agent control.AgentInfo, path string, args []string) error {
-	stderr := cmd.ErrOrStderr()
-	for _, name := range standaloneFlags {
-		if cmd.Flags().Changed(name) {
-			return badInput(fmt.Errorf("--%s is a standalone flag, and the vigil agent at %s captures and measures this run (%s backend, its own log): drop --%s, or use --agent never", name, f.socket, agent.Backend, name))
-		}
-	}
-	var modelFile []byte
-	settings := agent.Defaults
-	settings.Capable = !f.noCapable
-	settings.RepeatCache = !f.noRepeats
-	settings.Enforce = f.enforce
-	if f.hash != "" {
-		settings.HashAlgorithm = f.hash
-	}
-	if f.modelIn != "" {
-		m, err := f.loadModel()
-		if err != nil {
-			return err
-		}
-		settings.HashAlgorithm = m.Hash().String()
-		b, err := os.ReadFile(f.modelIn)
-		if err != nil {
-			return badInput(fmt.Errorf("--model: %w", err))
-		}
-		modelFile = b
-		if settings.Model, err = filepath.Abs(f.modelIn); err != nil {
-			settings.Model = f.modelIn
-		}
-	}
-	if f.enforce && !agent.CanEnforce {
-		return failed(fmt.Errorf("--enforce: the vigil agent at %s: %w", f.socket, bpf.ErrObserveOnly))
-	}
-	call := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(cmd.Context(), agentTimeout)
-	}
-
-	ctx, cancel := call()
-	info, err := client.Create(ctx, control.CreateRequest{Name: f.name, Origin: control.OriginRun, Settings: settings})
-	cancel()
-	if err != nil {
-		if errors.Is(err, control.ErrConflict) && f.name != "" {
-			return badInput(fmt.Errorf("--name %s: %w", f.name, err))
-		}
-		return failed(fmt.Errorf("create the namespace: %w", err))
-	}
-	ns := info.Name
-	fmt.Fprintf(stderr, "vigil: using the vigil agent at %s (pid %d, %s backend): namespace %q (context %d)\n", f.socket, agent.PID, agent.Backend, ns, info.Context)
-	ended := false
-	end := func() (control.NamespaceInfo, error) {
-		ended = true
-		// Not cmd.Context(): the namespace ends even when we are
-		// interrupted (the agent would end it anyway when we exit).
-		ctx, cancel := context.WithTimeout(context.Background(), agentTimeout)
-		defer cancel()
-		return client.End(ctx, ns)
-	}
-	defer func() {
-		if !ended {
-			if _, err := end(); err != nil {
-				fmt.Fprintf(stderr, "vigil: end namespace %s: %v\n", ns, err)
-			}
-		}
-	}()
-
-	if modelFile != nil {
-		ctx, cancel := call()
-		err := client.Load(ctx, ns, bytes.NewReader(modelFile))
-		if err == nil {
-			info, err = client.Namespace(ctx, ns)
-		}
-		if err == nil && f.enforce && info.Mode != control.ModeEnforcing {
-			info, err = client.Enforce(ctx, ns)
-		}
-		cancel()
-		if err != nil {
-			return failed(fmt.Errorf("--model: %w", err))
-		}
-	}
-
-	var stub int
-	status, runErr := runEnrolled(cmd, func(pid int) error {
-		stub = pid
-		ctx, cancel := call()
-		defer cancel()
-		return client.AddTask(ctx, ns, pid)
-	}, path, args)
-	if runErr != nil {
-		return failed(runErr)
-	}
-
-	// Every record of CMD, and of the children it waited for, precedes
-	// its exit record in the ring buffer: once the agent has processed
-	// that, the model holds them.
-	ctx, cancel = context.WithTimeout(cmd.Context(), syncTimeout+agentTimeout)
-	reply, err := client.Sync(ctx, ns, stub, syncTimeout)
-	cancel()
-	if err != nil {
-		return failed(fmt.Errorf("wait for the agent to process %s's exit: %w", f.command, err))
-	}
-	if !reply.Exited {
-		fmt.Fprintf(stderr, "vigil: WARNING: the agent did not see %s exit within %s (its exit record was lost?): the outputs may miss its last events\n", f.command, syncTimeout)
-	}
-	if err := writeAgentOutputs(cmd, f, client, ns); err != nil {
-		return failed(err)
-	}
-	final, err := end()
-	if err != nil {
-		return failed(fmt.Errorf("end namespace %s: %w", ns, err))
-	}
-	printAgentSummary(cmd, f, client, agent, final)
-	if status != 0 {
-		return exitCode(status)
-	}
-	return nil
-}
-
-// writeAgentOutputs writes -o, --trajectory and --forensics from the
-// agent's copies of the namespace.
-func writeAgentOutputs(cmd *cobra.Command, f *runFlags, client *control.Client, ns string) error {
-	outputs := []struct {
-		flag, path string
-		get        func(context.Context, string, io.Writer) error
-	}{
-		{"-o", f.output, client.Model},
-		{"--trajectory", f.trajectory, client.Trajectory},
-		{"--forensics", f.forensics, client.Forensics},
-	}
-	for _, o := range outputs {
-		if o.path == "" {
-			continue
-		}
-		var buf bytes.Buffer
-		ctx, cancel := context.WithTimeout(cmd.Context(), agentTimeout)
-		err := o.get(ctx, ns, &buf)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("%s: %w", o.flag, err)
-		}
-		if o.path == "-" && o.flag != "-o" {
-			if _, err := cmd.OutOrStdout().Write(buf.Bytes()); err != nil {
-				return fmt.Errorf("%s: %w", o.flag, err)
-			}
-			continue
-		}
-		err = lineio.WriteFileAtomic(o.path, 0o644, func(w *bufio.Writer) error {
-			_, err := w.Write(buf.Bytes())
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("%s: %w", o.flag, err)
-		}
-	}
-	return nil
-}
-
-// printAgentSummary is printRunSummary for a namespace of the agent.
-func printAgentSummary(cmd *cobra.Command, f *runFlags, client *control.Client, agent control.AgentInfo, n control.NamespaceInfo) {
-	w := cmd.ErrOrStderr()
-	fmt.Fprintf(w, "vigil: namespace %q (context %d, agent's %s backend): %d events, %d model points, %d forensics points (%d events), %d lost\n",
-		n.Name, n.Context, agent.Backend, n.Events, n.Points, n.ForensicsPoints, n.ForensicsEvents, n.Lost)
-	if n.Lost > 0 {
-		fmt.Fprintf(w, "vigil: WARNING: %d records of namespace %q lost: its model and measurement are incomplete\n", n.Lost, n.Name)
-	}
-	if n.ForensicsPoints == 0 || f.forensics != "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), agentTimeout)
-	defer cancel()
-	pts, err := client.ForensicsPoints(ctx, n.Name)
-	var lines bytes.Buffer
-	if err == nil {
-		err = client.Forensics(ctx, n.Name, &lines)
-	}
-	if err != nil {
-		fmt.Fprintf(w, "vigil: %d events outside the model %s; read them: %v\n", n.ForensicsPoints, f.modelIn, err)
-		return
-	}
-	descs := bytes.Split(bytes.TrimSuffix(lines.Bytes(), []byte("\n")), []byte("\n"))
-	fmt.Fprintf(w, "vigil: %d events outside the model %s (use --forensics FILE for their descriptions):\n", len(pts), f.modelIn)
-	for i, p := range pts {
-		if i == 10 {
-			fmt.Fprintf(w, "  ... %d more\n", len(pts)-10)
-			break
-		}
-		var what string
-		if i < len(descs) {
-			what = describeLine(descs[i])
-		}
-		fmt.Fprintf(w, "  %s x%d %s\n", p.Coefficient, p.Count, what)
-	}
 }

@@ -30,6 +30,9 @@ func TestRunFlags(t *testing.T) {
 		{"command not found", []string{"run", "--", filepath.Join(t.TempDir(), "missing")}, 127, ""},
 		{"bad agent mode", []string{"run", "--agent", "sometimes", "--", "true"}, 2, "--agent"},
 		{"standalone flag with --agent always", []string{"run", "--agent", "always", "--ring-buffer", "4096", "--", "true"}, 2, "--ring-buffer is a standalone flag"},
+		{"ring buffer not a power of two", []string{"run", "--agent", "never", "--ring-buffer", "12288", "--", "true"}, 2, "--ring-buffer: 12288 is not a power of two"},
+		{"ring buffer above 1 GiB", []string{"run", "--agent", "never", "--ring-buffer", "2147483648", "--", "true"}, 2, "--ring-buffer: 2147483648 is more than"},
+		{"ring buffer above 32 bits", []string{"run", "--ring-buffer", "4294967296", "--", "true"}, 2, "--ring-buffer"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -150,6 +150,11 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("backend: %w", err)
 	}
+	// config.Resolve checked the size; a Config built in code may not
+	// have been, and the uint32 below must not wrap.
+	if err := bpf.CheckRingBufferBytes(int64(cfg.RingBufferSize)); err != nil {
+		return nil, fmt.Errorf("ring_buffer_size: %w", err)
+	}
 	if a.capture, err = bpf.Open(bpf.Options{Backend: backend, RingBufferBytes: uint32(cfg.RingBufferSize)}); err != nil {
 		return nil, err
 	}

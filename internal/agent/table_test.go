@@ -327,6 +327,16 @@ func TestLoadModel(t *testing.T) {
 	if err := f.tab.Load(name, []byte("not a model\n")); !errors.Is(err, control.ErrInvalid) {
 		t.Errorf("Load(garbage) = %v; want ErrInvalid", err)
 	}
+	// A trajectory line of broken JSON: the namespace would serve it and
+	// build its kernel allow set from it.
+	c := strings.Repeat("ab", 32)
+	broken := []byte("state " + c + "\n#trajectory " + c + " {\"event\": {\"type\": \"file_open\"\nend\n")
+	if err := f.tab.Load(name, broken); !errors.Is(err, control.ErrInvalid) || !strings.Contains(err.Error(), "model:2: trajectory "+c+": description") {
+		t.Errorf("Load(broken trajectory) = %v; want ErrInvalid naming line 2", err)
+	}
+	if info, _ := f.tab.Namespace(name); info.Points != 0 || info.Mode != control.ModeLearning {
+		t.Errorf("after a refused load: %d points, %s; want the namespace untouched", info.Points, info.Mode)
+	}
 	if err := f.tab.Load("docker-nope", good); !errors.Is(err, control.ErrNotFound) {
 		t.Errorf("Load(unknown namespace) = %v; want ErrNotFound", err)
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/pflag"
 	yaml "sigs.k8s.io/yaml/goyaml.v3"
+
+	"github.com/vigil-tsem/vigil/bpf"
 )
 
 // DefaultPath is where packaged deployments keep the agent's config file.
@@ -40,7 +42,7 @@ type Config struct {
 	PCR      int    `yaml:"pcr" usage:"TPM PCR extended for register tpm"`
 
 	Backend        string `yaml:"backend" usage:"capture backend: auto (LSM if it loads, else tracepoints), lsm or tracepoint"`
-	RingBufferSize int    `yaml:"ring_buffer_size" usage:"kernel event ring buffer size in bytes (a power of two); the agent's RSS holds it twice (the kernel maps it twice), and a smaller one loses records sooner in a burst"`
+	RingBufferSize int    `yaml:"ring_buffer_size" usage:"kernel event ring buffer size in bytes (a power of two, 4096 to 1073741824); the agent's RSS holds it twice (the kernel maps it twice), and a smaller one loses records sooner in a burst"`
 
 	Export              string        `yaml:"export" usage:"export event descriptions to this file ('-' for standard output, empty: off)"`
 	ExportFormat        string        `yaml:"export_format" usage:"export format: tsem or ecs"`
@@ -111,6 +113,19 @@ func Keys() []string {
 	var keys []string
 	for _, f := range fields() {
 		keys = append(keys, f.key)
+	}
+	return keys
+}
+
+// Changed returns the keys whose values differ between a and b, in
+// declaration order.
+func Changed(a, b Config) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	var keys []string
+	for _, f := range fields() {
+		if va.Field(f.index).Interface() != vb.Field(f.index).Interface() {
+			keys = append(keys, f.key)
+		}
 	}
 	return keys
 }
@@ -288,11 +303,13 @@ func (c *Config) validate(origin map[string]string) error {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port (127.0.0.1:9476 for this node only, 0.0.0.0:9476 for every interface)", at("metrics_addr"), c.MetricsAddr))
 		}
 	}
-	if c.PCR < 0 || c.PCR > 23 {
-		errs = append(errs, fmt.Errorf("%s: %d is not a PCR index (0 to 23)", at("pcr"), c.PCR))
+	// PCR 0 holds the firmware's measurements, and to the register code
+	// 0 means the default (23): refuse it rather than extend another PCR.
+	if c.PCR < 1 || c.PCR > 23 {
+		errs = append(errs, fmt.Errorf("%s: %d is not an application's PCR index (1 to 23; PCR 0 is the firmware's)", at("pcr"), c.PCR))
 	}
-	if n := c.RingBufferSize; n < 4096 || n&(n-1) != 0 {
-		errs = append(errs, fmt.Errorf("%s: %d is not a power of two of at least 4096", at("ring_buffer_size"), n))
+	if err := bpf.CheckRingBufferBytes(int64(c.RingBufferSize)); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", at("ring_buffer_size"), err))
 	}
 	if n := c.ExportMaxSize; n != 0 && (n < MinExportMaxSize || n > MaxExportMaxSize) {
 		errs = append(errs, fmt.Errorf("%s: %d is not 0 (never rotate) or %d to %d bytes", at("export_max_size"), n, MinExportMaxSize, MaxExportMaxSize))

@@ -75,6 +75,10 @@ func TestLoadErrors(t *testing.T) {
 		{"metrics on every interface by accident", "metrics_addr: \":9476\"\n", []string{"config.yaml:1: metrics_addr", "host:port"}},
 		{"relative socket", "socket: vigil.sock\n", []string{"config.yaml:1: socket", "absolute"}},
 		{"ring buffer", "ring_buffer_size: 1000\n", []string{"config.yaml:1: ring_buffer_size", "power of two"}},
+		{"ring buffer of 4 GiB", "ring_buffer_size: 4294967296\n", []string{"config.yaml:1: ring_buffer_size", "4294967296 is more than 1073741824"}},
+		{"ring buffer of 2 GiB", "ring_buffer_size: 2147483648\n", []string{"config.yaml:1: ring_buffer_size", "more than"}},
+		{"ring buffer negative", "ring_buffer_size: -4096\n", []string{"config.yaml:1: ring_buffer_size", "power of two"}},
+		{"ring buffer above 64 bits", "ring_buffer_size: 18446744073709551616\n", []string{"config.yaml:1: ring_buffer_size"}},
 		{"pcr range", "pcr: 24\n", []string{"config.yaml:1: pcr"}},
 		{"export max size too small", "export_max_size: 20\n", []string{"config.yaml:1: export_max_size", "65536"}},
 		{"export max size negative", "export_max_size: -1\n", []string{"config.yaml:1: export_max_size"}},
@@ -82,6 +86,9 @@ func TestLoadErrors(t *testing.T) {
 		{"export max files negative", "export_max_files: -1\n", []string{"config.yaml:1: export_max_files"}},
 		{"export flush interval zero", "export_flush_interval: 0s\n", []string{"config.yaml:1: export_flush_interval", "10ms to 1m"}},
 		{"export flush interval long", "export_flush_interval: 2h\n", []string{"config.yaml:1: export_flush_interval"}},
+		{"pcr 0", "pcr: 0\n", []string{"config.yaml:1: pcr", "PCR 0 is the firmware's"}},
+		{"pcr beyond 32 bits", "pcr: 4294967319\n", []string{"config.yaml:1: pcr"}},
+		{"export max files beyond int", "export_max_files: 9223372036854775808\n", []string{"config.yaml:1: export_max_files"}},
 		{"syntax", "socket: [unclosed\n", []string{"config.yaml", "line"}},
 		{"not a mapping", "- socket\n", []string{"config.yaml:1:", "mapping"}},
 		{"nested value", "socket:\n  path: /x\n", []string{"config.yaml:1:", "socket:"}},
@@ -175,6 +182,48 @@ func TestFlagsOverrideFile(t *testing.T) {
 	fs.Parse([]string{"--export-format", "xml"})
 	if _, err := fl.Resolve(path); err == nil || !strings.Contains(err.Error(), "--export-format: export_format") {
 		t.Errorf("Resolve(--export-format xml) = %v; want an error naming the flag", err)
+	}
+}
+
+// TestNumericFlagsValidated checks that out-of-range numbers given as
+// flags are refused with the flag's name, not cast (a 4 GiB ring buffer
+// once became 0, the default, through uint32).
+func TestNumericFlagsValidated(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ring-buffer-size", "4294967296"}, "--ring-buffer-size: ring_buffer_size: 4294967296 is more than"},
+		{[]string{"--ring-buffer-size", "4294971392"}, "--ring-buffer-size: ring_buffer_size"},
+		{[]string{"--ring-buffer-size", "12288"}, "is not a power of two"},
+		{[]string{"--pcr", "0"}, "--pcr: pcr: 0 is not"},
+		{[]string{"--export-max-files", "-1"}, "--export-max-files: export_max_files: -1 is not 0 to"},
+	} {
+		fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+		fl := BindFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatalf("parse %v: %v", tc.args, err)
+		}
+		if _, err := fl.Resolve(""); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Resolve(%v) = %v; want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	fl := BindFlags(fs)
+	fs.Parse([]string{"--ring-buffer-size", "1073741824"})
+	if c, err := fl.Resolve(""); err != nil || c.RingBufferSize != 1<<30 {
+		t.Errorf("Resolve(--ring-buffer-size 1073741824) = %d, %v; want 1 GiB accepted", c.RingBufferSize, err)
+	}
+}
+
+func TestChanged(t *testing.T) {
+	a, b := Default(), Default()
+	if got := Changed(a, b); len(got) != 0 {
+		t.Errorf("Changed(default, default) = %v; want none", got)
+	}
+	b.Backend, b.ContainerResync, b.Enforce = "lsm", time.Minute, true
+	if got, want := Changed(a, b), []string{"backend", "container_resync", "enforce"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Changed = %v; want %v", got, want)
 	}
 }
 

@@ -109,3 +109,53 @@ func TestWriteFileAtomic(t *testing.T) {
 		t.Errorf("mode = %v; want 0600", st.Mode().Perm())
 	}
 }
+
+func TestEachLineCap(t *testing.T) {
+	for _, tc := range []struct {
+		name, input string
+		max         int
+		want        []string
+		wantErr     string
+	}{
+		{"at the cap", "abcd\nefgh\n", 4, []string{"abcd", "efgh"}, ""},
+		{"at the cap, crlf", "abcd\r\n", 4, []string{"abcd"}, ""},
+		{"at the cap, no final newline", "ab\nabcd", 4, []string{"ab", "abcd"}, ""},
+		{"one over", "ab\nabcde\nab\n", 4, []string{"ab"}, "<stdin>:2: line too long: more than 4 bytes"},
+		{"one over, no final newline", "abcde", 4, nil, "<stdin>:1: line too long"},
+		{"one over, crlf", "abcde\r\n", 4, nil, "<stdin>:1: line too long"},
+		{"longer than the reader's buffer", "a\n" + strings.Repeat("x", 600<<10) + "\n", 300 << 10, []string{"a"}, "<stdin>:2: line too long: more than 307200 bytes"},
+		{"longer than the buffer, under the cap", strings.Repeat("x", 600<<10) + "\n", 700 << 10, []string{strings.Repeat("x", 600<<10)}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			err := EachMax(nil, strings.NewReader(tc.input), nil, tc.max, func(l Line) error {
+				got = append(got, string(l.Bytes))
+				return nil
+			})
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrLineTooLong)) {
+				t.Errorf("EachMax(max %d) error = %v; want %q", tc.max, err, tc.wantErr)
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("lines = %.40q; want %.40q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestEachMaxLine checks the real cap with a line one byte over it, in a
+// file, so the error names the file.
+func TestEachMaxLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.json")
+	big := make([]byte, MaxLine+1)
+	for i := range big {
+		big[i] = 'x'
+	}
+	if err := os.WriteFile(path, append([]byte("{}\n"), append(big, '\n')...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err := Each([]string{path}, nil, nil, func(Line) error { n++; return nil })
+	if !errors.Is(err, ErrLineTooLong) || !strings.Contains(err.Error(), path+":2: line too long: more than 16777216 bytes") || n != 1 {
+		t.Errorf("Each(a line of MaxLine+1 bytes) = %v after %d lines; want line 2 refused, naming the file", err, n)
+	}
+}

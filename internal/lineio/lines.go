@@ -32,22 +32,65 @@ func (l Line) At(err error) error { return &PlaceError{Name: l.Name, Number: l.N
 // StdinName is the name standard input gets in errors.
 const StdinName = "<stdin>"
 
+// MaxLine is the longest line, in bytes without its terminator, that a
+// line-oriented input may hold: an event description (a TSEM trajectory,
+// an export). Real descriptions are a few KiB (a pathname is at most 4096
+// bytes); the cap keeps one bad line from taking the memory of its whole
+// length. Formats that wrap a description in a line of their own (a model
+// file's trajectory lines, a measured log's records, both possibly in
+// base64) allow 2*MaxLine.
+const MaxLine = 16 << 20
+
+// ErrLineTooLong is matched (errors.Is) by the error for a line longer than
+// its cap.
+var ErrLineTooLong = errors.New("line too long")
+
+// NextLine returns the next line of br, with its terminator, refusing one
+// whose length without the terminator exceeds max (an error wrapping
+// ErrLineTooLong, after reading at most max+2 bytes of it plus br's buffer).
+// The line aliases br's buffer or *scratch, which holds lines longer than
+// br's buffer and is kept for reuse: it is valid until the next call. At the
+// end of the input it returns the last line, if any, with io.EOF.
+func NextLine(br *bufio.Reader, scratch *[]byte, max int) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		long := append((*scratch)[:0], line...)
+		for errors.Is(err, bufio.ErrBufferFull) && len(long) <= max+1 {
+			line, err = br.ReadSlice('\n')
+			long = append(long, line...)
+		}
+		*scratch = long[:0]
+		line = long
+	}
+	if len(trimEOL(line)) > max {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrLineTooLong, max)
+	}
+	return line, err
+}
+
 // Each calls fn for every line of the named files in order; "-" (or no names
-// at all) reads stdin. Blank lines are skipped. fn's error stops the walk
-// and is returned as is; read errors name the file.
+// at all) reads stdin. Blank lines are skipped. A line longer than MaxLine
+// stops the walk with an error naming the file and line (a *PlaceError
+// wrapping ErrLineTooLong). fn's error stops the walk and is returned as
+// is; read errors name the file.
 func Each(names []string, stdin io.Reader, progress *Progress, fn func(Line) error) error {
+	return EachMax(names, stdin, progress, MaxLine, fn)
+}
+
+// EachMax is Each with lines of at most max bytes.
+func EachMax(names []string, stdin io.Reader, progress *Progress, max int, fn func(Line) error) error {
 	if len(names) == 0 {
 		names = []string{"-"}
 	}
 	for _, name := range names {
-		if err := eachIn(name, stdin, progress, fn); err != nil {
+		if err := eachIn(name, stdin, progress, max, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func eachIn(name string, stdin io.Reader, progress *Progress, fn func(Line) error) error {
+func eachIn(name string, stdin io.Reader, progress *Progress, max int, fn func(Line) error) error {
 	var r io.Reader
 	display := name
 	if name == "-" {
@@ -63,16 +106,9 @@ func eachIn(name string, stdin io.Reader, progress *Progress, fn func(Line) erro
 	br := bufio.NewReaderSize(r, 256<<10)
 	var long []byte
 	for n := 1; ; n++ {
-		chunk, err := br.ReadSlice('\n')
-		line := chunk
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A line longer than the buffer: gather it.
-			long = append(long[:0], chunk...)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				chunk, err = br.ReadSlice('\n')
-				long = append(long, chunk...)
-			}
-			line = long
+		line, err := NextLine(br, &long, max)
+		if errors.Is(err, ErrLineTooLong) {
+			return &PlaceError{Name: display, Number: n, Err: err}
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("read %s: %w", display, err)

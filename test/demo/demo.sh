@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Vigil's main job, end to end, as an operator would do it (sudo make demo):
+# Vigil's main job, end to end, as an operator would do it (make demo, as root):
 # start the host agent, start a workload in a new container cgroup the way
 # a container runtime does, watch it get its own modeling namespace, let it
 # learn, seal it, make it step outside its model and find that in the
@@ -31,7 +31,7 @@ show() {
 }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
-[[ $(id -u) == 0 ]] || die "needs root (loading eBPF programs): sudo make demo"
+[[ $(id -u) == 0 ]] || die "needs root (loading eBPF programs): run make demo as root (sudo make demo where you are not)"
 [[ -x $VIGIL ]] || die "no vigil binary at $VIGIL (make build)"
 VIGIL=$(realpath "$VIGIL")
 

@@ -8,7 +8,8 @@
 // `apt-get download`, `dpkg-deb -x`, boot/ kept in REPO/.cache/vm), builds each
 // package's test binary and the init (test/vm/vminit) statically, writes a gzip'd newc
 // initramfs itself (cpio.go, build.go), boots qemu with the console on stdout
-// (qemu.go) and judges the run from the init's marker lines (test/vm/vmproto). It
+// (qemu.go; accel.go picks KVM or TCG, and boots again under TCG when a KVM
+// guest does not start) and judges the run from the init's marker lines (test/vm/vmproto). It
 // exits 0 only when every binary passed, ran at least one test and did not skip all.
 // README.md shows a run.
 //

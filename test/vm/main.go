@@ -50,7 +50,8 @@ func mainErr(argv []string, out io.Writer) int {
 		runRE       = fs.String("run", "", "passed to each test binary as -test.run")
 		memMB       = fs.Int("mem", 1024, "guest memory in MiB")
 		cpus        = fs.Int("smp", 2, "guest CPUs")
-		accel       = fs.String("accel", "auto", "auto (kvm if /dev/kvm can be opened, else tcg), kvm or tcg")
+		accel       = fs.String("accel", "auto", "auto (kvm if /dev/kvm opens and the guest starts under it within -kvm-probe, else tcg), kvm or tcg")
+		kvmProbe    = fs.Duration("kvm-probe", defaultKVMProbe, "with -accel auto: how long a kvm guest has to start its init before the harness boots again under tcg")
 		appendLine  = fs.String("append", "", "added to the kernel command line")
 		tags        = fs.String("tags", "", "build tags for the test binaries")
 		keep        = fs.Bool("keep", false, "keep the work directory (binaries, initramfs) and print it")
@@ -93,7 +94,7 @@ func mainErr(argv []string, out io.Writer) int {
 	h := harness{
 		repo: repo, cache: *cacheDir, out: out, kernel: *kernelPath, tags: *tags, keep: *keep,
 		env: env, bins: bins, includes: includes,
-		vm: vmOptions{append: *appendLine, memMB: *memMB, cpus: *cpus, accel: *accel, timeout: *timeout},
+		vm: vmOptions{append: *appendLine, memMB: *memMB, cpus: *cpus, accel: *accel, timeout: *timeout, kvmProbe: *kvmProbe},
 	}
 	if *fetchOnly {
 		if err := h.findKernel(ctx); err != nil {
@@ -221,6 +222,9 @@ func (h *harness) run(ctx context.Context, patterns, testArgs []string) (ok bool
 	rep, bootErr := boot(ctx, o, h.out)
 	lines, ok := rep.verdict(names)
 	fmt.Fprintln(h.out, "vmtest: ---- summary ----")
+	if rep.accel != "" {
+		fmt.Fprintf(h.out, "vmtest: accelerator %s (%s)\n", rep.accel, rep.accelWhy)
+	}
 	if rep.initAfter > 0 {
 		fmt.Fprintf(h.out, "vmtest: guest init started %v after qemu (%s)\n", rep.initAfter.Round(10*time.Millisecond), rep.initLine)
 	}

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigil-tsem/vigil/test/vm/vmproto"
@@ -26,24 +26,24 @@ type vmOptions struct {
 	memMB, cpus    int
 	accel          string // auto, kvm or tcg
 	timeout        time.Duration
+	// kvmProbe is how long a KVM guest of -accel auto has to start its
+	// init; defaultKVMProbe when zero.
+	kvmProbe time.Duration
+	// kvmCheck says whether KVM may be tried with -accel auto; openKVM
+	// when nil.
+	kvmCheck func() error
 }
 
-// qemuArgs gives qemu-system-x86_64's arguments and the accelerator it will use.
-func qemuArgs(o vmOptions, haveKVM bool) ([]string, string, error) {
-	accel := o.accel
-	switch accel {
-	case "auto":
-		accel = "tcg"
-		if haveKVM {
-			accel = "kvm"
-		}
-	case "kvm", "tcg":
-	default:
-		return nil, "", fmt.Errorf("parse -accel %q: want auto, kvm or tcg", o.accel)
-	}
+// qemuArgs gives qemu-system-x86_64's arguments for accelerator accel (kvm
+// or tcg).
+func qemuArgs(o vmOptions, accel string) ([]string, error) {
 	cpu := "max"
-	if accel == "kvm" {
+	switch accel {
+	case "kvm":
 		cpu = "host"
+	case "tcg":
+	default:
+		return nil, fmt.Errorf("accelerator %q: want kvm or tcg", accel)
 	}
 	line := cmdline
 	if o.append != "" {
@@ -54,47 +54,63 @@ func qemuArgs(o vmOptions, haveKVM bool) ([]string, string, error) {
 		"-nographic", "-no-reboot", "-nic", "none",
 		"-m", fmt.Sprint(o.memMB), "-smp", fmt.Sprint(o.cpus),
 		"-accel", accel, "-cpu", cpu,
-	}, accel, nil
-}
-
-func haveKVM() bool {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return false
-	}
-	f.Close()
-	return true
+	}, nil
 }
 
 // report is what the host saw on the console.
 type report struct {
-	initAfter time.Duration // from qemu start to the INIT marker; 0 if never seen
-	initLine  string
-	results   map[string]vmproto.Result
-	done      bool
-	panicked  bool
-	elapsed   time.Duration
-	timedOut  bool
+	accel, accelWhy string        // the accelerator of the boot that ran, and why
+	initAfter       time.Duration // from qemu start to the INIT marker; 0 if never seen
+	initLine        string
+	results         map[string]vmproto.Result
+	done            bool
+	panicked        bool
+	elapsed         time.Duration
+	timedOut        bool
 }
 
 // boot runs the VM, copying its console to out and collecting the markers.
+// Under -accel auto with KVM on probation, a guest that does not start
+// (errNotStarted) is booted again under TCG.
 func boot(ctx context.Context, o vmOptions, out io.Writer) (report, error) {
 	rep := report{results: map[string]vmproto.Result{}}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		return rep, fmt.Errorf("find qemu: %w (install it with test/vm/ci-deps.sh: apt-get install qemu-system-x86)", err)
 	}
-	args, accel, err := qemuArgs(o, haveKVM())
+	choice, err := chooseAccel(o)
 	if err != nil {
 		return rep, err
 	}
-	fmt.Fprintf(out, "vmtest: %s %s\n", qemu, quoteArgs(args))
-	if accel == "tcg" {
-		fmt.Fprintln(out, "vmtest: no /dev/kvm: emulating the CPU (TCG), slower")
+	rep, err = bootWith(ctx, qemu, o, choice, out)
+	if choice.probe > 0 && errors.Is(err, errNotStarted) {
+		fmt.Fprintf(out, "vmtest: kvm cannot run this guest here: %v; booting again under tcg\n", err)
+		choice = accelChoice{accel: "tcg", why: fmt.Sprintf("-accel auto: /dev/kvm opens but kvm failed: %v", err)}
+		rep, err = bootWith(ctx, qemu, o, choice, out)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	return rep, err
+}
+
+// errProbeExpired ends a boot whose probe ran out.
+var errProbeExpired = errors.New("kvm probe expired")
+
+// bootWith is one boot of qemu under c's accelerator.
+func bootWith(ctx context.Context, qemu string, o vmOptions, c accelChoice, out io.Writer) (report, error) {
+	rep := report{results: map[string]vmproto.Result{}, accel: c.accel, accelWhy: c.why}
+	args, err := qemuArgs(o, c.accel)
+	if err != nil {
+		return rep, err
+	}
+	fmt.Fprintf(out, "vmtest: accelerator %s (%s)\n", c.accel, c.why)
+	if c.accel == "tcg" {
+		fmt.Fprintln(out, "vmtest: emulating the CPU (TCG), slower")
+	}
+	fmt.Fprintf(out, "vmtest: %s %s\n", qemu, quoteArgs(args))
+	runCtx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, args...)
+	qemuCtx, stopQEMU := context.WithCancelCause(runCtx)
+	defer stopQEMU(nil)
+	cmd := exec.CommandContext(qemuCtx, qemu, args...)
 	cmd.Stdin = nil
 	cmd.Stderr = out
 	cmd.WaitDelay = 5 * time.Second
@@ -106,14 +122,33 @@ func boot(ctx context.Context, o vmOptions, out io.Writer) (report, error) {
 	if err := cmd.Start(); err != nil {
 		return rep, fmt.Errorf("start qemu: %w", err)
 	}
-	rep.scan(stdout, out, start)
+	var started atomic.Bool
+	if c.probe > 0 {
+		probe := time.AfterFunc(c.probe, func() {
+			if !started.Load() {
+				stopQEMU(errProbeExpired)
+			}
+		})
+		defer probe.Stop()
+	}
+	rep.scan(stdout, out, start, func() { started.Store(true) })
 	werr := cmd.Wait()
 	rep.elapsed = time.Since(start)
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	switch {
+	case ctx.Err() != nil:
+		return rep, fmt.Errorf("run qemu: %w", context.Cause(ctx))
+	case errors.Is(context.Cause(qemuCtx), errProbeExpired):
+		return rep, fmt.Errorf("%w within %v: no INIT marker on the console", errNotStarted, c.probe)
+	case errors.Is(runCtx.Err(), context.DeadlineExceeded):
 		rep.timedOut = true
 		return rep, fmt.Errorf("run vm: no power-off within %v (-timeout)", o.timeout)
-	}
-	if werr != nil {
+	case c.probe > 0 && rep.initAfter == 0:
+		how := "exit status 0"
+		if werr != nil {
+			how = werr.Error()
+		}
+		return rep, fmt.Errorf("%w: qemu ended (%s) after %v, before the INIT marker", errNotStarted, how, rep.elapsed.Round(10*time.Millisecond))
+	case werr != nil:
 		return rep, fmt.Errorf("run qemu: %w", werr)
 	}
 	return rep, nil
@@ -124,15 +159,19 @@ func boot(ctx context.Context, o vmOptions, out io.Writer) (report, error) {
 var terminalControl = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]|\x1b[c()][0-9A-Za-z]?|\r`)
 
 // scan copies console lines to out, without the serial line's carriage returns, and
-// records the markers.
-func (rep *report) scan(console io.Reader, out io.Writer, start time.Time) {
+// records the markers. It calls started (once) when the INIT marker shows.
+func (rep *report) scan(console io.Reader, out io.Writer, start time.Time, started func()) {
 	br := bufio.NewReaderSize(console, 64<<10)
 	for {
 		line, err := br.ReadString('\n')
 		if line != "" {
 			line = terminalControl.ReplaceAllString(strings.TrimRight(line, "\r\n"), "")
 			fmt.Fprintln(out, line)
+			seen := rep.initAfter > 0
 			rep.observe(line, time.Since(start))
+			if !seen && rep.initAfter > 0 {
+				started()
+			}
 		}
 		if err != nil {
 			return
