@@ -32,6 +32,21 @@
 // the order the measurement took them; the measurement stage extends a
 // register from it.
 //
+// # Task identity
+//
+// TaskID is the task_id a task gets at exec, from its previous task_id
+// (its new p_task_id) and the executed file's cell:
+//
+//	H("bprm_committed_creds" ‖ p_task_id ‖ zero task id ‖ H(40 zero bytes) ‖ H(file cell))
+//
+// the coefficient of an exec event with zero task_id and zero COE: the TSEM
+// kernel hashes the credentials of an event it has not filled yet, so two
+// execs of one file from one parent get one task id whatever their
+// credentials. The file cell is the ordinary one, flags 32800
+// (O_LARGEFILE|__FMODE_EXEC) and path type included; for a "#!" script it
+// is the interpreter's. The reference data reproduces every task id it lets
+// one derive (taskid_test.go).
+//
 // # Namespace hash
 //
 // As in TSEM, each namespace has its digest algorithm (Options.Hash:

@@ -18,8 +18,8 @@
 //
 // Tasks maps the kernel's task trust domains (TTDs: a number a task gets at
 // every exec, never repeated) to TSEM task ids, computed at exec from the
-// parent's id, the credentials and the executed file's cell; a fork keeps
-// the ids. Nothing is keyed by PID. See Tasks for the rules.
+// parent's id and the executed file's cell (not the credentials, as in the
+// TSEM kernel); a fork keeps the ids. Nothing is keyed by PID. See Tasks for the rules.
 //
 // # Dispatch
 //

@@ -24,9 +24,16 @@ func binary(name string) bpf.File {
 	return bpf.File{Present: true, Flags: 0x8020, Inode: bpf.Inode{Mode: 0o100755, SMagic: 0xef53, DevMajor: 8, DevMinor: 3}, Path: bpf.Path{Name: name}}
 }
 
+// setuid gives h the credentials of a set-uid root exec.
+func setuid(h bpf.Header) bpf.Header {
+	h.COE.EUID, h.COE.SUID, h.COE.FSUID = 0, 0, 0
+	return h
+}
+
+// cellFile is the file cell of an executed file as the dispatcher hashes it.
 func cellFile(f bpf.File) events.File {
 	return events.File{
-		Flags: f.Flags,
+		Flags: events.ExecFlags,
 		Inode: events.Inode{Mode: f.Inode.Mode, SMagic: f.Inode.SMagic},
 		Path:  events.Path{HasDev: true, Dev: events.Dev{Major: f.Inode.DevMajor, Minor: f.Inode.DevMinor}, Type: "root", Pathname: f.Path.Name},
 		// The dispatcher under test has no digest cache.
@@ -45,13 +52,17 @@ func TestTaskIdentityChain(t *testing.T) {
 	d.OnEvent = func(n *Namespace, e *events.Event, res Result) { got = append(got, e) }
 	id := ns.ID()
 	sh, cat := binary("/usr/bin/sh"), binary("/usr/bin/cat")
+	catRec := cat
+	catRec.Flags = 0x8000
 	records := []bpf.Record{
 		// The enrolled stub (TTD 1, PTTD 0) execs sh: TTD 2.
 		&bpf.Exec{Header: hdr(bpf.RecExec, id, 2, 0, "sh"), PrevTTD: 1, File: sh},
 		&bpf.FileOpen{Header: hdr(bpf.RecFileOpen, id, 2, 0, "sh"), File: binary("/etc/profile")},
 		// sh forks; the child execs cat: TTD 3, PTTD 2.
 		&bpf.TaskFork{Header: hdr(bpf.RecTaskFork, id, 2, 0, "sh"), ChildPID: 200, ChildTGID: 200, ChildTTD: 2},
-		&bpf.Exec{Header: hdr(bpf.RecExec, id, 3, 2, "cat"), PrevTTD: 2, File: cat},
+		// A set-uid exec with flags the struct file need not show: the
+		// task id depends on neither.
+		&bpf.Exec{Header: setuid(hdr(bpf.RecExec, id, 3, 2, "cat")), PrevTTD: 2, File: catRec},
 		&bpf.FileOpen{Header: hdr(bpf.RecFileOpen, id, 3, 2, "cat"), File: binary("/etc/hostname")},
 		// A record of another namespace never reaches this one.
 		&bpf.FileOpen{Header: hdr(bpf.RecFileOpen, id+1, 9, 0, "other"), File: binary("/etc/shadow")},
@@ -63,8 +74,8 @@ func TestTaskIdentityChain(t *testing.T) {
 		}
 	}
 	shFile, catFile := cellFile(sh), cellFile(cat)
-	shID := model.TaskID(model.Coefficient{}, events.COE(testCOE), &shFile)
-	catID := model.TaskID(shID, events.COE(testCOE), &catFile)
+	shID := model.TaskID(model.Coefficient{}, &shFile)
+	catID := model.TaskID(shID, &catFile)
 	if len(got) != 2 {
 		t.Fatalf("got %d events; want the 2 file opens of the namespace", len(got))
 	}
