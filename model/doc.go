@@ -72,7 +72,25 @@
 // comment line (Quixote skips it); without one the first coefficient's
 // length says the hash, and every coefficient must have it. LoadHash
 // refuses a model of another hash than the namespace's, naming the file
-// and line.
+// and line. A "#dialect NAME" line (see Dialects) says the model's
+// dialect the same way.
+//
+// # Dialects
+//
+// A Mapping (a Model's: Model.Mapping, Model.Coefficient) maps events to
+// coefficients and task ids in a hash and a Dialect. DialectTSEM, the zero
+// value and what EventCoefficient, EventCoefficientHash, TaskID and
+// TaskIDHash compute, hashes every value as the TSEM kernel does. The
+// kernel already hashes tmpfs's s_uuid, drawn at random at every mount,
+// as zeros; DialectInvariant does the same for every value the kernel
+// chooses afresh at a mount: the s_uuid of overlayfs and kernfs (sysfs,
+// cgroup, cgroup2), random per mount from Linux 6.6 on, and anonymous
+// device numbers (major 0, minor allocated at mount time), hashed as no
+// device, as the kernel hashes 0:0. Two instances of a container (new
+// mounts of the same image) then give the same coefficients and task ids.
+// Descriptions keep what the kernel printed. A model file of the
+// invariant dialect starts with a "#dialect invariant" comment line; one
+// without is the kernel's.
 //
 // # Cell layouts beyond the reference data
 //

@@ -32,11 +32,8 @@ func TaskID(parent Coefficient, file *events.File) Coefficient {
 // TaskIDHash is TaskID in a namespace whose hash is h: parent and the
 // file's digest have h's length (a zero-length parent is zero bytes), and
 // so does the task id. The zero task id and the 40 zero bytes of the COE
-// do not depend on h.
+// do not depend on h. TaskIDHash is the TSEM dialect; Mapping.TaskID computes the task id in
+// another one.
 func TaskIDHash(h Hash, parent Coefficient, file *events.File) Coefficient {
-	m := mapper{h: h}
-	var stack [512]byte
-	cell := m.appendFile(stack[:0], file, nil)
-	zero := h.Zero()
-	return m.coefficient(execEvent, &parent, &zero, &events.COE{}, cell)
+	return Mapping{Hash: h}.TaskID(parent, file)
 }

@@ -136,7 +136,7 @@ func TestTasksForget(t *testing.T) {
 	for ttd := uint64(1); ttd <= 10; ttd++ {
 		h := hdr(bpf.RecExec, 1, ttd, 0, "x")
 		f := events.File{}
-		tasks.Exec(&bpf.Exec{Header: h, PrevTTD: 0}, &f, model.SHA256)
+		tasks.Exec(&bpf.Exec{Header: h, PrevTTD: 0}, &f, model.Mapping{})
 		tasks.Exit(&bpf.TaskExit{Header: hdr(bpf.RecTaskExit, 1, ttd, 0, "x")})
 	}
 	if n := tasks.Len(); n > 3 {
@@ -145,9 +145,9 @@ func TestTasksForget(t *testing.T) {
 	// A live domain is never forgotten.
 	live := NewTasks(1)
 	f := events.File{}
-	id := live.Exec(&bpf.Exec{Header: hdr(bpf.RecExec, 1, 100, 0, "live")}, &f, model.SHA256)
+	id := live.Exec(&bpf.Exec{Header: hdr(bpf.RecExec, 1, 100, 0, "live")}, &f, model.Mapping{})
 	for ttd := uint64(1); ttd <= 10; ttd++ {
-		live.Exec(&bpf.Exec{Header: hdr(bpf.RecExec, 1, ttd, 0, "x")}, &f, model.SHA256)
+		live.Exec(&bpf.Exec{Header: hdr(bpf.RecExec, 1, ttd, 0, "x")}, &f, model.Mapping{})
 		live.Exit(&bpf.TaskExit{Header: hdr(bpf.RecTaskExit, 1, ttd, 0, "x")})
 	}
 	if got := live.TaskID(100); got != id {
@@ -332,5 +332,54 @@ func TestRootExecIsKnown(t *testing.T) {
 	d.Dispatch(&bpf.TaskExit{Header: hdr(bpf.RecTaskExit, ns.ID(), 2, 0, "sh")})
 	if n := reg.Tasks().Live(); n != 0 {
 		t.Errorf("Live after exit = %d; want 0", n)
+	}
+}
+
+// TestDialectAcrossInstances runs the same program twice, as two instances
+// of a container do: its binary and the file it opens are on a new
+// overlayfs mount each time (another s_uuid, another anonymous device
+// minor). An invariant namespace learns one model from both; a TSEM one
+// two.
+func TestDialectAcrossInstances(t *testing.T) {
+	overlay := func(name string, uuid byte, minor uint32) bpf.File {
+		return bpf.File{Present: true, Flags: 0x8020, Inode: bpf.Inode{Mode: 0o100755, SMagic: 0x794c7630, SUUID: [16]byte{uuid}, DevMinor: minor}, Path: bpf.Path{Name: name}}
+	}
+	for _, tc := range []struct {
+		dialect model.Dialect
+		points  int
+	}{{model.DialectInvariant, 1}, {model.DialectTSEM, 2}} {
+		t.Run(tc.dialect.String(), func(t *testing.T) {
+			reg := NewRegistry(RegistryOptions{})
+			ns, err := reg.Create(Options{Origin: OriginContainer, Dialect: tc.dialect})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := NewDispatcher(reg, nil)
+			id := ns.ID()
+			for i, inst := range []struct {
+				uuid  byte
+				minor uint32
+			}{{1, 81}, {2, 97}} {
+				ttd := uint64(10 * (i + 1))
+				for _, r := range []bpf.Record{
+					&bpf.Exec{Header: hdr(bpf.RecExec, id, ttd, 0, "app"), PrevTTD: ttd - 1, File: overlay("/app", inst.uuid, inst.minor)},
+					&bpf.FileOpen{Header: hdr(bpf.RecFileOpen, id, ttd, 0, "app"), File: overlay("/etc/app.conf", inst.uuid, inst.minor)},
+				} {
+					if err := d.Dispatch(r); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if n := ns.Model().Len(); n != tc.points {
+				t.Errorf("%s namespace: %d points from two instances; want %d", tc.dialect, n, tc.points)
+			}
+			if ns.Dialect() != tc.dialect {
+				t.Errorf("Dialect = %v; want %v", ns.Dialect(), tc.dialect)
+			}
+		})
+	}
+	reg := NewRegistry(RegistryOptions{})
+	if _, err := reg.Create(Options{Model: model.New(model.Options{Dialect: model.DialectInvariant})}); !errors.Is(err, ErrDialect) {
+		t.Errorf("Create with a model of another dialect: error = %v; want ErrDialect", err)
 	}
 }

@@ -24,8 +24,9 @@ import (
 // never from the credentials). A TTD with PTTD 0 is
 // the root of a namespace (the task `vigil run` enrolled): its task id is
 // zero bytes of the namespace's hash length, so a namespace's identities do
-// not depend on whatever ran it. Task ids are computed with the hash of the
-// namespace the exec happened in (a TTD never changes namespace).
+// not depend on whatever ran it. Task ids are computed with the hash and
+// dialect of the namespace the exec happened in (a TTD never changes
+// namespace).
 // Nothing is keyed by PID, which the kernel recycles.
 //
 // Entries are reference counted by the tasks that carry a TTD as their TTD
@@ -137,9 +138,10 @@ func (t *Tasks) Seen(h *bpf.Header) {
 
 // Exec records that the task of r executed file (the exec's file cell, see
 // events.Converter.ExecFile) and so got the TTD r.TTD, and returns its task
-// id, computed with h, the hash of the task's namespace.
-func (t *Tasks) Exec(r *bpf.Exec, file *events.File, h model.Hash) model.Coefficient {
-	id := model.TaskIDHash(h, t.TaskID(r.PTTD), file)
+// id, computed with mp, the mapping (hash and dialect) of the task's
+// namespace.
+func (t *Tasks) Exec(r *bpf.Exec, file *events.File, mp model.Mapping) model.Coefficient {
+	id := mp.TaskID(t.TaskID(r.PTTD), file)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.domains[r.PrevTTD]; !ok && r.PTTD == 0 {
