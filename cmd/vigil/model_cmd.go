@@ -25,7 +25,7 @@ Inputs are files, or standard input for "-" or no file at all. A malformed
 line stops the command with exit status 2 and an error naming the file and
 line; output files are replaced atomically or left untouched.`,
 	}
-	cmd.AddCommand(newModelPointsCmd(), newModelBuildCmd(), newModelCheckCmd(), newModelShowCmd())
+	cmd.AddCommand(newModelPointsCmd(), newModelBuildCmd(), newModelCheckCmd(), newModelShowCmd(), newModelMergeCmd())
 	return cmd
 }
 
