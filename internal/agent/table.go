@@ -382,7 +382,6 @@ func (t *table) info(st *nsState) control.NamespaceInfo {
 	info := control.NamespaceInfo{
 		Name: n.Name(), Context: n.ID(), Origin: string(n.Origin()),
 		Mode: controlMode(n.Mode()), Settings: st.settings, Created: n.Created(),
-		Pseudonyms: len(m.Pseudonyms()),
 		Points: m.Len(), Events: stats.Events, ForensicsEvents: stats.ForensicEvents,
 		Denials: st.denials.Load(), Lost: stats.Lost,
 		Tasks: int(st.tasks.Load()), UntrustedTasks: stats.UntrustedTasks,
@@ -391,6 +390,7 @@ func (t *table) info(st *nsState) control.NamespaceInfo {
 		Measurement: hexOf(m.Measurement()),
 	}
 	info.ForensicsPoints = m.NumForensics()
+	info.Pseudonyms = len(m.Pseudonyms())
 	st.pseudoMu.Lock()
 	info.Settings.Pseudonyms = slices.Clone(st.pseudonyms)
 	st.pseudoMu.Unlock()
