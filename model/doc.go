@@ -154,7 +154,15 @@
 //
 // A pseudonym, PseudonymOf(pathname) = H(u32 length ‖ pathname), marks a
 // file whose content digest is replaced by H("") when its events are
-// mapped; IsPseudonym is what the event mapping asks.
+// mapped; IsPseudonym is what the event mapping asks (Model.Mapping and
+// Model.Coefficient use it). A pseudonym added after points were learned
+// does not change them: it applies to the events mapped from then on.
+//
+// # Merging
+//
+// Merge unites models that agree on hash, dialect, pseudonyms, aggregate
+// and base: the first model's points in its order, then each later one's
+// new points, each with the first description any model has.
 //
 // # Model files
 //
