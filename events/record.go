@@ -118,10 +118,21 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 	return e, nil
 }
 
+// ExecFlags are the flags of an executed file's cell: the kernel opens
+// every file it executes (the program, or a script's interpreter) with
+// O_LARGEFILE|__FMODE_EXEC (x86-64), and TSEM prints them as 32800.
+const ExecFlags = 0x8000 | 0x20
+
 // ExecFile returns the file cell of the file an exec record says the task
-// executed: the cell model.TaskID hashes into the task's new identity.
+// executed, as the TSEM kernel prints it: the cell model.TaskID hashes into
+// the task's new identity. Both backends report the file the kernel holds
+// once the new credentials are committed, which for a "#!" script is its
+// interpreter. Its flags are ExecFlags whatever the record read from the
+// struct file, and its path has the path type of any other file.
 func (c *Converter) ExecFile(r *bpf.Exec) File {
-	return c.file(&r.File, r.TGID, c.hashOf(r.NS))
+	f := c.file(&r.File, r.TGID, c.hashOf(r.NS))
+	f.Flags = ExecFlags
+	return f
 }
 
 func (c *Converter) hashOf(ns uint64) Hash {

@@ -334,9 +334,14 @@ func TestConvertLifecycleIsNotAnEvent(t *testing.T) {
 
 func TestExecOpen(t *testing.T) {
 	c := &Converter{Tasks: recTasks{}}
+	// The struct file's flags as read (here without __FMODE_EXEC) do not
+	// matter: an executed file's cell has the exec open's flags.
 	r := recParse(t, rawExec(recHeader{ns: 1, comm: "cat", ttd: 7, pttd: 3, coe: recRootCOE}, 6,
-		bpf.File{Present: true, Flags: 0x8020, Inode: bpf.Inode{Mode: 0o100755, SMagic: 0xef53, DevMajor: 8}, Path: bpf.Path{Name: "/usr/bin/cat"}})).(*bpf.Exec)
+		bpf.File{Present: true, Flags: 0x8000, Inode: bpf.Inode{Mode: 0o100755, SMagic: 0xef53, DevMajor: 8}, Path: bpf.Path{Name: "/usr/bin/cat"}})).(*bpf.Exec)
 	file := c.ExecFile(r)
+	if file.Flags != 32800 || file.Path.Type != "root" || !file.Path.HasDev {
+		t.Errorf("ExecFile = %+v; want flags 32800 (O_LARGEFILE|__FMODE_EXEC), path type root and the device", file)
+	}
 	e := c.ExecOpen(r, file, "sh")
 	if e.Header.Type != "file_open" || e.Header.Process != "sh" || e.Header.TTD != 6 || e.Header.PTTD != 3 {
 		t.Errorf("header = %+v; want file_open by sh in TTD 6 (before the exec)", e.Header)

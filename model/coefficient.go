@@ -17,9 +17,6 @@ import (
 // have none yet.
 var ErrNoCellLayout = errors.New("no coefficient layout for event type")
 
-// tmpfsMagic is the s_magic of tmpfs; TSEM hashes a zero s_uuid for it.
-const tmpfsMagic = 0x01021994
-
 // EventCoefficient returns the security state coefficient of e in the TSEM
 // kernel dialect:
 //
@@ -48,18 +45,11 @@ func EventCoefficient(e *events.Event, isPseudonym func(pathname string) bool) (
 // bytes, as the kernel hashes its HASH_MAX_DIGESTSIZE arrays.
 // EventCoefficientHash does not allocate for the typed payloads and is
 // safe for concurrent use.
+//
+// EventCoefficientHash is the TSEM dialect; Mapping.Coefficient computes
+// the coefficient in another one.
 func EventCoefficientHash(h Hash, e *events.Event, isPseudonym func(pathname string) bool) (Coefficient, error) {
-	m := mapper{h: h}
-	var stack [1024]byte
-	cell, ok := m.appendCell(stack[:0], e, isPseudonym)
-	if !ok {
-		return Coefficient{}, fmt.Errorf("compute coefficient of %s: %w", e.Header.Type, ErrNoCellLayout)
-	}
-	c := m.coefficient(e.Header.Type, &e.Header.PTaskID, &e.Header.TaskID, &e.COE, cell)
-	if m.bad {
-		return Coefficient{}, fmt.Errorf("compute %s coefficient of %s: %w", h, e.Header.Type, ErrHashMismatch)
-	}
-	return c, nil
+	return Mapping{Hash: h, IsPseudonym: isPseudonym}.Coefficient(e)
 }
 
 // AppendCell appends the CELL bytes of e in the kernel dialect (the bytes
@@ -79,10 +69,11 @@ func AppendCell(dst []byte, e *events.Event, isPseudonym func(pathname string) b
 }
 
 // mapper lays out and hashes the parts of an event with one namespace's
-// hash; bad records a digest of another length.
+// hash and dialect; bad records a digest of another length.
 type mapper struct {
-	h   Hash
-	bad bool
+	h       Hash
+	dialect Dialect
+	bad     bool
 }
 
 // digest appends d as a digest of the namespace's hash: zero bytes for the
@@ -147,7 +138,9 @@ func str(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func appendInode(b []byte, in *events.Inode) []byte {
+// appendInode is the inode: the kernel zeroes tmpfs's s_uuid, the
+// invariant dialect every s_uuid drawn at mount time.
+func (m *mapper) appendInode(b []byte, in *events.Inode) []byte {
 	b = u32(b, in.UID)
 	b = u32(b, in.GID)
 	b = u32(b, in.Mode)
@@ -155,18 +148,21 @@ func appendInode(b []byte, in *events.Inode) []byte {
 	var sid [32]byte
 	copy(sid[:], in.SID)
 	b = append(b, sid[:]...)
-	if in.SMagic == tmpfsMagic {
+	if in.SMagic == tmpfsMagic || m.dialect == DialectInvariant && perMountUUID(in.SMagic) {
 		return append(b, zeroDigest[:16]...)
 	}
 	return append(b, in.SUUID[:]...)
 }
 
-func appendDev(b []byte, p *events.Path) []byte {
-	if p.HasDev && (p.Dev.Major != 0 || p.Dev.Minor != 0) {
-		b = u32(b, p.Dev.Major)
-		b = u32(b, p.Dev.Minor)
+// appendDev is the device, absent for 0:0, and in the invariant dialect
+// for every anonymous device (major 0): its minor is allocated at mount
+// time.
+func (m *mapper) appendDev(b []byte, p *events.Path) []byte {
+	if !p.HasDev || p.Dev.Major == 0 && (p.Dev.Minor == 0 || m.dialect == DialectInvariant) {
+		return b
 	}
-	return b
+	b = u32(b, p.Dev.Major)
+	return u32(b, p.Dev.Minor)
 }
 
 // appendName is the pathname, or for a file created in the current context
@@ -181,22 +177,22 @@ func (m *mapper) appendName(b []byte, p *events.Path) []byte {
 }
 
 func (m *mapper) appendPath(b []byte, p *events.Path) []byte {
-	b = appendDev(b, p)
+	b = m.appendDev(b, p)
 	b = str(b, p.Type)
 	return m.appendName(b, p)
 }
 
 func (m *mapper) appendDentry(b []byte, d *events.Dentry) []byte {
 	if d.HasInode {
-		b = appendInode(b, &d.Inode)
+		b = m.appendInode(b, &d.Inode)
 	}
-	b = appendDev(b, &d.Path)
+	b = m.appendDev(b, &d.Path)
 	return m.appendName(b, &d.Path)
 }
 
 func (m *mapper) appendFile(b []byte, f *events.File, isPseudonym func(string) bool) []byte {
 	b = u32(b, f.Flags)
-	b = appendInode(b, &f.Inode)
+	b = m.appendInode(b, &f.Inode)
 	b = m.appendPath(b, &f.Path)
 	if isPseudonym != nil && isPseudonym(f.Path.Pathname) {
 		return m.empty(b)
@@ -253,19 +249,19 @@ func (m *mapper) appendCell(b []byte, e *events.Event, isPseudonym func(string) 
 		// sb_statfs, inode_killpriv, inode_listxattr, quota_on
 		return m.appendDentry(b, &p.Dentry), true
 	case *events.InodeCreate:
-		b = appendInode(b, &p.Dir)
+		b = m.appendInode(b, &p.Dir)
 		b = m.appendDentry(b, &p.Dentry)
 		return u16(b, p.Mode), true
 	case *events.InodeMknod:
-		b = appendInode(b, &p.Dir)
+		b = m.appendInode(b, &p.Dir)
 		b = m.appendDentry(b, &p.Dentry)
 		b = u16(b, p.Mode)
 		return u32(b, p.Dev.Major<<20|p.Dev.Minor), true
 	case *events.InodeRemove:
-		b = appendInode(b, &p.Dir)
+		b = m.appendInode(b, &p.Dir)
 		return m.appendDentry(b, &p.Dentry), true
 	case *events.InodeSymlink:
-		b = appendInode(b, &p.Dir)
+		b = m.appendInode(b, &p.Dir)
 		b = m.appendDentry(b, &p.Dentry)
 		return str(b, p.OldName), true
 	case *events.InodeSetattr:
@@ -349,12 +345,12 @@ func (m *mapper) appendCell(b []byte, e *events.Event, isPseudonym func(string) 
 		return u64(b, p.Flags), true
 	case *events.InodeLink:
 		b = m.appendDentry(b, &p.OldDentry)
-		b = appendInode(b, &p.Dir)
+		b = m.appendInode(b, &p.Dir)
 		return m.appendDentry(b, &p.NewDentry), true
 	case *events.InodeRename:
-		b = appendInode(b, &p.OldDir)
+		b = m.appendInode(b, &p.OldDir)
 		b = m.appendDentry(b, &p.OldDentry)
-		b = appendInode(b, &p.NewDir)
+		b = m.appendInode(b, &p.NewDir)
 		return m.appendDentry(b, &p.NewDentry), true
 	case *events.InodeXattr:
 		if e.Header.Type == "inode_setxattr" {

@@ -32,6 +32,21 @@
 // the order the measurement took them; the measurement stage extends a
 // register from it.
 //
+// # Task identity
+//
+// TaskID is the task_id a task gets at exec, from its previous task_id
+// (its new p_task_id) and the executed file's cell:
+//
+//	H("bprm_committed_creds" ‖ p_task_id ‖ zero task id ‖ H(40 zero bytes) ‖ H(file cell))
+//
+// the coefficient of an exec event with zero task_id and zero COE: the TSEM
+// kernel hashes the credentials of an event it has not filled yet, so two
+// execs of one file from one parent get one task id whatever their
+// credentials. The file cell is the ordinary one, flags 32800
+// (O_LARGEFILE|__FMODE_EXEC) and path type included; for a "#!" script it
+// is the interpreter's. The reference data reproduces every task id it lets
+// one derive (taskid_test.go).
+//
 // # Namespace hash
 //
 // As in TSEM, each namespace has its digest algorithm (Options.Hash:
@@ -57,7 +72,25 @@
 // comment line (Quixote skips it); without one the first coefficient's
 // length says the hash, and every coefficient must have it. LoadHash
 // refuses a model of another hash than the namespace's, naming the file
-// and line.
+// and line. A "#dialect NAME" line (see Dialects) says the model's
+// dialect the same way.
+//
+// # Dialects
+//
+// A Mapping (a Model's: Model.Mapping, Model.Coefficient) maps events to
+// coefficients and task ids in a hash and a Dialect. DialectTSEM, the zero
+// value and what EventCoefficient, EventCoefficientHash, TaskID and
+// TaskIDHash compute, hashes every value as the TSEM kernel does. The
+// kernel already hashes tmpfs's s_uuid, drawn at random at every mount,
+// as zeros; DialectInvariant does the same for every value the kernel
+// chooses afresh at a mount: the s_uuid of overlayfs and kernfs (sysfs,
+// cgroup, cgroup2), random per mount from Linux 6.6 on, and anonymous
+// device numbers (major 0, minor allocated at mount time), hashed as no
+// device, as the kernel hashes 0:0. Two instances of a container (new
+// mounts of the same image) then give the same coefficients and task ids.
+// Descriptions keep what the kernel printed. A model file of the
+// invariant dialect starts with a "#dialect invariant" comment line; one
+// without is the kernel's.
 //
 // # Cell layouts beyond the reference data
 //
@@ -121,7 +154,15 @@
 //
 // A pseudonym, PseudonymOf(pathname) = H(u32 length ‖ pathname), marks a
 // file whose content digest is replaced by H("") when its events are
-// mapped; IsPseudonym is what the event mapping asks.
+// mapped; IsPseudonym is what the event mapping asks (Model.Mapping and
+// Model.Coefficient use it). A pseudonym added after points were learned
+// does not change them: it applies to the events mapped from then on.
+//
+// # Merging
+//
+// Merge unites models that agree on hash, dialect, pseudonyms, aggregate
+// and base: the first model's points in its order, then each later one's
+// new points, each with the first description any model has.
 //
 // # Model files
 //

@@ -32,6 +32,10 @@ const (
 	// model whose hash is not SHA-256, so SHA-256 model files stay as
 	// TSEM and Quixote write them.
 	hashPrefix = "#hash "
+	// dialectPrefix names the model's coefficient dialect; written only
+	// for a dialect other than TSEM's, so a model file without one is the
+	// kernel's, as TSEM and Quixote write them.
+	dialectPrefix = "#dialect "
 )
 
 // modelFileError is an invalid model; err, when set, is the cause (a
@@ -97,6 +101,8 @@ type modelFile struct {
 	descriptions           map[Coefficient][]byte
 	descriptionAt          map[Coefficient]int
 	pseudonyms             []Coefficient
+	dialect                Dialect
+	dialectAt              int
 	sealed                 bool
 	endAt                  int
 	lastLine, firstStateAt int
@@ -107,7 +113,8 @@ type modelFile struct {
 // name is used in errors. A loaded point has count zero; a model file that
 // says seal gives a sealed model. The model's hash is the one its "#hash"
 // line names, else the one of its first coefficient's length; every
-// coefficient must have that length.
+// coefficient must have that length. Its dialect is the one its
+// "#dialect" line names, else DialectTSEM.
 func Load(r io.Reader, name string) (*Model, error) {
 	return load(r, name, SHA256, false)
 }
@@ -185,6 +192,16 @@ func (f *modelFile) parseLine(line []byte, n int) error {
 		}
 		f.hashNamed = true
 		return f.decideHash(h, n)
+	case bytes.HasPrefix(line, []byte(dialectPrefix)):
+		if f.dialectAt != 0 {
+			return invalid("duplicate dialect line (first at line %d)", f.dialectAt)
+		}
+		d, err := ParseDialect(string(line[len(dialectPrefix):]))
+		if err != nil {
+			return invalid("%v", err)
+		}
+		f.dialect, f.dialectAt = d, n
+		return nil
 	case line[0] == '#':
 		return nil // a comment, as for Quixote
 	}
@@ -347,7 +364,7 @@ func quoteStart(b []byte) string {
 }
 
 func (f *modelFile) model() *Model {
-	m := New(Options{Hash: f.hash, Aggregate: f.aggregate, Base: f.base})
+	m := New(Options{Hash: f.hash, Dialect: f.dialect, Aggregate: f.aggregate, Base: f.base})
 	for _, c := range f.states {
 		m.record(c, f.descriptions[c], false)
 	}
@@ -377,6 +394,11 @@ func (m *Model) WriteTo(w io.Writer) (int64, error) {
 	if m.hash != SHA256 {
 		bw.WriteString(hashPrefix)
 		bw.WriteString(m.hash.String())
+		bw.WriteByte('\n')
+	}
+	if m.dialect != DialectTSEM {
+		bw.WriteString(dialectPrefix)
+		bw.WriteString(m.dialect.String())
 		bw.WriteByte('\n')
 	}
 	line := func(keyword string, c Coefficient) {

@@ -18,6 +18,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add(engineTestdata(f, "process.model"))
 	f.Add([]byte("#hash sha384\naggregate " + strings.Repeat("00", 48) + "\nstate " + strings.Repeat("1a", 48) +
 		"\n#trajectory " + strings.Repeat("1a", 48) + " " + string(fileOpenLine(f)) + "\nseal\nend\n"))
+	f.Add([]byte("#dialect invariant\npseudonym " + strings.Repeat("2b", 32) + "\nstate " + strings.Repeat("1a", 32) + "\nend\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := model.Load(bytes.NewReader(data), "fuzz.model")
 		if err != nil {
@@ -36,7 +37,7 @@ func FuzzLoad(f *testing.F) {
 		}
 		if again.Measurement() != m.Measurement() || again.State() != m.State() ||
 			again.Sealed() != m.Sealed() || again.Base() != m.Base() || again.Aggregate() != m.Aggregate() ||
-			again.Hash() != m.Hash() {
+			again.Hash() != m.Hash() || again.Dialect() != m.Dialect() {
 			t.Fatal("model changed by a write and load")
 		}
 		if !slices.Equal(again.Pseudonyms(), m.Pseudonyms()) ||

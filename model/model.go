@@ -18,6 +18,9 @@ type Options struct {
 	// Hash is the namespace's digest algorithm (default SHA-256): the
 	// coefficients, pseudonyms, measurement and state have its length.
 	Hash Hash
+	// Dialect is how the namespace's events map to coefficients (default
+	// DialectTSEM, the kernel's); see Model.Coefficient.
+	Dialect Dialect
 	// Aggregate is the value the measurement and the state start from
 	// (TSEM's hardware aggregate); zero when the platform has none. It
 	// and Base are digests of Hash; a zero-length one is zero bytes.
@@ -99,6 +102,7 @@ type entry struct {
 // state. All methods are safe for concurrent use.
 type Model struct {
 	hash            Hash
+	dialect         Dialect
 	aggregate, base Coefficient // fixed at construction
 
 	mu sync.RWMutex
@@ -144,6 +148,7 @@ func New(opts Options) *Model {
 	}
 	m := &Model{
 		hash:       opts.Hash,
+		dialect:    opts.Dialect,
 		aggregate:  opts.Aggregate,
 		base:       opts.Base,
 		index:      make(map[[32]byte]*entry),
@@ -555,6 +560,21 @@ func (m *Model) State() Coefficient {
 
 // Hash returns the model's digest algorithm.
 func (m *Model) Hash() Hash { return m.hash }
+
+// Dialect returns how the model's events map to coefficients.
+func (m *Model) Dialect() Dialect { return m.dialect }
+
+// Mapping returns how events map to the model's coefficients: its hash,
+// dialect and pseudonyms.
+func (m *Model) Mapping() Mapping {
+	return Mapping{Hash: m.hash, Dialect: m.dialect, IsPseudonym: m.IsPseudonym}
+}
+
+// Coefficient returns the coefficient of e in the model's hash and
+// dialect, a file with a pseudonym of the model hashed with H("").
+func (m *Model) Coefficient(e *events.Event) (Coefficient, error) {
+	return m.Mapping().Coefficient(e)
+}
 
 // Aggregate returns the model's aggregate.
 func (m *Model) Aggregate() Coefficient { return m.aggregate }

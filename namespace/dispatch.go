@@ -83,7 +83,7 @@ func (d *Dispatcher) Dispatch(r bpf.Record) error {
 		default:
 			process = r.Process()
 		}
-		tasks.Exec(r, &file, n.Hash())
+		tasks.Exec(r, &file, n.Model().Mapping())
 		if h.Flags&bpf.FlagObserved == 0 {
 			// The LSM backend reports the exec's open itself.
 			return nil

@@ -9,7 +9,8 @@
 // host); the id is the TSEM context printed in every event description and
 // the key the kernel programs tag records with. A Namespace holds a
 // model.Model and goes learning -> sealed -> enforcing, never back. Add
-// numbers an event in its namespace, maps it to its coefficient and adds it
+// numbers an event in its namespace, maps it to its coefficient (in the
+// model's hash and dialect, with its pseudonyms: model.Mapping) and adds it
 // to the model; an event outside a sealed model marks its task's trust
 // domain untrusted. Lost records are recorded as gaps and counted, never
 // dropped silently.
@@ -18,8 +19,8 @@
 //
 // Tasks maps the kernel's task trust domains (TTDs: a number a task gets at
 // every exec, never repeated) to TSEM task ids, computed at exec from the
-// parent's id, the credentials and the executed file's cell; a fork keeps
-// the ids. Nothing is keyed by PID. See Tasks for the rules.
+// parent's id and the executed file's cell (not the credentials, as in the
+// TSEM kernel); a fork keeps the ids. Nothing is keyed by PID. See Tasks for the rules.
 //
 // # Dispatch
 //

@@ -20,6 +20,9 @@ var (
 	ErrNotFound = errors.New("no such modeling namespace")
 	// ErrMode: the transition is not possible from the namespace's mode.
 	ErrMode = errors.New("not possible in this mode")
+	// ErrDialect: a model whose coefficients were computed in another
+	// dialect than the namespace's.
+	ErrDialect = errors.New("coefficient dialects differ")
 )
 
 // Origin says what created a namespace.
@@ -104,6 +107,10 @@ func (n *Namespace) Model() *model.Model { return n.model }
 // task ids, file digests, state and measurement are computed with it.
 func (n *Namespace) Hash() model.Hash { return n.model.Hash() }
 
+// Dialect is how the namespace's events map to coefficients and task ids
+// (its model's).
+func (n *Namespace) Dialect() model.Dialect { return n.model.Dialect() }
+
 // Mode returns the namespace's mode.
 func (n *Namespace) Mode() Mode { return Mode(n.mode.Load()) }
 
@@ -149,7 +156,7 @@ func (n *Namespace) Add(e *events.Event) (Result, error) {
 	if e.Header.TS >= n.ktime {
 		e.Header.TS -= n.ktime
 	}
-	c, err := model.EventCoefficientHash(n.model.Hash(), e, n.model.IsPseudonym)
+	c, err := n.model.Coefficient(e)
 	if err != nil {
 		n.unmodeled.Add(1)
 		n.mu.Lock()
@@ -252,6 +259,9 @@ type Options struct {
 	// Hash is the namespace's digest algorithm (default SHA-256); a Model
 	// given must have it.
 	Hash model.Hash
+	// Dialect is how the namespace's events map to coefficients (default
+	// model.DialectTSEM); a Model given must have it.
+	Dialect model.Dialect
 	// KTime is the kernel clock (bpf_ktime_get_ns, CLOCK_MONOTONIC) at
 	// creation; events' ts count from it.
 	KTime uint64
@@ -330,10 +340,13 @@ func (r *Registry) Create(opts Options) (*Namespace, error) {
 	}
 	m := opts.Model
 	if m == nil {
-		m = model.New(model.Options{Hash: opts.Hash})
+		m = model.New(model.Options{Hash: opts.Hash, Dialect: opts.Dialect})
 	}
 	if m.Hash() != opts.Hash {
 		return nil, fmt.Errorf("create namespace %q: a %s model for a %s namespace: %w", name, m.Hash(), opts.Hash, model.ErrHashMismatch)
+	}
+	if m.Dialect() != opts.Dialect {
+		return nil, fmt.Errorf("create namespace %q: a model of the %s dialect for a namespace of the %s dialect: %w", name, m.Dialect(), opts.Dialect, ErrDialect)
 	}
 	n := &Namespace{
 		id: id, name: name, origin: opts.Origin, created: r.now(), ktime: opts.KTime, model: m,

@@ -24,9 +24,16 @@ func binary(name string) bpf.File {
 	return bpf.File{Present: true, Flags: 0x8020, Inode: bpf.Inode{Mode: 0o100755, SMagic: 0xef53, DevMajor: 8, DevMinor: 3}, Path: bpf.Path{Name: name}}
 }
 
+// setuid gives h the credentials of a set-uid root exec.
+func setuid(h bpf.Header) bpf.Header {
+	h.COE.EUID, h.COE.SUID, h.COE.FSUID = 0, 0, 0
+	return h
+}
+
+// cellFile is the file cell of an executed file as the dispatcher hashes it.
 func cellFile(f bpf.File) events.File {
 	return events.File{
-		Flags: f.Flags,
+		Flags: events.ExecFlags,
 		Inode: events.Inode{Mode: f.Inode.Mode, SMagic: f.Inode.SMagic},
 		Path:  events.Path{HasDev: true, Dev: events.Dev{Major: f.Inode.DevMajor, Minor: f.Inode.DevMinor}, Type: "root", Pathname: f.Path.Name},
 		// The dispatcher under test has no digest cache.
@@ -45,13 +52,17 @@ func TestTaskIdentityChain(t *testing.T) {
 	d.OnEvent = func(n *Namespace, e *events.Event, res Result) { got = append(got, e) }
 	id := ns.ID()
 	sh, cat := binary("/usr/bin/sh"), binary("/usr/bin/cat")
+	catRec := cat
+	catRec.Flags = 0x8000
 	records := []bpf.Record{
 		// The enrolled stub (TTD 1, PTTD 0) execs sh: TTD 2.
 		&bpf.Exec{Header: hdr(bpf.RecExec, id, 2, 0, "sh"), PrevTTD: 1, File: sh},
 		&bpf.FileOpen{Header: hdr(bpf.RecFileOpen, id, 2, 0, "sh"), File: binary("/etc/profile")},
 		// sh forks; the child execs cat: TTD 3, PTTD 2.
 		&bpf.TaskFork{Header: hdr(bpf.RecTaskFork, id, 2, 0, "sh"), ChildPID: 200, ChildTGID: 200, ChildTTD: 2},
-		&bpf.Exec{Header: hdr(bpf.RecExec, id, 3, 2, "cat"), PrevTTD: 2, File: cat},
+		// A set-uid exec with flags the struct file need not show: the
+		// task id depends on neither.
+		&bpf.Exec{Header: setuid(hdr(bpf.RecExec, id, 3, 2, "cat")), PrevTTD: 2, File: catRec},
 		&bpf.FileOpen{Header: hdr(bpf.RecFileOpen, id, 3, 2, "cat"), File: binary("/etc/hostname")},
 		// A record of another namespace never reaches this one.
 		&bpf.FileOpen{Header: hdr(bpf.RecFileOpen, id+1, 9, 0, "other"), File: binary("/etc/shadow")},
@@ -63,8 +74,8 @@ func TestTaskIdentityChain(t *testing.T) {
 		}
 	}
 	shFile, catFile := cellFile(sh), cellFile(cat)
-	shID := model.TaskID(model.Coefficient{}, events.COE(testCOE), &shFile)
-	catID := model.TaskID(shID, events.COE(testCOE), &catFile)
+	shID := model.TaskID(model.Coefficient{}, &shFile)
+	catID := model.TaskID(shID, &catFile)
 	if len(got) != 2 {
 		t.Fatalf("got %d events; want the 2 file opens of the namespace", len(got))
 	}
@@ -125,7 +136,7 @@ func TestTasksForget(t *testing.T) {
 	for ttd := uint64(1); ttd <= 10; ttd++ {
 		h := hdr(bpf.RecExec, 1, ttd, 0, "x")
 		f := events.File{}
-		tasks.Exec(&bpf.Exec{Header: h, PrevTTD: 0}, &f, model.SHA256)
+		tasks.Exec(&bpf.Exec{Header: h, PrevTTD: 0}, &f, model.Mapping{})
 		tasks.Exit(&bpf.TaskExit{Header: hdr(bpf.RecTaskExit, 1, ttd, 0, "x")})
 	}
 	if n := tasks.Len(); n > 3 {
@@ -134,9 +145,9 @@ func TestTasksForget(t *testing.T) {
 	// A live domain is never forgotten.
 	live := NewTasks(1)
 	f := events.File{}
-	id := live.Exec(&bpf.Exec{Header: hdr(bpf.RecExec, 1, 100, 0, "live")}, &f, model.SHA256)
+	id := live.Exec(&bpf.Exec{Header: hdr(bpf.RecExec, 1, 100, 0, "live")}, &f, model.Mapping{})
 	for ttd := uint64(1); ttd <= 10; ttd++ {
-		live.Exec(&bpf.Exec{Header: hdr(bpf.RecExec, 1, ttd, 0, "x")}, &f, model.SHA256)
+		live.Exec(&bpf.Exec{Header: hdr(bpf.RecExec, 1, ttd, 0, "x")}, &f, model.Mapping{})
 		live.Exit(&bpf.TaskExit{Header: hdr(bpf.RecTaskExit, 1, ttd, 0, "x")})
 	}
 	if got := live.TaskID(100); got != id {
@@ -321,5 +332,54 @@ func TestRootExecIsKnown(t *testing.T) {
 	d.Dispatch(&bpf.TaskExit{Header: hdr(bpf.RecTaskExit, ns.ID(), 2, 0, "sh")})
 	if n := reg.Tasks().Live(); n != 0 {
 		t.Errorf("Live after exit = %d; want 0", n)
+	}
+}
+
+// TestDialectAcrossInstances runs the same program twice, as two instances
+// of a container do: its binary and the file it opens are on a new
+// overlayfs mount each time (another s_uuid, another anonymous device
+// minor). An invariant namespace learns one model from both; a TSEM one
+// two.
+func TestDialectAcrossInstances(t *testing.T) {
+	overlay := func(name string, uuid byte, minor uint32) bpf.File {
+		return bpf.File{Present: true, Flags: 0x8020, Inode: bpf.Inode{Mode: 0o100755, SMagic: 0x794c7630, SUUID: [16]byte{uuid}, DevMinor: minor}, Path: bpf.Path{Name: name}}
+	}
+	for _, tc := range []struct {
+		dialect model.Dialect
+		points  int
+	}{{model.DialectInvariant, 1}, {model.DialectTSEM, 2}} {
+		t.Run(tc.dialect.String(), func(t *testing.T) {
+			reg := NewRegistry(RegistryOptions{})
+			ns, err := reg.Create(Options{Origin: OriginContainer, Dialect: tc.dialect})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := NewDispatcher(reg, nil)
+			id := ns.ID()
+			for i, inst := range []struct {
+				uuid  byte
+				minor uint32
+			}{{1, 81}, {2, 97}} {
+				ttd := uint64(10 * (i + 1))
+				for _, r := range []bpf.Record{
+					&bpf.Exec{Header: hdr(bpf.RecExec, id, ttd, 0, "app"), PrevTTD: ttd - 1, File: overlay("/app", inst.uuid, inst.minor)},
+					&bpf.FileOpen{Header: hdr(bpf.RecFileOpen, id, ttd, 0, "app"), File: overlay("/etc/app.conf", inst.uuid, inst.minor)},
+				} {
+					if err := d.Dispatch(r); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if n := ns.Model().Len(); n != tc.points {
+				t.Errorf("%s namespace: %d points from two instances; want %d", tc.dialect, n, tc.points)
+			}
+			if ns.Dialect() != tc.dialect {
+				t.Errorf("Dialect = %v; want %v", ns.Dialect(), tc.dialect)
+			}
+		})
+	}
+	reg := NewRegistry(RegistryOptions{})
+	if _, err := reg.Create(Options{Model: model.New(model.Options{Dialect: model.DialectInvariant})}); !errors.Is(err, ErrDialect) {
+		t.Errorf("Create with a model of another dialect: error = %v; want ErrDialect", err)
 	}
 }

@@ -16,15 +16,17 @@ import (
 // forked task keeps its parent's TTD, and its PTTD is that TTD. So a TTD
 // names one exec, and the TSEM identity follows from the exec alone:
 //
-//	task_id(TTD)   = model.TaskID(task_id(PTTD), COE, file cell of the exec)
+//	task_id(TTD)   = model.TaskID(task_id(PTTD), file cell of the exec)
 //	p_task_id      = task_id(PTTD)
 //
 // which is TSEM's rule (a fork copies task_id and makes it the child's
-// p_task_id; an exec derives task_id from p_task_id). A TTD with PTTD 0 is
+// p_task_id; an exec derives task_id from p_task_id and the executed file,
+// never from the credentials). A TTD with PTTD 0 is
 // the root of a namespace (the task `vigil run` enrolled): its task id is
 // zero bytes of the namespace's hash length, so a namespace's identities do
-// not depend on whatever ran it. Task ids are computed with the hash of the
-// namespace the exec happened in (a TTD never changes namespace).
+// not depend on whatever ran it. Task ids are computed with the hash and
+// dialect of the namespace the exec happened in (a TTD never changes
+// namespace).
 // Nothing is keyed by PID, which the kernel recycles.
 //
 // Entries are reference counted by the tasks that carry a TTD as their TTD
@@ -136,9 +138,10 @@ func (t *Tasks) Seen(h *bpf.Header) {
 
 // Exec records that the task of r executed file (the exec's file cell, see
 // events.Converter.ExecFile) and so got the TTD r.TTD, and returns its task
-// id, computed with h, the hash of the task's namespace.
-func (t *Tasks) Exec(r *bpf.Exec, file *events.File, h model.Hash) model.Coefficient {
-	id := model.TaskIDHash(h, t.TaskID(r.PTTD), events.COE(r.COE), file)
+// id, computed with mp, the mapping (hash and dialect) of the task's
+// namespace.
+func (t *Tasks) Exec(r *bpf.Exec, file *events.File, mp model.Mapping) model.Coefficient {
+	id := mp.TaskID(t.TaskID(r.PTTD), file)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.domains[r.PrevTTD]; !ok && r.PTTD == 0 {

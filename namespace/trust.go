@@ -43,7 +43,7 @@ func (r *Relatives) InModel(m *model.Model, e *events.Event) bool {
 	} else {
 		return false
 	}
-	c, err := model.EventCoefficientHash(m.Hash(), &alt, m.IsPseudonym)
+	c, err := m.Coefficient(&alt)
 	return err == nil && m.Contains(c)
 }
 

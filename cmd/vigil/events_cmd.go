@@ -25,9 +25,9 @@ func newEventsCmd() *cobra.Command {
 }
 
 func newEventsConvertCmd() *cobra.Command {
-	var to, boot string
+	var to, boot, dialect string
 	cmd := &cobra.Command{
-		Use:   "convert --to ecs|tsem [FILE...]",
+		Use:   "convert --to ecs|tsem [--dialect tsem|invariant] [FILE...]",
 		Short: "Re-encode event descriptions as TSEM JSON lines or Elastic Common Schema",
 		Long: `Read TSEM event descriptions and write each one again, one JSON object a line:
 
@@ -41,6 +41,10 @@ boot time: this machine's (from /proc/stat) by default, or --boot-time.`,
 		Example: `  vigil events convert --to ecs trajectory.json > trajectory.ecs.json
   vigil events convert --to ecs --boot-time 2026-11-27T00:00:00Z recorded.json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := parseDialect(dialect)
+			if err != nil {
+				return err
+			}
 			var enc events.Encoder
 			switch to {
 			case "tsem":
@@ -56,7 +60,7 @@ boot time: this machine's (from /proc/stat) by default, or --boot-time.`,
 			}
 			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
 			var buf []byte
-			err := mapLines(cmd, args, "converted", nil, func(_ lineio.Line, e *events.Event, c model.Coefficient) error {
+			err = mapLines(cmd, args, "converted", d, nil, func(_ lineio.Line, e *events.Event, c model.Coefficient) error {
 				buf = enc.Encode(buf[:0], e, c)
 				buf = append(buf, '\n')
 				_, err := out.Write(buf)
@@ -69,6 +73,7 @@ boot time: this machine's (from /proc/stat) by default, or --boot-time.`,
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "output format: ecs or tsem (required)")
+	cmd.Flags().StringVar(&dialect, "dialect", "invariant", dialectUsage+", for event.hash")
 	cmd.Flags().StringVar(&boot, "boot-time", "", "boot time (RFC 3339) to add to TSEM's ts for ECS @timestamp (default: this machine's)")
 	return cmd
 }

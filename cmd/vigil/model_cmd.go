@@ -25,13 +25,26 @@ Inputs are files, or standard input for "-" or no file at all. A malformed
 line stops the command with exit status 2 and an error naming the file and
 line; output files are replaced atomically or left untouched.`,
 	}
-	cmd.AddCommand(newModelPointsCmd(), newModelBuildCmd(), newModelCheckCmd(), newModelShowCmd())
+	cmd.AddCommand(newModelPointsCmd(), newModelBuildCmd(), newModelCheckCmd(), newModelShowCmd(), newModelMergeCmd())
 	return cmd
 }
 
+// dialectUsage is the --dialect flag's help.
+const dialectUsage = "coefficient dialect: invariant (s_uuids drawn at mount time and anonymous device numbers hashed as zero, as live namespaces do) or tsem (every value as the TSEM kernel hashes it)"
+
+// parseDialect parses the --dialect flag.
+func parseDialect(s string) (model.Dialect, error) {
+	d, err := model.ParseDialect(s)
+	if err != nil {
+		return d, badInput(fmt.Errorf("--dialect: %w", err))
+	}
+	return d, nil
+}
+
 // mapLines parses every event description of the inputs and calls fn with the
-// event, its coefficient and the raw line. isPseudonym may be nil.
-func mapLines(cmd *cobra.Command, files []string, verb string, isPseudonym func(string) bool,
+// event, its coefficient in dialect d and the raw line. isPseudonym may be
+// nil.
+func mapLines(cmd *cobra.Command, files []string, verb string, d model.Dialect, isPseudonym func(string) bool,
 	fn func(l lineio.Line, e *events.Event, c model.Coefficient) error) error {
 	progress := lineio.NewProgress(os.Stderr, verb)
 	defer progress.Done()
@@ -42,7 +55,8 @@ func mapLines(cmd *cobra.Command, files []string, verb string, isPseudonym func(
 		}
 		// The namespace's hash is the one of the description's task
 		// ids: a sha384 namespace prints 96-digit ones.
-		c, err := model.EventCoefficient(e, isPseudonym)
+		h, _ := e.Header.TaskID.Hash()
+		c, err := model.Mapping{Hash: h, Dialect: d, IsPseudonym: isPseudonym}.Coefficient(e)
 		if err != nil {
 			return badInput(l.At(err))
 		}
@@ -56,18 +70,25 @@ func mapLines(cmd *cobra.Command, files []string, verb string, isPseudonym func(
 }
 
 func newModelPointsCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "points [FILE...]",
+	var dialect string
+	cmd := &cobra.Command{
+		Use:   "points [--dialect tsem|invariant] [FILE...]",
 		Short: "Print the security state coefficient of every event description",
 		Long: `Print one coefficient (lowercase hex) per input event description, in input
-order, computed as the TSEM kernel modeling agent computes it.`,
-		Example: `  vigil model points trajectory.json
+order. --dialect tsem computes each exactly as the TSEM kernel modeling agent
+does; the default, invariant, is what Vigil's live namespaces compute: the same
+but for values the kernel chooses afresh at each mount (see the README).`,
+		Example: `  vigil model points --dialect tsem trajectory.json
   vigil run --trajectory - -- true | vigil model points`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := parseDialect(dialect)
+			if err != nil {
+				return err
+			}
 			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
 			defer out.Flush()
 			var hexbuf [2 * events.MaxDigestSize]byte
-			return mapLines(cmd, args, "mapped", nil, func(_ lineio.Line, _ *events.Event, c model.Coefficient) error {
+			return mapLines(cmd, args, "mapped", d, nil, func(_ lineio.Line, _ *events.Event, c model.Coefficient) error {
 				b := c.Bytes()
 				encodeHex(hexbuf[:], b)
 				out.Write(hexbuf[:2*len(b)])
@@ -75,6 +96,8 @@ order, computed as the TSEM kernel modeling agent computes it.`,
 			})
 		},
 	}
+	cmd.Flags().StringVar(&dialect, "dialect", "invariant", dialectUsage)
+	return cmd
 }
 
 const hexDigits = "0123456789abcdef"
@@ -87,7 +110,7 @@ func encodeHex(dst, src []byte) {
 }
 
 func newModelBuildCmd() *cobra.Command {
-	var out, hash string
+	var out, hash, dialect string
 	var seal bool
 	reg := &registerFlags{}
 	cmd := &cobra.Command{
@@ -106,11 +129,15 @@ extended into a measurement register (see 'vigil verify').`,
 			if err != nil {
 				return badInput(fmt.Errorf("--hash: %w", err))
 			}
-			m, closeReg, err := reg.newModel(cmd, "model-build", h)
+			d, err := parseDialect(dialect)
 			if err != nil {
 				return err
 			}
-			err = mapLines(cmd, args, "learned", m.IsPseudonym, func(l lineio.Line, _ *events.Event, c model.Coefficient) error {
+			m, closeReg, err := reg.newModel(cmd, "model-build", model.Options{Hash: h, Dialect: d})
+			if err != nil {
+				return err
+			}
+			err = mapLines(cmd, args, "learned", d, m.IsPseudonym, func(l lineio.Line, _ *events.Event, c model.Coefficient) error {
 				if _, err := m.Add(c, l.Bytes); err != nil {
 					return fmt.Errorf("%s:%d: add point: %w", l.Name, l.Number, err)
 				}
@@ -131,6 +158,7 @@ extended into a measurement register (see 'vigil verify').`,
 	cmd.Flags().StringVarP(&out, "output", "o", "", "model file to write (default: standard output)")
 	cmd.Flags().BoolVar(&seal, "seal", true, "write a 'seal' line so the model loads sealed")
 	cmd.Flags().StringVar(&hash, "hash", "sha256", "the model's hash algorithm, that of the descriptions' namespace: sha256, sha384 or sha512")
+	cmd.Flags().StringVar(&dialect, "dialect", "invariant", dialectUsage+"; written in the model file")
 	reg.addFlags(cmd)
 	return cmd
 }
@@ -151,8 +179,9 @@ func newModelCheckCmd() *cobra.Command {
 		Short: "Replay event descriptions against a sealed model and print the forensics",
 		Long: `Replay event descriptions against a model. Every event whose coefficient is
 not a point of the model is a forensics event: its line is printed to standard
-output unchanged. Exit status 0 when there are none, 1 when there are some,
-2 for bad input.`,
+output unchanged. Coefficients are computed in the model's dialect (its
+"#dialect" line; the kernel's without one) with its pseudonyms. Exit status 0
+when there are none, 1 when there are some, 2 for bad input.`,
 		Example: `  vigil model check --model workload.model today.json > forensics.json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if modelPath == "" {
@@ -165,7 +194,7 @@ output unchanged. Exit status 0 when there are none, 1 when there are some,
 			m.Seal()
 			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
 			var total, forensics int
-			err = mapLines(cmd, args, "checked", m.IsPseudonym, func(l lineio.Line, _ *events.Event, c model.Coefficient) error {
+			err = mapLines(cmd, args, "checked", m.Dialect(), m.IsPseudonym, func(l lineio.Line, _ *events.Event, c model.Coefficient) error {
 				total++
 				if m.Contains(c) {
 					return nil
@@ -207,6 +236,8 @@ func newModelShowCmd() *cobra.Command {
 				sealed = "sealed"
 			}
 			fmt.Fprintf(out, "model:       %s (%s)\n", args[0], sealed)
+			fmt.Fprintf(out, "hash:        %s\n", m.Hash())
+			fmt.Fprintf(out, "dialect:     %s\n", m.Dialect())
 			fmt.Fprintf(out, "aggregate:   %s\n", m.Aggregate())
 			fmt.Fprintf(out, "base:        %s\n", m.Base())
 			fmt.Fprintf(out, "points:      %d\n", m.Len())

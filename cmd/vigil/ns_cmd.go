@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -48,7 +49,7 @@ names just one namespace (containerd-0b4e5c3f7d5f for a container's).`,
 		newNsTransitionCmd(client, "enforce", "Enforce a sealed namespace's model: out-of-model events are denied"),
 		newNsEventsCmd(client, "trajectory", "Print a namespace's trajectory (its unique security events)"),
 		newNsEventsCmd(client, "forensics", "Print a namespace's forensics (events outside its sealed model)"),
-		newNsModelCmd(client), newNsLoadCmd(client),
+		newNsModelCmd(client), newNsLoadCmd(client), newNsPseudonymCmd(client),
 	)
 	return cmd
 }
@@ -158,6 +159,14 @@ func printNamespace(w io.Writer, n control.NamespaceInfo) error {
 	}
 	row("mode", n.Mode)
 	row("hash", n.Settings.HashAlgorithm)
+	if n.Settings.Dialect != "" {
+		row("dialect", n.Settings.Dialect)
+	}
+	pseudonyms := fmt.Sprint(n.Pseudonyms)
+	if len(n.Settings.Pseudonyms) > 0 {
+		pseudonyms += " (" + strings.Join(n.Settings.Pseudonyms, ", ") + ")"
+	}
+	row("pseudonyms", pseudonyms)
 	row("capable", onOff(n.Settings.Capable))
 	row("repeat cache", onOff(n.Settings.RepeatCache))
 	if n.Settings.Model != "" {
@@ -328,6 +337,32 @@ func newNsLoadCmd(client func() *control.Client) *cobra.Command {
 				return nsError(err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s, %d points, state %s\n", n.Name, n.Mode, n.Points, n.State)
+			return nil
+		},
+	}
+}
+
+func newNsPseudonymCmd(client func() *control.Client) *cobra.Command {
+	return &cobra.Command{
+		Use:   "pseudonym NS PATH...",
+		Short: "Give a learning namespace pseudonyms for files whose contents differ per instance",
+		Long: `Give the namespace a pseudonym for each PATH (absolute, as the kernel prints it
+inside the namespace): its later events of that file are hashed with the
+empty file's digest instead of the file's, as TSEM does, so a file whose
+content differs from one instance to the next keeps one coefficient. Points
+learned before keep theirs: add pseudonyms early. Only a learning namespace
+takes them; a sealed model holds coefficients computed without them. The
+pseudonyms are written to the namespace's model file ('vigil ns model').`,
+		Example: `  vigil ns pseudonym containerd-0b4e5c3f7d5f /etc/app/instance.id /var/run/app.pid`,
+		Args:    cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := requestContext(cmd)
+			defer cancel()
+			n, err := client().AddPseudonyms(ctx, args[0], args[1:])
+			if err != nil {
+				return nsError(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s, %d pseudonyms: %s\n", n.Name, n.Mode, n.Pseudonyms, strings.Join(n.Settings.Pseudonyms, ", "))
 			return nil
 		},
 	}

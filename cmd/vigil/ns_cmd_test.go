@@ -52,6 +52,18 @@ func (b *nsBackend) Load(n string, m []byte) error {
 	return b.find(n)
 }
 
+func (b *nsBackend) AddPseudonyms(n string, pathnames []string) error {
+	if err := b.find(n); err != nil {
+		return err
+	}
+	if b.info.Mode != control.ModeLearning {
+		return fmt.Errorf("namespace %s is %s: %w", n, b.info.Mode, control.ErrConflict)
+	}
+	b.info.Settings.Pseudonyms = append(b.info.Settings.Pseudonyms, pathnames...)
+	b.info.Pseudonyms += len(pathnames)
+	return nil
+}
+
 func runNs(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	out, msg, code := vigilCLI(t, args...)
@@ -108,7 +120,12 @@ func TestNsCommands(t *testing.T) {
 		{"both", []string{"ns", "trajectory", "--counts", "--coefficients", "docker-abc"}, 2, []string{"choose one"}},
 		{"forensics", []string{"ns", "forensics", "docker-abc"}, 0, []string{"{\"event\": {\"type\": \"capable\"}}\n"}},
 		{"forensics counts", []string{"ns", "forensics", "--counts", "docker-abc"}, 0, []string{"2\n"}},
+		{"pseudonym", []string{"ns", "pseudonym", "docker-a", "/etc/hostname", "/etc/hosts"}, 0, []string{"docker-abc: learning, 2 pseudonyms: /etc/hostname, /etc/hosts\n"}},
+		{"pseudonym relative", []string{"ns", "pseudonym", "docker-abc", "etc/x"}, 2, []string{`pseudonym "etc/x": want an absolute path`}},
+		{"pseudonym no path", []string{"ns", "pseudonym", "docker-abc"}, 2, []string{"requires at least 2 arg(s)"}},
+		{"show pseudonyms", []string{"ns", "show", "docker-abc"}, 0, []string{"pseudonyms:", "2 (/etc/hostname, /etc/hosts)"}},
 		{"seal", []string{"ns", "seal", "docker-abc"}, 0, []string{"docker-abc: sealed"}},
+		{"pseudonym sealed", []string{"ns", "pseudonym", "docker-abc", "/etc/x"}, 1, []string{"not possible in this mode"}},
 		{"enforce", []string{"ns", "enforce", "docker-abc"}, 0, []string{"docker-abc: enforcing"}},
 		{"model", []string{"ns", "model", "docker-abc"}, 0, []string{"aggregate ", "state " + c1.String(), "end\n"}},
 		{"load", []string{"ns", "load", "docker-abc", modelFile}, 0, []string{"docker-abc:"}},

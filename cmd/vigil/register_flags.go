@@ -92,20 +92,22 @@ func (m *measured) close() error {
 	return err
 }
 
-// newModel returns a learning model named name, measured into the flags' log
-// when --log was given, and the function to call when done with it.
-func (f *registerFlags) newModel(cmd *cobra.Command, name string, h model.Hash) (*model.Model, func() error, error) {
+// newModel returns a learning model of opts named name, measured into the
+// flags' log when --log was given, and the function to call when done with
+// it.
+func (f *registerFlags) newModel(cmd *cobra.Command, name string, opts model.Options) (*model.Model, func() error, error) {
 	m, err := f.open(cmd)
 	if err != nil {
 		return nil, nil, err
 	}
 	if m == nil {
-		return model.New(model.Options{Hash: h}), func() error { return nil }, nil
+		return model.New(opts), func() error { return nil }, nil
 	}
-	ns, err := m.namespace(name, h.Zero(), h.Zero())
+	ns, err := m.namespace(name, opts.Hash.Zero(), opts.Hash.Zero())
 	if err != nil {
 		m.close()
 		return nil, nil, err
 	}
-	return model.New(model.Options{Hash: h, Observer: ns}), m.close, nil
+	opts.Observer = ns
+	return model.New(opts), m.close, nil
 }

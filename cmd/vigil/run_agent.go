@@ -46,12 +46,16 @@ func runViaAgent(cmd *cobra.Command, f *runFlags, sigs *runSignals, client *cont
 	if f.hash != "" {
 		settings.HashAlgorithm = f.hash
 	}
+	if f.dialect != "" {
+		settings.Dialect = f.dialect
+	}
+	settings.Pseudonyms = f.pseudonyms
 	if f.modelIn != "" {
 		m, err := f.loadModel()
 		if err != nil {
 			return err
 		}
-		settings.HashAlgorithm = m.Hash().String()
+		settings.HashAlgorithm, settings.Dialect = m.Hash().String(), m.Dialect().String()
 		b, err := os.ReadFile(f.modelIn)
 		if err != nil {
 			return badInput(fmt.Errorf("--model: %w", err))

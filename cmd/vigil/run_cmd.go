@@ -43,6 +43,8 @@ type runFlags struct {
 	command    string // CMD, for messages
 	reg        registerFlags
 	hash       string // --hash: "" for the model's, else sha256
+	dialect    string // --dialect: "" for the model's, else the agent's, else invariant
+	pseudonyms []string
 }
 
 // The values of --agent.
@@ -130,6 +132,8 @@ only.`,
 	fl.StringVar(&f.forensics, "forensics", "", "with --model: write the forensics (TSEM JSON lines) to this file, - for standard output (default: a summary on standard error)")
 	fl.StringVar(&f.backend, "backend", "auto", "capture backend: auto, lsm or tracepoint")
 	fl.StringVar(&f.hash, "hash", "", "the namespace's hash algorithm: sha256, sha384 or sha512 (default: --model's, else the agent's default, else sha256)")
+	fl.StringVar(&f.dialect, "dialect", "", "the namespace's coefficient dialect: invariant or tsem (default: --model's, else the agent's default, else invariant)")
+	fl.StringArrayVar(&f.pseudonyms, "pseudonym", nil, "give the namespace a pseudonym for this absolute path (its events hash the empty file's digest instead of its content's); repeatable; not with --model, whose pseudonyms are its own")
 	fl.BoolVar(&f.noCapable, "no-capable", false, "do not model capable events")
 	fl.BoolVar(&f.noRepeats, "no-repeat-cache", false, "record every event in the kernel, not one per repeat window with its count (model counts are exact either way)")
 	fl.Uint32Var(&f.ringBytes, "ring-buffer", 0, "ring buffer size in bytes, a power of two multiple of the page size up to 1 GiB (default 16 MiB)")
@@ -137,30 +141,6 @@ only.`,
 	fl.StringVar(&f.socket, "socket", control.DefaultSocket, "the agent's control socket")
 	f.reg.addFlags(cmd)
 	return cmd
-}
-
-// loadModel loads and seals --model (nil without one); with --hash, the
-// model must have that hash.
-func (f *runFlags) loadModel() (*model.Model, error) {
-	if f.modelIn == "" {
-		return nil, nil
-	}
-	var m *model.Model
-	var err error
-	if f.hash != "" {
-		h, herr := model.ParseHash(f.hash)
-		if herr != nil {
-			return nil, badInput(fmt.Errorf("--hash: %w", herr))
-		}
-		m, err = model.LoadFileHash(f.modelIn, h)
-	} else {
-		m, err = model.LoadFile(f.modelIn)
-	}
-	if err != nil {
-		return nil, badInput(fmt.Errorf("--model: %w", err))
-	}
-	m.Seal()
-	return m, nil
 }
 
 // exitCode wraps a command's exit status.
@@ -187,6 +167,9 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		if h, err = model.ParseHash(f.hash); err != nil {
 			return badInput(fmt.Errorf("--hash: %w", err))
 		}
+	}
+	if err := f.checkModelFlags(); err != nil {
+		return err
 	}
 	if f.enforce && backend == bpf.BackendTracepoint {
 		return badInput(fmt.Errorf("--enforce: %w; use --backend lsm (or auto) on a kernel with the BPF LSM active", bpf.ErrObserveOnly))
@@ -231,12 +214,9 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		}
 	}
 
-	m, err := f.loadModel()
+	m, err := f.newModel(h)
 	if err != nil {
 		return err
-	}
-	if m == nil {
-		m = model.New(model.Options{Hash: h})
 	}
 
 	capture, err := bpf.Open(bpf.Options{Backend: backend, RingBufferBytes: f.ringBytes})
@@ -262,7 +242,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		firstID = meas.log.NextNamespaceID()
 	}
 	reg := namespace.NewRegistry(namespace.RegistryOptions{FirstID: firstID})
-	ns, err := reg.Create(namespace.Options{Name: f.name, Origin: namespace.OriginRun, Model: m, Hash: m.Hash(), KTime: monotonicNow()})
+	ns, err := reg.Create(namespace.Options{Name: f.name, Origin: namespace.OriginRun, Model: m, Hash: m.Hash(), Dialect: m.Dialect(), KTime: monotonicNow()})
 	if err != nil {
 		return failed(err)
 	}

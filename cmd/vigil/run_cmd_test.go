@@ -33,6 +33,9 @@ func TestRunFlags(t *testing.T) {
 		{"ring buffer not a power of two", []string{"run", "--agent", "never", "--ring-buffer", "12288", "--", "true"}, 2, "--ring-buffer: 12288 is not a power of two"},
 		{"ring buffer above 1 GiB", []string{"run", "--agent", "never", "--ring-buffer", "2147483648", "--", "true"}, 2, "--ring-buffer: 2147483648 is more than"},
 		{"ring buffer above 32 bits", []string{"run", "--ring-buffer", "4294967296", "--", "true"}, 2, "--ring-buffer"},
+		{"bad dialect", []string{"run", "--dialect", "vigil", "--", "true"}, 2, `--dialect: unknown coefficient dialect "vigil"`},
+		{"relative pseudonym", []string{"run", "--pseudonym", "etc/hostname", "--", "true"}, 2, `--pseudonym: pseudonym "etc/hostname": want an absolute path`},
+		{"pseudonym with a model", []string{"run", "--model", "m.model", "--pseudonym", "/etc/hostname", "--", "true"}, 2, "--pseudonym with --model"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,12 +139,15 @@ func TestRunAgentMode(t *testing.T) {
 		b := newBackend()
 		sock := serveAgent(t, b)
 		out, traj := filepath.Join(dir, "out.model"), filepath.Join(dir, "t.json")
-		_, msg, code := vigilCLI(t, "run", "--socket", sock, "--no-capable", "-o", out, "--trajectory", traj, "--", "true")
+		_, msg, code := vigilCLI(t, "run", "--socket", sock, "--no-capable", "--dialect", "tsem", "--pseudonym", "/etc/hostname", "--pseudonym", "/run/app.pid", "-o", out, "--trajectory", traj, "--", "true")
 		if code != 0 || !strings.Contains(msg, `using the vigil agent at `+sock+` (pid 4242, tracepoint backend): namespace "run-7"`) {
 			t.Fatalf("exit %d, stderr %q; want 0 and saying it uses the agent", code, msg)
 		}
 		if len(b.created) != 1 || b.created[0].Origin != "run" || b.created[0].Settings.Capable || !b.created[0].Settings.FailClosed {
 			t.Errorf("create requests %+v; want one run namespace, capable off (--no-capable), the agent's fail_closed", b.created)
+		}
+		if s := b.created[0].Settings; s.Dialect != "tsem" || strings.Join(s.Pseudonyms, " ") != "/etc/hostname /run/app.pid" {
+			t.Errorf("create request settings %+v; want dialect tsem and the two pseudonyms", s)
 		}
 		if len(b.enrolled) != 1 || len(b.synced) != 1 || b.synced[0] != b.enrolled[0] || len(b.ended) != 1 {
 			t.Errorf("enrolled %v, synced %v, ended %v; want the stub enrolled, its exit synced, the namespace ended", b.enrolled, b.synced, b.ended)
@@ -163,6 +169,9 @@ func TestRunAgentMode(t *testing.T) {
 		if !strings.Contains(msg, "1 events outside the model") || !strings.Contains(msg, c2.String()+" x2") {
 			t.Errorf("stderr %q; want the forensics summarised", msg)
 		}
+		if s := b.created[0].Settings; s.Dialect != "tsem" || len(s.Pseudonyms) != 0 {
+			t.Errorf("create request settings %+v; want the model file's dialect (tsem: it has no #dialect line), no pseudonyms", s)
+		}
 	})
 	t.Run("refusals", func(t *testing.T) {
 		b := newBackend()
@@ -179,6 +188,7 @@ func TestRunAgentMode(t *testing.T) {
 			{"agent without run support", []string{"--agent", "always", "--socket", plain}, 1, "not supported"},
 			{"auto, agent without run support", []string{"--socket", plain}, 1, "not supported"},
 			{"no agent", []string{"--agent", "always", "--socket", filepath.Join(dir, "none.sock")}, 1, "no vigil agent"},
+			{"dialect other than the model's", []string{"--socket", sock, "--model", modelFile, "--dialect", "invariant"}, 2, "--dialect invariant: the model " + modelFile + " is of the tsem dialect"},
 		}
 		for _, tc := range tests {
 			_, msg, code := vigilCLI(t, append(append([]string{"run"}, tc.args...), "--", "true")...)

@@ -202,8 +202,9 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 			a.met.Repeats(n.Name(), r.Type, r.Count, r.Forensic)
 		}
 	}
-	defaults := control.Settings{HashAlgorithm: cfg.Hash, Capable: cfg.Capable, Enforce: cfg.Enforce, FailClosed: cfg.FailClosed, RepeatCache: cfg.RepeatCache}
+	defaults := control.Settings{HashAlgorithm: cfg.Hash, Dialect: cfg.Dialect, Capable: cfg.Capable, Enforce: cfg.Enforce, FailClosed: cfg.FailClosed, RepeatCache: cfg.RepeatCache}
 	a.table = newTable(a.registry, a.capture, a.mlog, a.met, defaults, cfg.ModelDir, a.log)
+	a.table.containerPseudonyms = cfg.ContainerPseudonyms
 	a.table.runs.grace = opts.StopGrace // ended `vigil run` namespaces are kept as long as stopped containers'
 	a.table.images = &namespace.ImageResolver{Root: cfg.RuntimeRoot}
 	a.table.keyByImage = cfg.ModelKey == "image"

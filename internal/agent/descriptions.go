@@ -38,7 +38,7 @@ func (t *table) withModel(opts *namespace.Options) (release func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("start namespace %s: %w", opts.Name, err)
 	}
-	m := model.New(model.Options{Store: s, Hash: opts.Hash})
+	m := model.New(model.Options{Store: s, Hash: opts.Hash, Dialect: opts.Dialect})
 	opts.Model = m
 	return func() { m.Close() }, nil
 }

@@ -46,7 +46,11 @@
 // that appears with a model file named after its namespace in model_dir
 // starts sealed to that model; with model_key image, a model named after
 // its image comes first (image.go), so that a restarted container (a new
-// id) is sealed again.
+// id) is sealed again. A container that learns from nothing gets
+// pseudonyms for container_pseudonyms (the files its runtime writes for
+// each instance); one sealed to a model file has the file's pseudonyms and
+// dialect instead. New namespaces use the configured dialect (invariant by
+// default), so that a model learned from one instance holds in the next.
 //
 // # The host
 //

@@ -114,8 +114,8 @@ func TestHashNamespace(t *testing.T) {
 	if err := c.Model(ctx, "wide", &mf); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(mf.String(), "#hash sha384\naggregate "+strings.Repeat("0", 96)+"\n") {
-		t.Errorf("model file starts %q; want the hash line and a 96-digit aggregate", mf.String()[:40])
+	if !strings.HasPrefix(mf.String(), "#hash sha384\n#dialect invariant\naggregate "+strings.Repeat("0", 96)+"\n") {
+		t.Errorf("model file starts %q; want the hash and dialect lines and a 96-digit aggregate", mf.String()[:60])
 	}
 	// A SHA-256 model does not load into it.
 	sha256Model := "aggregate " + strings.Repeat("0", 64) + "\nstate " + strings.Repeat("ab", 32) + "\nend\n"

@@ -122,6 +122,17 @@ func (t *table) Create(req control.CreateRequest) (control.NamespaceInfo, error)
 	if _, err := model.ParseHash(s.HashAlgorithm); err != nil {
 		return control.NamespaceInfo{}, fmt.Errorf("create namespace: settings.hash_algorithm: %w: %w", err, control.ErrInvalid)
 	}
+	if s.Dialect == "" {
+		s.Dialect = t.defaults.Dialect
+	}
+	if s.Dialect != "" {
+		if _, err := model.ParseDialect(s.Dialect); err != nil {
+			return control.NamespaceInfo{}, fmt.Errorf("create namespace: settings.dialect: %w: %w", err, control.ErrInvalid)
+		}
+	}
+	if err := control.CheckPseudonyms(s.Pseudonyms); err != nil {
+		return control.NamespaceInfo{}, fmt.Errorf("create namespace: settings.pseudonyms: %w", err)
+	}
 	if s.Enforce && !t.kern.CanEnforce() {
 		return control.NamespaceInfo{}, fmt.Errorf("create namespace: settings.enforce: %w: %w", bpf.ErrObserveOnly, control.ErrConflict)
 	}

@@ -313,7 +313,8 @@ func TestRunEnforceLSM(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFixture(t, true, control.Settings{HashAlgorithm: "sha256"}, "")
-	info, err := f.tab.Create(control.CreateRequest{Settings: control.Settings{Enforce: true}})
+	// `vigil run` asks for the model file's dialect (the kernel's here).
+	info, err := f.tab.Create(control.CreateRequest{Settings: control.Settings{Enforce: true, Dialect: "tsem"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,11 @@ type nsState struct {
 	denials atomic.Uint64
 	tasks   atomic.Int64 // member processes found in the cgroup at the last enrolment pass
 
+	// pseudoMu guards pseudonyms, the pathnames the namespace was given
+	// pseudonyms for (settings.Pseudonyms as info reports it).
+	pseudoMu   sync.Mutex
+	pseudonyms []string
+
 	// mu serialises mode transitions, so that the log, the kernel and the
 	// namespace go through them in the same order.
 	mu          sync.Mutex
@@ -73,6 +79,9 @@ type table struct {
 	images      *namespace.ImageResolver
 	keyByImage  bool
 	hostEnforce bool
+	// containerPseudonyms are the pathnames a new learning container
+	// namespace gets pseudonyms for (config container_pseudonyms).
+	containerPseudonyms []string
 
 	mu   sync.RWMutex
 	byID map[uint64]*nsState
@@ -80,7 +89,7 @@ type table struct {
 	runs runs // namespaces of `vigil run` (runns.go)
 }
 
-var _ control.Backend = (*table)(nil)
+var _ control.PseudonymBackend = (*table)(nil)
 
 func newTable(reg *namespace.Registry, kern kernel, mlog *measure.Log, met *metrics.Metrics, defaults control.Settings, modelDir string, log *slog.Logger) *table {
 	t := &table{
@@ -131,6 +140,10 @@ func (t *table) modelFile(name string) string {
 func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsState, error) {
 	name := c.NamespaceName()
 	settings := t.defaults
+	// A container learning from nothing gets pseudonyms for the files
+	// its runtime writes; a model file has the pseudonyms it was
+	// learned with.
+	settings.Pseudonyms = t.containerPseudonyms
 	c.Image = t.containerImage(c)
 	var m *model.Model
 	for _, path := range t.containerModelFiles(name, c.Image) {
@@ -140,7 +153,7 @@ func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsStat
 				return nil, fmt.Errorf("start namespace %s: %w", name, err)
 			}
 			loaded.Seal()
-			m, settings.Model = loaded, path
+			m, settings.Model, settings.Pseudonyms = loaded, path, nil
 			break
 		}
 	}
@@ -148,14 +161,26 @@ func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsStat
 }
 
 // create makes a namespace and everything the agent keeps for it; its hash
-// is settings.HashAlgorithm.
+// is settings.HashAlgorithm, its dialect settings.Dialect unless
+// opts.Model (loaded from a file) says another, and a learning model gets
+// pseudonyms for settings.Pseudonyms.
 func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir string, settings control.Settings) (*nsState, error) {
 	h, err := model.ParseHash(settings.HashAlgorithm)
 	if err != nil {
 		return nil, fmt.Errorf("start namespace %s: settings.hash_algorithm: %w", opts.Name, err)
 	}
-	opts.Hash = h
-	settings.HashAlgorithm = h.String()
+	d := model.DialectInvariant // the default of live namespaces
+	if settings.Dialect != "" {
+		if d, err = model.ParseDialect(settings.Dialect); err != nil {
+			return nil, fmt.Errorf("start namespace %s: settings.dialect: %w", opts.Name, err)
+		}
+	}
+	if opts.Model != nil {
+		// The model's coefficients were computed in its dialect.
+		d = opts.Model.Dialect()
+	}
+	opts.Hash, opts.Dialect = h, d
+	settings.HashAlgorithm, settings.Dialect = h.String(), d.String()
 	releaseModel, err := t.withModel(&opts) // descriptions.go
 	if err != nil {
 		return nil, err
@@ -166,6 +191,9 @@ func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir
 		return nil, err
 	}
 	st := &nsState{ns: n, container: c, cgroupDir: cgroupDir, settings: settings}
+	if !n.Model().Sealed() {
+		st.addPseudonyms(settings.Pseudonyms)
+	}
 	fail := func(err error) (*nsState, error) {
 		t.reg.Remove(n.ID())
 		t.kern.DropNamespace(n.ID())
@@ -362,6 +390,10 @@ func (t *table) info(st *nsState) control.NamespaceInfo {
 		Measurement: hexOf(m.Measurement()),
 	}
 	info.ForensicsPoints = m.NumForensics()
+	info.Pseudonyms = len(m.Pseudonyms())
+	st.pseudoMu.Lock()
+	info.Settings.Pseudonyms = slices.Clone(st.pseudonyms)
+	st.pseudoMu.Unlock()
 	info.Ended = t.runs.isEnded(n.ID())
 	if c := st.container; c != nil {
 		info.Container = &control.Container{Runtime: string(c.Runtime), ID: c.ID, PodUID: c.PodUID, Cgroup: c.Cgroup, Image: c.Image}
@@ -477,6 +509,9 @@ func (t *table) Load(name string, file []byte) error {
 	if err != nil {
 		return fmt.Errorf("load model into namespace %s: %w: %w", name, err, control.ErrInvalid)
 	}
+	if loaded.Dialect() != st.ns.Dialect() {
+		return fmt.Errorf("load model into namespace %s: the model's coefficients are of the %s dialect, the namespace's of the %s dialect: %w", name, loaded.Dialect(), st.ns.Dialect(), control.ErrInvalid)
+	}
 	st.mu.Lock()
 	if st.ns.Mode() != namespace.Learning {
 		st.mu.Unlock()
@@ -497,6 +532,40 @@ func (t *table) Load(name string, file []byte) error {
 		return fmt.Errorf("load model into namespace %s: log: %w", name, obsErr)
 	}
 	return t.seal(st)
+}
+
+// AddPseudonyms implements control.PseudonymBackend: a learning
+// namespace's model gets a pseudonym for each pathname.
+func (t *table) AddPseudonyms(name string, pathnames []string) error {
+	if err := control.CheckPseudonyms(pathnames); err != nil {
+		return fmt.Errorf("add pseudonyms to namespace %s: %w", name, err)
+	}
+	st, err := t.lookup(name)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if mode := st.ns.Mode(); mode != namespace.Learning {
+		return fmt.Errorf("add pseudonyms to namespace %s: %s: a pseudonym changes the coefficients of the file's later events, which the sealed model holds without it (give pseudonyms while learning, or in the model file): %w", name, mode, control.ErrConflict)
+	}
+	st.addPseudonyms(pathnames)
+	return nil
+}
+
+// addPseudonyms gives st's model a pseudonym for each pathname it has none
+// for yet, and remembers the pathname.
+func (st *nsState) addPseudonyms(pathnames []string) {
+	m := st.ns.Model()
+	st.pseudoMu.Lock()
+	defer st.pseudoMu.Unlock()
+	for _, p := range pathnames {
+		if slices.Contains(st.pseudonyms, p) {
+			continue
+		}
+		m.AddPseudonym(model.PseudonymOfHash(m.Hash(), p))
+		st.pseudonyms = append(st.pseudonyms, p)
+	}
 }
 
 // measuredObserver is a namespace's part of the measured log as the

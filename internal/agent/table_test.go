@@ -318,8 +318,18 @@ func TestLoadModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, false, control.Settings{HashAlgorithm: "sha256"}, "")
-	st, err := f.tab.startContainer(testContainer(2), "/nonexistent")
+	// The kernel's model file is of the TSEM dialect: a namespace of the
+	// invariant one (the default) refuses it, naming both.
+	inv := newFixture(t, false, control.Settings{HashAlgorithm: "sha256"}, "")
+	st, err := inv.tab.startContainer(testContainer(2), "/nonexistent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.tab.Load(st.ns.Name(), good); !errors.Is(err, control.ErrInvalid) || !strings.Contains(err.Error(), "tsem dialect, the namespace's of the invariant dialect") {
+		t.Errorf("Load(a tsem model) into an invariant namespace = %v; want ErrInvalid naming both dialects", err)
+	}
+	f := newFixture(t, false, control.Settings{HashAlgorithm: "sha256", Dialect: "tsem"}, "")
+	st, err = f.tab.startContainer(testContainer(2), "/nonexistent")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,10 +60,20 @@ type Config struct {
 	RuntimeRoot     string        `yaml:"runtime_root" usage:"directory the container runtimes' state (/run/containerd, /run/containers, /var/lib/containers, /var/lib/docker) is read under to find each container's image: / on the host"`
 
 	Hash        string `yaml:"hash" usage:"namespace hash for new namespaces: sha256, sha384 or sha512"`
+	Dialect     string `yaml:"dialect" usage:"coefficient dialect of new namespaces: invariant (s_uuids drawn at mount time and anonymous device numbers hashed as zero, so a model holds across instances of a container) or tsem (every value as the TSEM kernel hashes it)"`
 	Capable     bool   `yaml:"capable" usage:"model capable events in new namespaces"`
 	Enforce     bool   `yaml:"enforce" usage:"new namespaces enforce their model once sealed"`
 	FailClosed  bool   `yaml:"fail_closed" usage:"an enforcing namespace that loses an event denies everything after it"`
 	RepeatCache bool   `yaml:"repeat_cache" usage:"the kernel counts an event repeated within a second (same task, credentials, file and flags) instead of recording each one: model counts stay exact, exports see one record per repeat window"`
+
+	ContainerPseudonyms []string `yaml:"container_pseudonyms" usage:"pathnames a new learning container namespace gets pseudonyms for (their content digests are hashed as the empty file's): the files the container runtime writes for each instance; an empty list gives none"`
+}
+
+// DefaultContainerPseudonyms returns the files container runtimes write
+// for every container instance (its name, its view of the network, its
+// runtime marker): their contents differ from one instance to the next.
+func DefaultContainerPseudonyms() []string {
+	return []string{"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/run/.containerenv", "/.dockerenv"}
 }
 
 // Default returns the configuration the agent runs with when given nothing.
@@ -86,8 +96,11 @@ func Default() Config {
 		ModelKey:            "name",
 		RuntimeRoot:         "/",
 		Hash:                "sha256",
+		Dialect:             "invariant",
 		Capable:             true,
 		RepeatCache:         true,
+
+		ContainerPseudonyms: DefaultContainerPseudonyms(),
 	}
 }
 
@@ -153,6 +166,8 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 			fs.Int64Var(p, f.flag, *p, f.usage)
 		case *time.Duration:
 			fs.DurationVar(p, f.flag, *p, f.usage)
+		case *[]string:
+			fs.StringSliceVar(p, f.flag, *p, f.usage+" (comma-separated, or the flag repeated)")
 		default:
 			panic(fmt.Sprintf("config: key %s has unsupported type %T", f.key, p))
 		}
@@ -290,6 +305,7 @@ func (c *Config) validate(origin map[string]string) error {
 		oneOf("backend", c.Backend, "auto", "lsm", "tracepoint"),
 		oneOf("export_format", c.ExportFormat, "tsem", "ecs"),
 		oneOf("hash", c.Hash, "sha256", "sha384", "sha512"),
+		oneOf("dialect", c.Dialect, "invariant", "tsem"),
 		oneOf("model_key", c.ModelKey, "name", "image"),
 	)
 	if c.RuntimeRoot == "" || !filepath.IsAbs(c.RuntimeRoot) {
@@ -322,6 +338,11 @@ func (c *Config) validate(origin map[string]string) error {
 	}
 	if c.ContainerResync < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("%s: %v is shorter than 100ms", at("container_resync"), c.ContainerResync))
+	}
+	for _, p := range c.ContainerPseudonyms {
+		if !filepath.IsAbs(p) || strings.ContainsRune(p, 0) {
+			errs = append(errs, fmt.Errorf("%s: %q is not an absolute path", at("container_pseudonyms"), p))
+		}
 	}
 	if c.CgroupRoot == "" {
 		errs = append(errs, fmt.Errorf("%s: empty", at("cgroup_root")))

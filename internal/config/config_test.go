@@ -42,9 +42,9 @@ func TestLoadFull(t *testing.T) {
 		RingBufferSize: 1 << 22, Export: "-", ExportFormat: "ecs", ExportForensicsOnly: true,
 		ExportMaxSize: 1048576, ExportMaxFiles: 2, ExportFlushInterval: 250 * time.Millisecond, HostNamespace: true, HostEnforce: true, CgroupRoot: "/host/sys/fs/cgroup",
 		ContainerResync: 30 * time.Second, ModelDir: "/models", ModelKey: "image", RuntimeRoot: "/host", Hash: "sha384", Capable: false,
-		Enforce: true, FailClosed: true,
+		Enforce: true, FailClosed: true, Dialect: "tsem", ContainerPseudonyms: []string{"/etc/hostname", "/srv/app/instance.id"},
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load(full.yaml) =\n%+v\nwant\n%+v", c, want)
 	}
 	// The fixture must set every key, so this test covers them all.
@@ -74,6 +74,9 @@ func TestLoadErrors(t *testing.T) {
 		{"relative runtime root", "runtime_root: host\n", []string{"config.yaml:1: runtime_root", "absolute"}},
 		{"metrics on every interface by accident", "metrics_addr: \":9476\"\n", []string{"config.yaml:1: metrics_addr", "host:port"}},
 		{"relative socket", "socket: vigil.sock\n", []string{"config.yaml:1: socket", "absolute"}},
+		{"bad dialect", "dialect: vigil\n", []string{"config.yaml:1: dialect", `"vigil" is not one of invariant, tsem`}},
+		{"relative pseudonym", "container_pseudonyms: [/etc/hosts, etc/hostname]\n", []string{"config.yaml:1: container_pseudonyms", `"etc/hostname" is not an absolute path`}},
+		{"pseudonyms not a list", "container_pseudonyms: /etc/hosts\n", []string{"config.yaml:1:", "container_pseudonyms:"}},
 		{"ring buffer", "ring_buffer_size: 1000\n", []string{"config.yaml:1: ring_buffer_size", "power of two"}},
 		{"ring buffer of 4 GiB", "ring_buffer_size: 4294967296\n", []string{"config.yaml:1: ring_buffer_size", "4294967296 is more than 1073741824"}},
 		{"ring buffer of 2 GiB", "ring_buffer_size: 2147483648\n", []string{"config.yaml:1: ring_buffer_size", "more than"}},
@@ -114,7 +117,7 @@ func TestLoadErrors(t *testing.T) {
 func TestEmptyFileIsDefaults(t *testing.T) {
 	for _, content := range []string{"", "# nothing here\n"} {
 		c, err := Load(write(t, content))
-		if err != nil || c != Default() {
+		if err != nil || !reflect.DeepEqual(c, Default()) {
 			t.Errorf("Load(%q) = %+v, %v; want the defaults", content, c, err)
 		}
 	}
@@ -153,6 +156,16 @@ func TestFlagsOverrideFile(t *testing.T) {
 		{"file only", nil, func(c *Config) { c.Backend, c.Hash, c.Enforce = "lsm", "sha512", true }},
 		{"flag beats file", []string{"--backend=tracepoint", "--enforce=false"},
 			func(c *Config) { c.Backend, c.Hash, c.Enforce = "tracepoint", "sha512", false }},
+		{"list flag repeated", []string{"--container-pseudonyms", "/etc/a", "--container-pseudonyms=/etc/b,/etc/c"},
+			func(c *Config) {
+				c.Backend, c.Hash, c.Enforce = "lsm", "sha512", true
+				c.ContainerPseudonyms = []string{"/etc/a", "/etc/b", "/etc/c"}
+			}},
+		{"empty list flag", []string{"--container-pseudonyms="},
+			func(c *Config) {
+				c.Backend, c.Hash, c.Enforce = "lsm", "sha512", true
+				c.ContainerPseudonyms = []string{}
+			}},
 		{"flag for a key the file omits", []string{"--metrics-addr", "127.0.0.1:1", "--container-resync", "2s"},
 			func(c *Config) {
 				c.Backend, c.Hash, c.Enforce = "lsm", "sha512", true
@@ -172,7 +185,7 @@ func TestFlagsOverrideFile(t *testing.T) {
 			}
 			want := Default()
 			tc.want(&want)
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Resolve(%v) =\n%+v\nwant\n%+v", tc.args, got, want)
 			}
 		})
@@ -234,7 +247,7 @@ func TestYAMLRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(YAML()) = %v\n%s", err, c.YAML())
 	}
-	if got != c {
+	if !reflect.DeepEqual(got, c) {
 		t.Errorf("Load(YAML()) = %+v; want %+v", got, c)
 	}
 }
@@ -265,4 +278,26 @@ func FuzzDecode(f *testing.F) {
 		}
 		_ = c.validate(origin)
 	})
+}
+
+// TestContainerPseudonyms checks the default list and that a file may
+// empty it.
+func TestContainerPseudonyms(t *testing.T) {
+	want := []string{"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/run/.containerenv", "/.dockerenv"}
+	if got := Default().ContainerPseudonyms; !reflect.DeepEqual(got, want) {
+		t.Errorf("default container_pseudonyms = %q; want %q", got, want)
+	}
+	c, err := Load(write(t, "container_pseudonyms: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.ContainerPseudonyms) != 0 {
+		t.Errorf("container_pseudonyms: [] gives %q; want none", c.ContainerPseudonyms)
+	}
+	// Default returns a copy: changing one does not change the next.
+	d := Default()
+	d.ContainerPseudonyms[0] = "/x"
+	if Default().ContainerPseudonyms[0] != want[0] {
+		t.Error("Default shares its pseudonym list")
+	}
 }

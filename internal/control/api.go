@@ -3,6 +3,8 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/vigil-tsem/vigil/model"
@@ -59,6 +61,18 @@ type Settings struct {
 	// computed with; empty in a create request means the agent's default
 	// (its config's hash).
 	HashAlgorithm string `json:"hash_algorithm"`
+	// Dialect is how the namespace's events map to coefficients:
+	// "invariant" (per-mount values hashed as zeros, so a model holds
+	// across instances of a container) or "tsem" (exactly as the TSEM
+	// kernel); empty in a create request means the agent's default. A
+	// namespace sealed to a model file has the file's.
+	Dialect string `json:"dialect"`
+	// Pseudonyms are the pathnames the agent gave the namespace
+	// pseudonyms for (a file with one is hashed with the empty file's
+	// digest): a container's are the agent's container_pseudonyms, a
+	// run's those its request names. Pseudonyms of a model file loaded
+	// into the namespace are counted in NamespaceInfo.Pseudonyms.
+	Pseudonyms []string `json:"pseudonyms,omitempty"`
 	// Capable says whether capable events are modeled.
 	Capable bool `json:"capable"`
 	// Model is the model file the namespace seals to, if any.
@@ -108,6 +122,10 @@ type NamespaceInfo struct {
 	Tasks          int `json:"tasks"`
 	UntrustedTasks int `json:"untrusted_tasks"`
 
+	// Pseudonyms counts the pseudonyms of the namespace's model: those of
+	// Settings.Pseudonyms and those of a model file loaded into it.
+	Pseudonyms int `json:"pseudonyms"`
+
 	// Aggregate, State and Measurement are lowercase hex digests.
 	Aggregate   string `json:"aggregate"`
 	State       string `json:"state"`
@@ -136,6 +154,44 @@ type Backend interface {
 	Forensics(name string) ([]Point, error)
 	Model(name string) ([]byte, error)
 	Load(name string, model []byte) error
+}
+
+// PseudonymBackend is a Backend that adds pseudonyms to a namespace (POST
+// /v1/namespaces/{ns}/pseudonyms). AddPseudonyms adds one for each
+// pathname: the namespace's later events of those files hash the empty
+// file's digest instead of theirs. Only a learning namespace takes them
+// (ErrConflict otherwise: a sealed model's points were computed without
+// them); points learned before keep their coefficients. A Server whose
+// Backend does not implement it answers the route with 501.
+type PseudonymBackend interface {
+	Backend
+	AddPseudonyms(name string, pathnames []string) error
+}
+
+// PseudonymRequest asks for pseudonyms (POST
+// /v1/namespaces/{ns}/pseudonyms).
+type PseudonymRequest struct {
+	Pathnames []string `json:"pathnames"`
+}
+
+// CheckPseudonym checks a pathname for a pseudonym: an absolute path of
+// at most 4096 bytes without NUL, as the kernel prints it.
+func CheckPseudonym(pathname string) error {
+	if !strings.HasPrefix(pathname, "/") || len(pathname) > 4096 || strings.ContainsRune(pathname, 0) {
+		return fmt.Errorf("pseudonym %q: want an absolute path (as the kernel prints it) of at most 4096 bytes without NUL", pathname)
+	}
+	return nil
+}
+
+// CheckPseudonyms is CheckPseudonym for each pathname; the error wraps
+// ErrInvalid.
+func CheckPseudonyms(pathnames []string) error {
+	for _, p := range pathnames {
+		if err := CheckPseudonym(p); err != nil {
+			return fmt.Errorf("%w: %w", err, ErrInvalid)
+		}
+	}
+	return nil
 }
 
 // OriginRun is the origin of a namespace created through the API for

@@ -97,6 +97,14 @@ func (c *Client) ForensicsPoints(ctx context.Context, name string) ([]Point, err
 	return c.points(ctx, nsPath(name, "/forensics/points"))
 }
 
+// AddPseudonyms gives the namespace pseudonyms for pathnames and returns
+// the namespace after it.
+func (c *Client) AddPseudonyms(ctx context.Context, name string, pathnames []string) (NamespaceInfo, error) {
+	var info NamespaceInfo
+	err := c.sendJSON(ctx, http.MethodPost, nsPath(name, "/pseudonyms"), PseudonymRequest{Pathnames: pathnames}, &info)
+	return info, err
+}
+
 // Model copies the namespace's model file to w.
 func (c *Client) Model(ctx context.Context, name string, w io.Writer) error {
 	return c.copy(ctx, nsPath(name, "/model"), w)

@@ -22,6 +22,9 @@
 //	GET  /namespaces/{ns}/forensics/points    as trajectory/points
 //	GET  /namespaces/{ns}/model               the model file (TSEM/Quixote format, text/plain)
 //	PUT  /namespaces/{ns}/model               load a model file into the namespace
+//	POST /namespaces/{ns}/pseudonyms          {"pathnames":[...]}: pseudonyms for a learning
+//	                                          namespace -> NamespaceInfo (409 once sealed; a
+//	                                          Backend that is no PseudonymBackend answers 501)
 //
 // and, for `vigil run` when an agent runs (a Backend that is a RunBackend;
 // others answer 501):

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -187,7 +188,7 @@ func TestCreateDefaults(t *testing.T) {
 	}
 	got := fake.created[0]
 	want := Settings{HashAlgorithm: "sha256", Capable: false, FailClosed: true}
-	if got.Settings != want || got.Origin != OriginRun || got.Name != "" {
+	if !reflect.DeepEqual(got.Settings, want) || got.Origin != OriginRun || got.Name != "" {
 		t.Errorf("create request = %+v; want origin run, no name, settings %+v (defaults but capable off)", got, want)
 	}
 }

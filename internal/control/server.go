@@ -224,6 +224,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("POST /v1/namespaces/{ns}/pseudonyms", s.pseudonyms)
 	s.runRoutes(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := r.Context().Value(peerKey{}).(Peer)
@@ -358,6 +359,35 @@ func (s *Server) transition(op func(Backend, string) error) http.HandlerFunc {
 		}
 		s.info(w, r)
 	}
+}
+
+// pseudonyms adds pseudonyms to a namespace and answers with it.
+func (s *Server) pseudonyms(w http.ResponseWriter, r *http.Request) {
+	pb, ok := s.Backend.(PseudonymBackend)
+	if !ok {
+		s.fail(w, r, fmt.Errorf("this agent does not add pseudonyms: %w", ErrUnsupported))
+		return
+	}
+	var req PseudonymRequest
+	err := decodeBody(r, &req)
+	if err == nil && len(req.Pathnames) == 0 {
+		err = fmt.Errorf("request body: field pathnames: no pathname: %w", ErrInvalid)
+	}
+	if err == nil {
+		err = CheckPseudonyms(req.Pathnames)
+	}
+	var ns string
+	if err == nil {
+		ns, err = s.name(r)
+	}
+	if err == nil {
+		err = pb.AddPseudonyms(ns, req.Pathnames)
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.info(w, r)
 }
 
 func (s *Server) events(get func(Backend, string) ([]Point, error)) http.HandlerFunc {

@@ -269,7 +269,7 @@ func effectiveCaps(t *testing.T) uint64 {
 }
 
 // TestRunTaskIdentity checks the exec chain: sh forks and execs cat; every
-// event of cat carries task_id = model.TaskID(p_task_id, COE, cell of the
+// event of cat carries task_id = model.TaskID(p_task_id, cell of the
 // executed file) where the cell is the exec's file_open (its digest is the
 // binary's SHA-256), and p_task_id is sh's task id.
 func TestRunTaskIdentity(t *testing.T) {
@@ -306,9 +306,12 @@ func TestRunTaskIdentity(t *testing.T) {
 		t.Fatalf("%d opens of %s; want 1", len(opens), target)
 	}
 	cat := opens[0]
-	want := model.TaskID(model.Coefficient(cat.Header.PTaskID), cat.COE, &file)
+	if file.Flags != events.ExecFlags {
+		t.Errorf("exec open of %s: flags %d; want %d", catPath, file.Flags, events.ExecFlags)
+	}
+	want := model.TaskID(model.Coefficient(cat.Header.PTaskID), &file)
 	if cat.Header.TaskID != want {
-		t.Errorf("cat task_id = %x; want TaskID(p_task_id, COE, exec file) = %x", cat.Header.TaskID, want)
+		t.Errorf("cat task_id = %x; want TaskID(p_task_id, exec file) = %x", cat.Header.TaskID, want)
 	}
 	// The exec open was made by the forked sh, whose task id is sh's.
 	if execOpen.Header.TaskID != cat.Header.PTaskID {
@@ -316,6 +319,53 @@ func TestRunTaskIdentity(t *testing.T) {
 	}
 	if cat.Header.PTTD != execOpen.Header.TTD || cat.Header.TTD == cat.Header.PTTD {
 		t.Errorf("cat ttd %d p_ttd %d; exec open ttd %d", cat.Header.TTD, cat.Header.PTTD, execOpen.Header.TTD)
+	}
+}
+
+// TestRunScriptTaskIdentity runs a "#!/bin/sh" script: its task id is
+// derived from the interpreter's file cell (the file the kernel holds when
+// the new credentials are committed), not the script's.
+func TestRunScriptTaskIdentity(t *testing.T) {
+	bin := mustHaveCapture(t)
+	target := worldReadable(t, "x", []byte("x\n"))
+	shPath, err := filepath.EvalSymlinks("/bin/sh")
+	if err != nil {
+		t.Skip("no /bin/sh:", err)
+	}
+	script := worldReadable(t, "script", []byte("#!/bin/sh\nread line < "+target+"\n"))
+	if err := os.Chmod(script, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := vigilRun(t, bin, "--", "sh", "-c", script+"; true")
+	if r.status != 0 {
+		t.Fatalf("vigil run exit %d:\n%s", r.status, r.stderr)
+	}
+	opens := r.fileOpens(target)
+	if len(opens) != 1 {
+		t.Fatalf("%d opens of %s; want 1:\n%s", len(opens), target, bytes.Join(r.lines, []byte("\n")))
+	}
+	task := opens[0]
+	interp, err := os.ReadFile(shPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The exec opens the interpreter for the task that ran the script,
+	// before its exec: under that task's TTD.
+	var file *events.File
+	for _, e := range r.fileOpens(shPath) {
+		f := e.Payload.(*events.FileEvent).File
+		if f.Flags&0x20 != 0 && e.Header.TTD == task.Header.PTTD {
+			file = &f
+		}
+	}
+	if file == nil {
+		t.Fatalf("no exec open of the interpreter %s by ttd %d:\n%s", shPath, task.Header.PTTD, bytes.Join(r.lines, []byte("\n")))
+	}
+	if file.Digest != events.Digest32(sha256.Sum256(interp)) {
+		t.Errorf("digest of %s = %x; want its sha256", shPath, file.Digest)
+	}
+	if want := model.TaskID(model.Coefficient(task.Header.PTaskID), file); task.Header.TaskID != want {
+		t.Errorf("script task_id = %x; want TaskID(p_task_id, interpreter %s) = %x", task.Header.TaskID, shPath, want)
 	}
 }
 

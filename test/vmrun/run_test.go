@@ -199,7 +199,7 @@ func relative(t *testing.T, lm *model.Model, parents map[events.Digest]events.Di
 	} else {
 		return false
 	}
-	c, err := model.EventCoefficient(&alt, lm.IsPseudonym)
+	c, err := lm.Coefficient(&alt) // in the model's dialect, with its pseudonyms
 	return err == nil && lm.Contains(c)
 }
 
