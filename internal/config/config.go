@@ -136,7 +136,7 @@ func Changed(a, b Config) []string {
 	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
 	var keys []string
 	for _, f := range fields() {
-		if va.Field(f.index).Interface() != vb.Field(f.index).Interface() {
+		if !reflect.DeepEqual(va.Field(f.index).Interface(), vb.Field(f.index).Interface()) {
 			keys = append(keys, f.key)
 		}
 	}

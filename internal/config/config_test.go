@@ -235,7 +235,8 @@ func TestChanged(t *testing.T) {
 		t.Errorf("Changed(default, default) = %v; want none", got)
 	}
 	b.Backend, b.ContainerResync, b.Enforce = "lsm", time.Minute, true
-	if got, want := Changed(a, b), []string{"backend", "container_resync", "enforce"}; !reflect.DeepEqual(got, want) {
+	b.ContainerPseudonyms = append([]string(nil), b.ContainerPseudonyms[1:]...)
+	if got, want := Changed(a, b), []string{"backend", "container_resync", "enforce", "container_pseudonyms"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Changed = %v; want %v", got, want)
 	}
 }
