@@ -100,6 +100,7 @@ const (
 
 	taskEnrolled  = 1 << 0
 	taskUntrusted = 1 << 1
+	taskDormant   = 1 << 2
 
 	ignoreLive = 1 // enum vg_ignore: VG_IGN_LIVE
 )
@@ -918,6 +919,21 @@ type taskValue struct {
 func (c *Capture) Enroll(pid int, ns uint64) error {
 	return c.setTask(pid, func(v *taskValue) {
 		*v = taskValue{NS: ns, Flags: taskEnrolled}
+	}, false)
+}
+
+// EnrollDormant puts the task pid into namespace ns dormant until it
+// execs: until then it makes no record and is never denied, and the tasks
+// it forks (threads included) are dormant members too. Its first exec
+// wakes it with TTD 0 and PTTD 0, as Enroll leaves a task, so the program
+// it executes gets a namespace root's identity. The agent enrols a
+// container runtime's own process this way (runc init, which prepares the
+// container and then execs the workload): what it does before the exec
+// names the container's id and per-container state and would differ in
+// every instance of the same image.
+func (c *Capture) EnrollDormant(pid int, ns uint64) error {
+	return c.setTask(pid, func(v *taskValue) {
+		*v = taskValue{NS: ns, Flags: taskEnrolled | taskDormant}
 	}, false)
 }
 

@@ -38,6 +38,10 @@ import (
 //	           print "child PID"
 //	openloop   open and close VIGIL_BPF_FILES (one file) VIGIL_BPF_N times,
 //	           print the nanoseconds the loop took
+//	dormant-exec  read one byte from stdin (the test enrolls the process
+//	           dormant meanwhile), open VIGIL_BPF_DORMANT, run this binary
+//	           in mode "open" as a child and print "child PID", then exec
+//	           this binary in mode VIGIL_BPF_NEXT
 //	connect    connect a TCP socket to VIGIL_BPF_ADDR, print "ok" or the error
 //	signal-threads  start VIGIL_BPF_N threads (goroutines locked to new
 //	           threads, blocked before any event of their own), send each
@@ -48,6 +52,7 @@ const (
 	envFiles  = "VIGIL_BPF_FILES"
 	envAddr   = "VIGIL_BPF_ADDR"
 	envN      = "VIGIL_BPF_N"
+	envDorm   = "VIGIL_BPF_DORMANT"
 )
 
 func init() {
@@ -88,6 +93,8 @@ func helperMain(mode string) int {
 		err := syscall.Exec(self, []string{self}, env)
 		fmt.Fprintln(os.Stderr, "helper: exec:", err)
 		return 3
+	case "dormant-exec":
+		return helperDormantExec(self)
 	case "wait-open":
 		os.Stdout.WriteString("ready\n")
 		var b [1]byte

@@ -6,6 +6,7 @@
 #define VIGIL_LIFECYCLE_H
 
 #include "vigil.h"
+#include "dormant.h"
 
 /* ignore_fork: a process forked by an ignored one is ignored too (a new
  * thread shares its tgid already). The tracepoint names the child by pid
@@ -70,7 +71,8 @@ int vg_fork(struct trace_event_raw_sched_process_fork *ctx)
 	__u32 pid;
 
 	if (!st) {
-		ignore_fork(ctx->child_pid);
+		if (!dormant_fork(ctx->child_pid))
+			ignore_fork(ctx->child_pid);
 		return 0;
 	}
 	pid = ctx->child_pid;

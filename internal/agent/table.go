@@ -29,6 +29,7 @@ type kernel interface {
 	Allow(ns uint64, keys ...uint64) error
 	DropNamespace(ns uint64) error
 	Enroll(pid int, ns uint64) error
+	EnrollDormant(pid int, ns uint64) error
 	TaskState(pid int) (ns, ttd, pttd uint64, untrusted, ok bool, err error)
 	MarkUntrusted(pid int) error
 }

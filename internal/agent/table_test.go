@@ -34,12 +34,13 @@ type fakeKernel struct {
 	config  map[uint64]bpf.NamespaceConfig
 	allow   map[uint64][]uint64
 	tasks   map[int]uint64 // pid -> namespace
+	dormant map[int]bool   // pids enrolled dormant until exec
 	gone    map[int]bool   // pids that exited
 	dropped []uint64
 }
 
 func newFakeKernel(enforce bool) *fakeKernel {
-	return &fakeKernel{enforce: enforce, config: map[uint64]bpf.NamespaceConfig{}, allow: map[uint64][]uint64{}, tasks: map[int]uint64{}, gone: map[int]bool{}}
+	return &fakeKernel{enforce: enforce, config: map[uint64]bpf.NamespaceConfig{}, allow: map[uint64][]uint64{}, tasks: map[int]uint64{}, gone: map[int]bool{}, dormant: map[int]bool{}}
 }
 
 func (k *fakeKernel) CanEnforce() bool { return k.enforce }
@@ -79,6 +80,15 @@ func (k *fakeKernel) Enroll(pid int, ns uint64) error {
 		return errors.New("no such process")
 	}
 	k.tasks[pid] = ns
+	return nil
+}
+func (k *fakeKernel) EnrollDormant(pid int, ns uint64) error {
+	if err := k.Enroll(pid, ns); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.dormant[pid] = true
 	return nil
 }
 func (k *fakeKernel) TaskState(pid int) (ns, ttd, pttd uint64, untrusted, ok bool, err error) {

@@ -1,0 +1,121 @@
+package bpf
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// helperDormantExec is the helper mode dormant-exec (helper_test.go).
+func helperDormantExec(self string) int {
+	var b [1]byte
+	if _, err := io.ReadFull(os.Stdin, b[:]); err != nil {
+		fmt.Fprintln(os.Stderr, "helper: wait:", err)
+		return 3
+	}
+	if _, err := os.ReadFile(os.Getenv(envDorm)); err != nil {
+		fmt.Fprintln(os.Stderr, "helper: dormant open:", err)
+		return 3
+	}
+	child := exec.Command(self)
+	child.Env = append(os.Environ(), envHelper+"=open")
+	child.Stdout = io.Discard
+	child.Stderr = os.Stderr
+	if err := child.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "helper: child:", err)
+		return 3
+	}
+	fmt.Printf("child %d\n", child.Process.Pid)
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envHelper+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, envHelper+"="+os.Getenv(envNext))
+	err := syscall.Exec(self, []string{self}, env)
+	fmt.Fprintln(os.Stderr, "helper: exec:", err)
+	return 3
+}
+
+func TestTracepointDormantUntilExec(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("the VM runs the LSM backend tests")
+	}
+	testDormantUntilExec(t, BackendTracepoint)
+}
+
+func TestLSMDormantUntilExec(t *testing.T) {
+	testDormantUntilExec(t, BackendLSM)
+}
+
+// testDormantUntilExec enrols a waiting helper dormant (as the agent
+// enrols a container runtime's init): what it does before its exec makes
+// no record, not even the fork of a child, while the child's exec and the
+// helper's own exec wake them, each a namespace root (PTTD 0), and
+// everything after is recorded.
+func testDormantUntilExec(t *testing.T, b Backend) {
+	c := openCapture(t, b)
+	dir, bin := sharedDir(t)
+	before, after := filepath.Join(dir, "runtime-state"), filepath.Join(dir, "workload-file")
+	writeFile(t, before, "runtime\n")
+	writeFile(t, after, "workload\n")
+	col := collect(t, c)
+	ns := nextNS()
+	run := runEnrolled(t, c, ns, workload{
+		next: "open", bin: bin,
+		env:  []string{envHelper + "=dormant-exec", envDorm + "=" + before, envFiles + "=" + after},
+		join: func(pid int) error { return c.EnrollDormant(pid, ns) },
+	})
+	var child int
+	for _, line := range strings.Split(run.out, "\n") {
+		fmt.Sscanf(line, "child %d", &child)
+	}
+	if child == 0 || !strings.Contains(run.out, after+" ok\n") {
+		t.Fatalf("helper output %q; want a child pid and %s ok", run.out, after)
+	}
+	if !col.until(exitedMain(run.pid)) {
+		t.Errorf("no task_exit record of pid %d", run.pid)
+	}
+	recs := recordsOf(col.finish(t), ns)
+	checkOnly(t, recs, ns, run.pid, child)
+
+	execs := map[int]*Exec{}
+	for _, r := range recs {
+		switch r := r.(type) {
+		case *FileOpen:
+			if r.File.Path.Name == before {
+				t.Errorf("file_open of %s by pid %d (%s) while dormant", before, r.PID, r.Process())
+			}
+		case *TaskFork:
+			if int(r.ChildPID) == child {
+				t.Errorf("task_fork record of child %d, forked while its parent was dormant", child)
+			}
+		case *Exec:
+			if _, ok := execs[int(r.TGID)]; ok {
+				t.Errorf("second exec record of pid %d", r.TGID)
+			}
+			execs[int(r.TGID)] = r
+		}
+	}
+	for _, pid := range []int{child, run.pid} {
+		ex := execs[pid]
+		if ex == nil {
+			t.Errorf("no exec record of pid %d", pid)
+			continue
+		}
+		if ex.PTTD != 0 || ex.TTD == 0 || ex.TTD == ex.PrevTTD || ex.File.Path.Name != bin {
+			t.Errorf("exec of pid %d: %s ttd %d prev %d pttd %d; want %s, a new ttd, pttd 0 (a namespace root)",
+				pid, ex.File.Path.Name, ex.TTD, ex.PrevTTD, ex.PTTD, bin)
+		}
+		fo := checkFileOpen(t, recs, ns, pid, after, 0, 0)
+		if fo != nil && fo.TTD != ex.TTD {
+			t.Errorf("file_open of %s by pid %d: ttd %d; want its exec's %d", after, pid, fo.TTD, ex.TTD)
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package agent
+
+import (
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// A container runtime starts a container with a process of its own in the
+// container's cgroup (runc init): it sets up namespaces and mounts, waits
+// for the start signal on a fifo named after the container id and only
+// then execs the workload. Everything it does before that exec names the
+// container's id or its per-container state (overlay mounts below
+// /var/lib/containers/storage/overlay/<id>, /run/runc/<id>/exec.fifo), so
+// a model learned from one instance of an image would see every other
+// instance as new. The enroller therefore enrols a process that has not
+// yet executed the container's workload dormant (bpf
+// Capture.EnrollDormant): it is a member of the namespace but makes no
+// record until its first exec, which its children and threads inherit.
+// The workload's first program is then a namespace root: its task id is
+// derived from the zero parent id, as for `vigil run`.
+//
+// A process has not executed the workload yet when
+//
+//   - it is still in the host's mount namespace (the runtime's process
+//     before it entered the container's: runc init's first stage, or a
+//     process `runc exec` moved into the cgroup before it joined the
+//     container), or
+//   - the program it runs is not on the mount that is its root (runc init
+//     after it entered the container's mount namespace runs the runtime's
+//     binary, which lies outside the container's root file system).
+//
+// Every other process found in the cgroup (a `docker exec` or `podman
+// exec` command the enroller finds only after it executed, or a process
+// moved into the cgroup by hand) is enrolled awake and modeled from then
+// on, as before: it is never left unrecorded because of this rule.
+
+// setupProbe tells whether a process is a container runtime's process
+// that has not yet executed the container's workload. proc is the proc
+// file system's mount point ("/proc" on the host).
+type setupProbe struct {
+	proc string
+}
+
+// beforeExec reports whether process pid has not executed its container's
+// workload yet (see above). A process that cannot be inspected (it
+// exited, or /proc does not say) is taken as awake.
+func (p setupProbe) beforeExec(pid int) bool {
+	dir := filepath.Join(p.proc, strconv.Itoa(pid))
+	var own, host unix.Stat_t
+	if unix.Stat(filepath.Join(dir, "ns", "mnt"), &own) != nil ||
+		unix.Stat(filepath.Join(p.proc, "1", "ns", "mnt"), &host) != nil {
+		return false
+	}
+	if own.Ino == host.Ino && own.Dev == host.Dev {
+		return true
+	}
+	exe, err := mountID(filepath.Join(dir, "exe"))
+	if err != nil {
+		return false
+	}
+	root, err := mountID(filepath.Join(dir, "root"))
+	if err != nil {
+		return false
+	}
+	return exe != root
+}
+
+// mountID returns the id of the mount the file at path (symbolic links
+// followed) is on.
+func mountID(path string) (uint64, error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, 0, unix.STATX_MNT_ID, &stx); err != nil {
+		return 0, err
+	}
+	return stx.Mnt_id, nil
+}
