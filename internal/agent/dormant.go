@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"os"
 	"path/filepath"
 	"strconv"
 
@@ -48,12 +49,19 @@ type setupProbe struct {
 // exited, or /proc does not say) is taken as awake.
 func (p setupProbe) beforeExec(pid int) bool {
 	dir := filepath.Join(p.proc, strconv.Itoa(pid))
-	var own, host unix.Stat_t
-	if unix.Stat(filepath.Join(dir, "ns", "mnt"), &own) != nil ||
-		unix.Stat(filepath.Join(p.proc, "1", "ns", "mnt"), &host) != nil {
+	// The links name the namespace ("mnt:[4026531832]"). The host's is
+	// init's; where init cannot be inspected (a protected pid 1), the
+	// agent's own, which is the host's unless the agent runs in a
+	// container (and then pid 1 is the host's init, with hostPID).
+	own, err := os.Readlink(filepath.Join(dir, "ns", "mnt"))
+	if err != nil {
 		return false
 	}
-	if own.Ino == host.Ino && own.Dev == host.Dev {
+	host, err := os.Readlink(filepath.Join(p.proc, "1", "ns", "mnt"))
+	if err != nil {
+		host, err = os.Readlink(filepath.Join(p.proc, "self", "ns", "mnt"))
+	}
+	if err == nil && own == host {
 		return true
 	}
 	exe, err := mountID(filepath.Join(dir, "exe"))

@@ -11,8 +11,8 @@ import (
 )
 
 // TestSetupProbe checks the rule that tells a container runtime's process
-// before its exec, on a proc tree made of ordinary files: a shared file
-// stands for the host's mount namespace, and exe and root are links to
+// before its exec, on a proc tree made of ordinary files: ns/mnt links
+// name a mount namespace as the kernel's do, and exe and root are links to
 // files on the same mount or on another (procfs).
 func TestSetupProbe(t *testing.T) {
 	const pid = 42
@@ -22,8 +22,10 @@ func TestSetupProbe(t *testing.T) {
 		exe      string // where exe points ("" none), relative to the fake root or absolute
 		want     bool
 		noPidDir bool
+		noInit   bool // pid 1 cannot be inspected: the agent's own namespace stands for the host's
 	}{
 		{name: "in the host's mount namespace", hostMnt: true, exe: "bin/sh", want: true},
+		{name: "in the agent's mount namespace, pid 1 hidden", hostMnt: true, noInit: true, exe: "bin/sh", want: true},
 		{name: "runtime binary outside the root", exe: "/proc/self/status", want: true},
 		{name: "workload program on the root", exe: "bin/sh", want: false},
 		{name: "exited", noPidDir: true, want: false},
@@ -34,19 +36,18 @@ func TestSetupProbe(t *testing.T) {
 			proc := t.TempDir()
 			ctrRoot := t.TempDir()
 			mustWrite(t, filepath.Join(ctrRoot, "bin", "sh"), "")
-			mustWrite(t, filepath.Join(proc, "1", "ns", "mnt"), "host")
+			init := "1"
+			if tc.noInit {
+				init = "self"
+			}
+			mustSymlink(t, "mnt:[4026531832]", filepath.Join(proc, init, "ns", "mnt"))
 			if !tc.noPidDir {
 				dir := filepath.Join(proc, strconv.Itoa(pid))
 				mnt := filepath.Join(dir, "ns", "mnt")
 				if tc.hostMnt {
-					if err := os.MkdirAll(filepath.Dir(mnt), 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.Link(filepath.Join(proc, "1", "ns", "mnt"), mnt); err != nil {
-						t.Fatal(err)
-					}
+					mustSymlink(t, "mnt:[4026531832]", mnt)
 				} else {
-					mustWrite(t, mnt, "container")
+					mustSymlink(t, "mnt:[4026533001]", mnt)
 				}
 				if tc.exe != "" {
 					target := tc.exe
