@@ -169,6 +169,12 @@ type Options struct {
 	// RepeatEntries bounds the repeat cache (all namespaces); 0 means
 	// 65536. When it is full, new keys are not cached.
 	RepeatEntries uint32
+	// HostMountNS is the inode number of the host's mount namespace:
+	// a task enrolled with EnrollDormant wakes at its first exec in
+	// another one. 0 means HostMountNS(ProcDir).
+	HostMountNS uint32
+	// ProcDir is where the proc file system is mounted; "" means /proc.
+	ProcDir string
 }
 
 // Errors of Open and of the namespace calls.
@@ -316,6 +322,19 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	}
 	if err := spec.Variables["wakeup_bytes"].Set(wake); err != nil {
 		return nil, fmt.Errorf("set wakeup threshold: %w", err)
+	}
+	hostNS := opts.HostMountNS
+	if hostNS == 0 {
+		proc := opts.ProcDir
+		if proc == "" {
+			proc = "/proc"
+		}
+		if hostNS, err = HostMountNS(proc); err != nil {
+			return nil, fmt.Errorf("host mount namespace: %w", err)
+		}
+	}
+	if err := spec.Variables["host_mnt_inum"].Set(hostNS); err != nil {
+		return nil, fmt.Errorf("set host mount namespace: %w", err)
 	}
 	if b == BackendTracepoint {
 		if err := ensureTracefs(opts.TracefsDir); err != nil {
@@ -923,10 +942,12 @@ func (c *Capture) Enroll(pid int, ns uint64) error {
 }
 
 // EnrollDormant puts the task pid into namespace ns dormant until it
-// execs: until then it makes no record and is never denied, and the tasks
-// it forks (threads included) are dormant members too. Its first exec
-// wakes it with TTD 0 and PTTD 0, as Enroll leaves a task, so the program
-// it executes gets a namespace root's identity. The agent enrols a
+// execs outside the host's mount namespace (Options.HostMountNS): until
+// then it makes no record and is never denied, and the tasks it forks
+// (threads included) are dormant members too. That exec wakes it with TTD
+// 0 and PTTD 0, as Enroll leaves a task, so the program it executes gets
+// a namespace root's identity; an exec in the host's mount namespace (runc
+// running a copy of itself) leaves it dormant. The agent enrols a
 // container runtime's own process this way (runc init, which prepares the
 // container and then execs the workload): what it does before the exec
 // names the container's id and per-container state and would differ in

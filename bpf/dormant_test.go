@@ -11,21 +11,37 @@ import (
 	"testing"
 )
 
-// helperDormantExec is the helper mode dormant-exec (helper_test.go).
+// envReexec marks the helper's own re-exec in mode dormant-exec.
+const envReexec = "VIGIL_BPF_REEXEC"
+
+// helperDormantExec is the helper mode dormant-exec (helper_test.go), which
+// does what a container runtime's init does: in the host's mount
+// namespace it opens a file and execs itself again (runc runs a copy of
+// itself); then it runs a child that execs in a mount namespace of its
+// own, and finally enters a new mount namespace and execs mode
+// VIGIL_BPF_NEXT there.
 func helperDormantExec(self string) int {
-	var b [1]byte
-	if _, err := io.ReadFull(os.Stdin, b[:]); err != nil {
-		fmt.Fprintln(os.Stderr, "helper: wait:", err)
-		return 3
+	if os.Getenv(envReexec) == "" {
+		var b [1]byte
+		if _, err := io.ReadFull(os.Stdin, b[:]); err != nil {
+			fmt.Fprintln(os.Stderr, "helper: wait:", err)
+			return 3
+		}
 	}
 	if _, err := os.ReadFile(os.Getenv(envDorm)); err != nil {
 		fmt.Fprintln(os.Stderr, "helper: dormant open:", err)
+		return 3
+	}
+	if os.Getenv(envReexec) == "" {
+		err := syscall.Exec(self, []string{self}, append(os.Environ(), envReexec+"=1"))
+		fmt.Fprintln(os.Stderr, "helper: re-exec:", err)
 		return 3
 	}
 	child := exec.Command(self)
 	child.Env = append(os.Environ(), envHelper+"=open")
 	child.Stdout = io.Discard
 	child.Stderr = os.Stderr
+	child.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	if err := child.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "helper: child:", err)
 		return 3
@@ -38,6 +54,12 @@ func helperDormantExec(self string) int {
 		}
 	}
 	env = append(env, envHelper+"="+os.Getenv(envNext))
+	// The main thread (locked since init) leaves the host's mount
+	// namespace and execs.
+	if err := syscall.Unshare(syscall.CLONE_NEWNS); err != nil {
+		fmt.Fprintln(os.Stderr, "helper: unshare:", err)
+		return 3
+	}
 	err := syscall.Exec(self, []string{self}, env)
 	fmt.Fprintln(os.Stderr, "helper: exec:", err)
 	return 3
@@ -55,10 +77,11 @@ func TestLSMDormantUntilExec(t *testing.T) {
 }
 
 // testDormantUntilExec enrols a waiting helper dormant (as the agent
-// enrols a container runtime's init): what it does before its exec makes
-// no record, not even the fork of a child, while the child's exec and the
-// helper's own exec wake them, each a namespace root (PTTD 0), and
-// everything after is recorded.
+// enrols a container runtime's init): what it does before its exec into
+// another mount namespace makes no record, not even its re-exec in the
+// host's or the fork of a child, while the child's exec and the helper's
+// own exec in mount namespaces of their own wake them, each a namespace
+// root (PTTD 0), and everything after is recorded.
 func testDormantUntilExec(t *testing.T, b Backend) {
 	c := openCapture(t, b)
 	dir, bin := sharedDir(t)

@@ -39,9 +39,10 @@ import (
 //	openloop   open and close VIGIL_BPF_FILES (one file) VIGIL_BPF_N times,
 //	           print the nanoseconds the loop took
 //	dormant-exec  read one byte from stdin (the test enrolls the process
-//	           dormant meanwhile), open VIGIL_BPF_DORMANT, run this binary
-//	           in mode "open" as a child and print "child PID", then exec
-//	           this binary in mode VIGIL_BPF_NEXT
+//	           dormant meanwhile), open VIGIL_BPF_DORMANT, exec itself,
+//	           open it again, run this binary in mode "open" as a child in
+//	           a new mount namespace and print "child PID", then exec this
+//	           binary in mode VIGIL_BPF_NEXT in a new mount namespace
 //	connect    connect a TCP socket to VIGIL_BPF_ADDR, print "ok" or the error
 //	signal-threads  start VIGIL_BPF_N threads (goroutines locked to new
 //	           threads, blocked before any event of their own), send each

@@ -705,6 +705,7 @@ const (
 	lsmProgVgSocketConnect       = "vg_socket_connect"
 	lsmProgVgSocketCreate        = "vg_socket_create"
 	lsmProgVgTaskKill            = "vg_task_kill"
+	lsmVarHostMntInum            = "host_mnt_inum"
 	lsmVarUnusedRecBpf           = "unused_rec_bpf"
 	lsmVarUnusedRecCapable       = "unused_rec_capable"
 	lsmVarUnusedRecExec          = "unused_rec_exec"
@@ -826,6 +827,7 @@ type lsmMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmVariableSpecs struct {
+	HostMntInum           *ebpf.VariableSpec `ebpf:"host_mnt_inum"`
 	UnusedRecBpf          *ebpf.VariableSpec `ebpf:"unused_rec_bpf"`
 	UnusedRecCapable      *ebpf.VariableSpec `ebpf:"unused_rec_capable"`
 	UnusedRecExec         *ebpf.VariableSpec `ebpf:"unused_rec_exec"`
@@ -916,6 +918,7 @@ func (m *lsmMaps) Close() error {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmVariables struct {
+	HostMntInum           *ebpf.Variable `ebpf:"host_mnt_inum"`
 	UnusedRecBpf          *ebpf.Variable `ebpf:"unused_rec_bpf"`
 	UnusedRecCapable      *ebpf.Variable `ebpf:"unused_rec_capable"`
 	UnusedRecExec         *ebpf.Variable `ebpf:"unused_rec_exec"`

@@ -219,6 +219,7 @@ const (
 	tpProgVgExitOpenat2        = "vg_exit_openat2"
 	tpProgVgFork               = "vg_fork"
 	tpProgVgFree               = "vg_free"
+	tpVarHostMntInum           = "host_mnt_inum"
 	tpVarUnusedRecBpf          = "unused_rec_bpf"
 	tpVarUnusedRecCapable      = "unused_rec_capable"
 	tpVarUnusedRecExec         = "unused_rec_exec"
@@ -327,6 +328,7 @@ type tpMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tpVariableSpecs struct {
+	HostMntInum           *ebpf.VariableSpec `ebpf:"host_mnt_inum"`
 	UnusedRecBpf          *ebpf.VariableSpec `ebpf:"unused_rec_bpf"`
 	UnusedRecCapable      *ebpf.VariableSpec `ebpf:"unused_rec_capable"`
 	UnusedRecExec         *ebpf.VariableSpec `ebpf:"unused_rec_exec"`
@@ -415,6 +417,7 @@ func (m *tpMaps) Close() error {
 //
 // It can be passed to loadTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tpVariables struct {
+	HostMntInum           *ebpf.Variable `ebpf:"host_mnt_inum"`
 	UnusedRecBpf          *ebpf.Variable `ebpf:"unused_rec_bpf"`
 	UnusedRecCapable      *ebpf.Variable `ebpf:"unused_rec_capable"`
 	UnusedRecExec         *ebpf.Variable `ebpf:"unused_rec_exec"`

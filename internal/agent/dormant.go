@@ -1,11 +1,12 @@
 package agent
 
 import (
-	"os"
 	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vigil-tsem/vigil/bpf"
 )
 
 // A container runtime starts a container with a process of its own in the
@@ -18,24 +19,30 @@ import (
 // instance as new. The enroller therefore enrols a process that has not
 // yet executed the container's workload dormant (bpf
 // Capture.EnrollDormant): it is a member of the namespace but makes no
-// record until its first exec, which its children and threads inherit.
+// record until its first exec outside the host's mount namespace (runc
+// running a copy of itself in the host's does not count), and its
+// children and threads inherit that.
 // The workload's first program is then a namespace root: its task id is
 // derived from the zero parent id, as for `vigil run`.
 //
 // A process has not executed the workload yet when
 //
-//   - it is still in the host's mount namespace (the runtime's process
-//     before it entered the container's: runc init's first stage, or a
-//     process `runc exec` moved into the cgroup before it joined the
-//     container), or
+//   - it is still in the host's mount namespace (bpf.HostMountNS: the
+//     runtime's process before it entered the container's, runc init's
+//     first stage, or a process `runc exec` moved into the cgroup before
+//     it joined the container), or
 //   - the program it runs is not on the mount that is its root (runc init
 //     after it entered the container's mount namespace runs the runtime's
 //     binary, which lies outside the container's root file system).
 //
 // Every other process found in the cgroup (a `docker exec` or `podman
-// exec` command the enroller finds only after it executed, or a process
-// moved into the cgroup by hand) is enrolled awake and modeled from then
-// on, as before: it is never left unrecorded because of this rule.
+// exec` command the enroller finds only after it executed, a process
+// moved into the cgroup from inside another container) is enrolled awake
+// and modeled from then on. A `docker exec` command found before its exec
+// is a runtime process like runc init: it wakes at its exec into the
+// container, a namespace root as the entrypoint is. A host process moved
+// into a container's cgroup by hand never entered the container: it stays
+// dormant (unrecorded) until it execs in another mount namespace.
 
 // setupProbe tells whether a process is a container runtime's process
 // that has not yet executed the container's workload. proc is the proc
@@ -49,19 +56,11 @@ type setupProbe struct {
 // exited, or /proc does not say) is taken as awake.
 func (p setupProbe) beforeExec(pid int) bool {
 	dir := filepath.Join(p.proc, strconv.Itoa(pid))
-	// The links name the namespace ("mnt:[4026531832]"). The host's is
-	// init's; where init cannot be inspected (a protected pid 1), the
-	// agent's own, which is the host's unless the agent runs in a
-	// container (and then pid 1 is the host's init, with hostPID).
-	own, err := os.Readlink(filepath.Join(dir, "ns", "mnt"))
+	own, err := bpf.MountNS(p.proc, strconv.Itoa(pid))
 	if err != nil {
 		return false
 	}
-	host, err := os.Readlink(filepath.Join(p.proc, "1", "ns", "mnt"))
-	if err != nil {
-		host, err = os.Readlink(filepath.Join(p.proc, "self", "ns", "mnt"))
-	}
-	if err == nil && own == host {
+	if host, err := bpf.HostMountNS(p.proc); err == nil && own == host {
 		return true
 	}
 	exe, err := mountID(filepath.Join(dir, "exe"))
