@@ -74,6 +74,9 @@ type table struct {
 	images      *namespace.ImageResolver
 	keyByImage  bool
 	hostEnforce bool
+	// learner learns the model of an image without one from its first
+	// instances (learn.go); nil when off.
+	learner *imageLearner
 
 	mu   sync.RWMutex
 	byID map[uint64]*nsState
@@ -145,7 +148,11 @@ func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsStat
 			break
 		}
 	}
-	return t.create(namespace.Options{Name: name, Origin: namespace.OriginContainer, Model: m, KTime: t.ktime()}, &c, cgroupDir, settings)
+	st, err := t.create(namespace.Options{Name: name, Origin: namespace.OriginContainer, Model: m, KTime: t.ktime()}, &c, cgroupDir, settings)
+	if err == nil && m == nil && t.learner != nil && t.keyByImage && c.Image != "" {
+		t.learner.join(c.Image, st)
+	}
+	return st, err
 }
 
 // create makes a namespace and everything the agent keeps for it; its hash
