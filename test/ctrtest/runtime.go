@@ -267,7 +267,11 @@ func (r *Runtime) Start(t testing.TB, ctx context.Context, spec RunSpec) string 
 func (r *Runtime) Remove(id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if out, err := r.Command(ctx, "rm", "-f", id).CombinedOutput(); err != nil {
+	args := []string{"rm", "-f", id}
+	if r.Name == "podman" {
+		args = []string{"rm", "-f", "--time", "0", id} // no grace: the workload may ignore SIGTERM
+	}
+	if out, err := r.Command(ctx, args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("%s rm -f %s: %w\n%s", r.Name, id, err, out)
 	}
 	return nil
