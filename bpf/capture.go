@@ -206,6 +206,7 @@ type Capture struct {
 	fillClosed bool
 
 	events, taskState, nsConfig, allow, loss, lossOverflow, ignore *ebpf.Map
+	ctrCgroup                                                      *ebpf.Map
 
 	// The repeat cache: repeats holds the current table (repCur) in slot
 	// 0; repMu orders its replacement against Close. ridCounter holds the
@@ -360,6 +361,7 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 		loss:         coll.Maps["loss"],
 		lossOverflow: coll.Maps["loss_overflow"],
 		ignore:       coll.Maps["ignore_tgid"],
+		ctrCgroup:    coll.Maps["ctr_cgroup"],
 		repeats:      coll.Maps["repeats"],
 		cfgEpochNow:  coll.Maps["cfg_epoch_now"],
 		ridCounter:   coll.Maps["rid_counter"],

@@ -130,6 +130,16 @@
 // process before it starts threads, e.g. a stub that waits on a pipe and
 // then execs the workload (everything after the exec inherits).
 //
+// EnrollDormant enrols a task dormant until exec (dormant.h): a
+// member that makes no record and is never denied, whose forks (threads
+// too) are dormant members, until it execs outside the host's mount
+// namespace (Options.HostMountNS); then it is an enrolled task with TTD 0
+// and PTTD 0, and its exec makes it a namespace root. The agent enrols a
+// container runtime's init this way, so that a container is modeled from
+// its workload's first exec and not from the runtime's per-container
+// setup. An exec in the host's mount namespace (runc executing a copy of
+// itself) leaves the task dormant.
+//
 // Ignore leaves a process out of namespace 0 in the kernel: its threads,
 // and the processes it forks after the call (and theirs), make no host
 // records and are never denied by an enforcing host, while tasks enrolled

@@ -1,11 +1,14 @@
 package bpf
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/cilium/ebpf"
 )
 
 // MountNS returns the inode number of the mount namespace of process pid
@@ -36,4 +39,29 @@ func HostMountNS(proc string) (uint32, error) {
 		return n, nil
 	}
 	return MountNS(proc, "self")
+}
+
+// WatchCgroup makes the cgroup v2 directory whose id (inode number) is
+// cgroupID a container cgroup of namespace ns: a task in no namespace (or
+// in the host's) that forks in it, or below it up to 4 levels, gives ns
+// its child at once, with no record of the fork. The child is dormant
+// (EnrollDormant) when its parent is a container runtime's task that has
+// not executed the workload (in the host's mount namespace, or running a
+// program from outside its root), else enrolled awake. Userspace still
+// enrols the processes already in the cgroup; this closes the gap between
+// a runtime's fork and userspace finding the child. 4096 cgroups at most.
+func (c *Capture) WatchCgroup(cgroupID, ns uint64) error {
+	if err := c.ctrCgroup.Update(cgroupID, ns, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("watch cgroup %d: %w", cgroupID, err)
+	}
+	return nil
+}
+
+// UnwatchCgroup forgets a cgroup given to WatchCgroup; forgetting one
+// that is not watched is not an error.
+func (c *Capture) UnwatchCgroup(cgroupID uint64) error {
+	if err := c.ctrCgroup.Delete(cgroupID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("unwatch cgroup %d: %w", cgroupID, err)
+	}
+	return nil
 }

@@ -47,6 +47,68 @@ static __always_inline int dormant_fork(__u32 child_pid)
 /* The inode number of the host's mount namespace (set by the loader). */
 const volatile __u32 host_mnt_inum = 0;
 
+/* Container cgroups (cgroup v2 ids, the directories' inode numbers) and
+ * their namespaces: a task outside every namespace that forks inside one
+ * gives the namespace its child at once, so a container's processes are
+ * members even when userspace finds its cgroup's processes late. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u64);
+} ctr_cgroup SEC(".maps");
+
+/* setup_task: task has not executed its container's workload: it is in
+ * the host's mount namespace, or runs a program from outside its root
+ * (the rule of the agent's enrolment, internal/agent/dormant.go). */
+static __always_inline int setup_task(struct task_struct *task)
+{
+	struct file *exe;
+
+	if (BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum) == host_mnt_inum)
+		return 1;
+	exe = BPF_CORE_READ(task, mm, exe_file);
+	return exe && BPF_CORE_READ(exe, f_path.mnt) != BPF_CORE_READ(task, fs, root.mnt);
+}
+
+/* cgroup_ns returns the namespace of the container cgroup task is in (or
+ * below, up to 4 levels: runc's leaf cgroups), 0 when none. */
+static __always_inline __u64 cgroup_ns(struct task_struct *task)
+{
+	struct cgroup *cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+
+	for (int i = 0; i < 5 && cg; i++) {
+		__u64 id = BPF_CORE_READ(cg, kn, id);
+		__u64 *ns = bpf_map_lookup_elem(&ctr_cgroup, &id);
+
+		if (ns)
+			return *ns;
+		cg = BPF_CORE_READ(cg, self.parent, cgroup);
+	}
+	return 0;
+}
+
+/* cgroup_fork enrols the child of a task outside every namespace that
+ * forks in a container cgroup: dormant when the parent is a runtime's
+ * task (setup_task), else awake as a namespace root. It returns 1 when
+ * it did. */
+static __always_inline int cgroup_fork(__u32 child_pid)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct vg_task child = {};
+	__u64 ns = cgroup_ns(task);
+
+	if (!ns)
+		return 0;
+	child.ns = ns;
+	child.flags = VG_T_ENROLLED;
+	if (setup_task(task))
+		child.flags |= VG_T_DORMANT;
+	if (bpf_map_update_elem(&pending, &child_pid, &child, BPF_ANY))
+		count_loss(ns, VG_LOSS_PENDING);
+	return 1;
+}
+
 /* dormant_wake clears the flag of the current task when it execs outside
  * the host's mount namespace, in its task state or, before its first
  * event, in the state it inherited. */

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // envReexec marks the helper's own re-exec in mode dormant-exec.
@@ -140,5 +143,142 @@ func testDormantUntilExec(t *testing.T, b Backend) {
 		if fo != nil && fo.TTD != ex.TTD {
 			t.Errorf("file_open of %s by pid %d: ttd %d; want its exec's %d", after, pid, fo.TTD, ex.TTD)
 		}
+	}
+}
+
+// cgroupV2 makes a cgroup directory for the test under the cgroup v2
+// mount and returns it and its id.
+func cgroupV2(t *testing.T) (string, uint64) {
+	t.Helper()
+	root := ""
+	for _, dir := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var fs unix.Statfs_t
+		if unix.Statfs(dir, &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC {
+			root = dir
+			break
+		}
+	}
+	if root == "" {
+		if requireBPF() || requireLSM() {
+			t.Fatal("no cgroup v2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+		}
+		t.Skip("no cgroup v2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+	}
+	dir := filepath.Join(root, fmt.Sprintf("vigil-bpf-test-%d-%d", os.Getpid(), nextNS()&0xffff))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.Remove(dir) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond) // tasks still exiting
+		}
+		t.Errorf("remove cgroup %s", dir)
+	})
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return dir, st.Ino
+}
+
+func TestTracepointCgroupFork(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("the VM runs the LSM backend tests")
+	}
+	testCgroupFork(t, BackendTracepoint)
+}
+
+func TestLSMCgroupFork(t *testing.T) {
+	testCgroupFork(t, BackendLSM)
+}
+
+// testCgroupFork: a process in no namespace, moved into a watched
+// container cgroup, forks a child: the child is the namespace's at once,
+// a namespace root, awake when the parent runs a program on its root in a
+// mount namespace of its own (a container's process), dormant when the
+// parent is in the host's mount namespace (a runtime's: its exec there
+// keeps it dormant). The parent's main thread makes no record (the
+// threads it starts join as children do). An unwatched cgroup gives
+// nothing.
+func testCgroupFork(t *testing.T, b Backend) {
+	c := openCapture(t, b)
+	dir, bin := sharedDir(t)
+	target := filepath.Join(dir, "in-container")
+	writeFile(t, target, "x")
+	tests := []struct {
+		name       string
+		unshareMnt bool
+		watch      bool
+		want       bool // the child's records in the namespace
+	}{
+		{"container process", true, true, true},
+		{"runtime process, exec in the host's mount namespace", false, true, false},
+		{"unwatched cgroup", true, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cg, id := cgroupV2(t)
+			ns := nextNS()
+			if tc.watch {
+				if err := c.WatchCgroup(id, ns); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					if err := c.UnwatchCgroup(id); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			col := collect(t, c)
+			run := runEnrolled(t, c, ns, workload{
+				next: "fork", bin: bin, unshareMnt: tc.unshareMnt,
+				env: []string{envFiles + "=" + target},
+				join: func(pid int) error {
+					return os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(fmt.Sprint(pid)), 0)
+				},
+			})
+			var child int
+			for _, line := range strings.Split(run.out, "\n") {
+				fmt.Sscanf(line, "child %d", &child)
+			}
+			if child == 0 {
+				t.Fatalf("helper output %q: no child pid", run.out)
+			}
+			if tc.want {
+				col.until(exitedMain(child))
+			} else {
+				time.Sleep(300 * time.Millisecond)
+			}
+			recs := recordsOf(col.finish(t), ns)
+			// Everything the helper forks in the cgroup joins (its
+			// threads, a probe child Go's os package makes), all but
+			// its main thread.
+			for _, r := range recs {
+				if h := r.Head(); h.PID == uint32(run.pid) {
+					t.Errorf("record %s of the parent's main thread %d, which is in no namespace", h.Type, run.pid)
+				}
+			}
+			if !tc.want {
+				if len(recs) != 0 {
+					t.Errorf("%d records in the namespace; want none", len(recs))
+				}
+				return
+			}
+			var ex *Exec
+			for _, r := range recs {
+				if e, ok := r.(*Exec); ok && int(e.TGID) == child {
+					ex = e
+				}
+			}
+			if ex == nil || ex.PTTD != 0 {
+				t.Fatalf("child exec record %+v; want one with PTTD 0 (a namespace root)", ex)
+			}
+			if fo := checkFileOpen(t, recs, ns, child, target, 0, 0); fo != nil && fo.TTD != ex.TTD {
+				t.Errorf("child file_open ttd %d; want its exec's %d", fo.TTD, ex.TTD)
+			}
+		})
 	}
 }

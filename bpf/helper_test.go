@@ -322,7 +322,9 @@ type workload struct {
 	next string // mode after the exec
 	env  []string
 	cred *syscall.Credential
-	bin  string // default: this test binary
+	// unshareMnt starts the helper in a mount namespace of its own.
+	unshareMnt bool
+	bin        string // default: this test binary
 	// midway, when set, runs after the helper printed "ready" (mode
 	// wait-open); the helper goes on when it returns.
 	midway func()
@@ -352,8 +354,9 @@ func runEnrolled(t testing.TB, c *Capture, ns uint64, w workload) ran {
 	cmd.Env = append(cmd.Env, w.env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if w.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: w.cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: w.cred}
+	if w.unshareMnt {
+		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
 	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -71,10 +71,14 @@ int vg_fork(struct trace_event_raw_sched_process_fork *ctx)
 	__u32 pid;
 
 	if (!st) {
-		if (!dormant_fork(ctx->child_pid))
+		if (!dormant_fork(ctx->child_pid) && !cgroup_fork(ctx->child_pid))
 			ignore_fork(ctx->child_pid);
 		return 0;
 	}
+	/* A host task forking in a container's cgroup: the child is the
+	 * container's. */
+	if (st->ns == 0 && cgroup_fork(ctx->child_pid))
+		return 0;
 	pid = ctx->child_pid;
 	child.ns = st->ns;
 	child.ttd = st->ttd;

@@ -665,6 +665,7 @@ type lsmVgTask struct {
 const (
 	lsmMapAllow                  = "allow"
 	lsmMapCfgEpochNow            = "cfg_epoch_now"
+	lsmMapCtrCgroup              = "ctr_cgroup"
 	lsmMapEvents                 = "events"
 	lsmMapExecScratch            = "exec_scratch"
 	lsmMapIgnoreTgid             = "ignore_tgid"
@@ -806,6 +807,7 @@ type lsmProgramSpecs struct {
 type lsmMapSpecs struct {
 	Allow        *ebpf.MapSpec `ebpf:"allow"`
 	CfgEpochNow  *ebpf.MapSpec `ebpf:"cfg_epoch_now"`
+	CtrCgroup    *ebpf.MapSpec `ebpf:"ctr_cgroup"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExecScratch  *ebpf.MapSpec `ebpf:"exec_scratch"`
 	IgnoreTgid   *ebpf.MapSpec `ebpf:"ignore_tgid"`
@@ -875,6 +877,7 @@ func (o *lsmObjects) Close() error {
 type lsmMaps struct {
 	Allow        *ebpf.Map `ebpf:"allow"`
 	CfgEpochNow  *ebpf.Map `ebpf:"cfg_epoch_now"`
+	CtrCgroup    *ebpf.Map `ebpf:"ctr_cgroup"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExecScratch  *ebpf.Map `ebpf:"exec_scratch"`
 	IgnoreTgid   *ebpf.Map `ebpf:"ignore_tgid"`
@@ -896,6 +899,7 @@ func (m *lsmMaps) Close() error {
 	return _LsmClose(
 		m.Allow,
 		m.CfgEpochNow,
+		m.CtrCgroup,
 		m.Events,
 		m.ExecScratch,
 		m.IgnoreTgid,

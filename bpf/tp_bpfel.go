@@ -192,6 +192,7 @@ type tpVgTask struct {
 const (
 	tpMapAllow                 = "allow"
 	tpMapCfgEpochNow           = "cfg_epoch_now"
+	tpMapCtrCgroup             = "ctr_cgroup"
 	tpMapEvents                = "events"
 	tpMapIgnoreTgid            = "ignore_tgid"
 	tpMapLoss                  = "loss"
@@ -308,6 +309,7 @@ type tpProgramSpecs struct {
 type tpMapSpecs struct {
 	Allow        *ebpf.MapSpec `ebpf:"allow"`
 	CfgEpochNow  *ebpf.MapSpec `ebpf:"cfg_epoch_now"`
+	CtrCgroup    *ebpf.MapSpec `ebpf:"ctr_cgroup"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	IgnoreTgid   *ebpf.MapSpec `ebpf:"ignore_tgid"`
 	Loss         *ebpf.MapSpec `ebpf:"loss"`
@@ -376,6 +378,7 @@ func (o *tpObjects) Close() error {
 type tpMaps struct {
 	Allow        *ebpf.Map `ebpf:"allow"`
 	CfgEpochNow  *ebpf.Map `ebpf:"cfg_epoch_now"`
+	CtrCgroup    *ebpf.Map `ebpf:"ctr_cgroup"`
 	Events       *ebpf.Map `ebpf:"events"`
 	IgnoreTgid   *ebpf.Map `ebpf:"ignore_tgid"`
 	Loss         *ebpf.Map `ebpf:"loss"`
@@ -396,6 +399,7 @@ func (m *tpMaps) Close() error {
 	return _TpClose(
 		m.Allow,
 		m.CfgEpochNow,
+		m.CtrCgroup,
 		m.Events,
 		m.IgnoreTgid,
 		m.Loss,

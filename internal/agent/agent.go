@@ -430,6 +430,7 @@ func (a *Agent) onContainer(ev namespace.ContainerEvent) {
 				old.removal = nil
 			}
 			old.st.cgroupDir = filepath.Join(a.watcher.Root, c.Cgroup)
+			a.table.watchCgroup(old.st)
 			a.enroller.add(old.st)
 			a.log.Info("container restarted", "namespace", name)
 			return

@@ -30,9 +30,16 @@
 // on its cgroup.events), and on a periodic resync. Children inherit the
 // membership at fork, so a container whose first process is enrolled
 // before it execs the workload (runc's init waits for `runc start`) is
-// modeled from its first exec. Limits: a process that enters the cgroup
+// modeled from its first exec: a process that has not executed the
+// container's workload yet (the runtime's init, in the host's mount
+// namespace or running a binary from outside its root) is enrolled
+// dormant (dormant.go), so that the runtime's per-container setup, which
+// names the container's id and state directories, is not in the model.
+// Limits: a process that enters the cgroup
 // from outside later (an exec into the container) is enrolled at the next
-// resync, and what it does before that is not modeled; threads other than
+// resync, and what it does before that is not modeled; a container that
+// ends before the enroller finds any of its processes (a run shorter than
+// the agent's reaction) is not modeled at all; threads other than
 // a process's main thread are not enrolled individually (a pidfd names a
 // process), so a multi-threaded process already running when its cgroup
 // is found is modeled through its main thread and the tasks it forks from
@@ -46,7 +53,8 @@
 // that appears with a model file named after its namespace in model_dir
 // starts sealed to that model; with model_key image, a model named after
 // its image comes first (image.go), so that a restarted container (a new
-// id) is sealed again.
+// id) is sealed again, and with learn_instances or learn_period the agent
+// writes that model itself from the image's first instances (learn.go).
 //
 // # The host
 //

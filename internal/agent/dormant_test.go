@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vigil-tsem/vigil/internal/control"
 )
 
@@ -113,5 +115,27 @@ func mustSymlink(t *testing.T, target, link string) {
 	}
 	if err := os.Symlink(target, link); err != nil && !strings.Contains(err.Error(), "exists") {
 		t.Fatal(err)
+	}
+}
+
+// TestWatchContainerCgroup: a container's cgroup is watched in the kernel
+// under its id while the namespace exists.
+func TestWatchContainerCgroup(t *testing.T) {
+	root := t.TempDir()
+	var fi unix.Stat_t
+	if err := unix.Stat(root, &fi); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, false, control.Settings{HashAlgorithm: "sha256"}, "")
+	st, err := f.tab.startContainer(testContainer(10), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns, ok := f.kern.cgroups[fi.Ino]; !ok || ns != st.ns.ID() {
+		t.Errorf("kernel watches cgroups %v; want %d (the directory's inode) for namespace %d", f.kern.cgroups, fi.Ino, st.ns.ID())
+	}
+	f.tab.remove(st)
+	if len(f.kern.cgroups) != 0 {
+		t.Errorf("after remove the kernel still watches %v", f.kern.cgroups)
 	}
 }
