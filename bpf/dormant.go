@@ -42,14 +42,16 @@ func HostMountNS(proc string) (uint32, error) {
 }
 
 // WatchCgroup makes the cgroup v2 directory whose id (inode number) is
-// cgroupID a container cgroup of namespace ns: a task in no namespace (or
-// in the host's) that forks in it, or below it up to 4 levels, gives ns
-// its child at once, with no record of the fork. The child is dormant
-// (EnrollDormant) when its parent is a container runtime's task that has
-// not executed the workload (in the host's mount namespace, or running a
-// program from outside its root), else enrolled awake. Userspace still
-// enrols the processes already in the cgroup; this closes the gap between
-// a runtime's fork and userspace finding the child. 4096 cgroups at most.
+// cgroupID a container cgroup of namespace ns. A task moved into it (its
+// cgroup.procs written) that has no state yet becomes a dormant member
+// (EnrollDormant) at its next event: runc exec moves its process in that
+// way just before it execs the command. A task in no namespace (or in the
+// host's) that forks in it, or below it up to 4 levels, gives ns its child
+// at once, with no record of the fork: dormant when the parent is a
+// container runtime's task that has not executed the workload (in the
+// host's mount namespace, or running a program from outside its root),
+// else awake. Userspace still enrols the processes already in the cgroup;
+// this closes the gap until it finds them. 4096 cgroups at most.
 func (c *Capture) WatchCgroup(cgroupID, ns uint64) error {
 	if err := c.ctrCgroup.Update(cgroupID, ns, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("watch cgroup %d: %w", cgroupID, err)

@@ -109,6 +109,32 @@ static __always_inline int cgroup_fork(__u32 child_pid)
 	return 1;
 }
 
+/* vg_cgroup_attach: a task moved into a watched container cgroup (its
+ * cgroup.procs written, on the cgroup v2 hierarchy: root 0) from outside
+ * is the runtime's (runc exec moves its process in after it joined the
+ * container's namespaces, just before the exec): it becomes a dormant
+ * member at its next event, through the pending table as a forked child
+ * does. A task that has state already (a member, or a host task) never
+ * takes the entry; vg_exit drops it. */
+SEC("tracepoint/cgroup/cgroup_attach_task")
+int vg_cgroup_attach(struct trace_event_raw_cgroup_migrate *ctx)
+{
+	struct vg_task t = {};
+	__u64 id = ctx->dst_id, *ns;
+	__u32 pid = ctx->pid;
+
+	if (ctx->dst_root != 0)
+		return 0;
+	ns = bpf_map_lookup_elem(&ctr_cgroup, &id);
+	if (!ns)
+		return 0;
+	t.ns = *ns;
+	t.flags = VG_T_ENROLLED | VG_T_DORMANT;
+	if (bpf_map_update_elem(&pending, &pid, &t, BPF_ANY))
+		count_loss(t.ns, VG_LOSS_PENDING);
+	return 0;
+}
+
 /* dormant_wake clears the flag of the current task when it execs outside
  * the host's mount namespace, in its task state or, before its first
  * event, in the state it inherited. */

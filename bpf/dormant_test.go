@@ -184,100 +184,119 @@ func cgroupV2(t *testing.T) (string, uint64) {
 	return dir, st.Ino
 }
 
-func TestTracepointCgroupFork(t *testing.T) {
+func TestTracepointContainerCgroup(t *testing.T) {
 	if os.Getenv("VIGIL_VM") != "" {
 		t.Skip("the VM runs the LSM backend tests")
 	}
-	testCgroupFork(t, BackendTracepoint)
+	testContainerCgroup(t, BackendTracepoint)
 }
 
-func TestLSMCgroupFork(t *testing.T) {
-	testCgroupFork(t, BackendLSM)
+func TestLSMContainerCgroup(t *testing.T) {
+	testContainerCgroup(t, BackendLSM)
 }
 
-// testCgroupFork: a process in no namespace, moved into a watched
-// container cgroup, forks a child: the child is the namespace's at once,
-// a namespace root, awake when the parent runs a program on its root in a
-// mount namespace of its own (a container's process), dormant when the
-// parent is in the host's mount namespace (a runtime's: its exec there
-// keeps it dormant). The parent's main thread makes no record (the
-// threads it starts join as children do). An unwatched cgroup gives
-// nothing.
-func testCgroupFork(t *testing.T, b Backend) {
+// testContainerCgroup: a process in no namespace is moved into a watched
+// container cgroup (as runc exec moves its process in): it is a dormant
+// member (vg_cgroup_attach). A process in no namespace found in the cgroup
+// when it becomes watched is not, but what it forks there is the
+// namespace's at once (cgroup_fork), a namespace root, awake when the
+// parent runs a program on its root in a mount namespace of its own (a
+// container's process), dormant when it is in the host's (a runtime's).
+// An exec in a mount namespace of its own wakes a dormant task; one in the
+// host's does not. An unwatched cgroup gives nothing.
+func testContainerCgroup(t *testing.T, b Backend) {
 	c := openCapture(t, b)
 	dir, bin := sharedDir(t)
 	target := filepath.Join(dir, "in-container")
 	writeFile(t, target, "x")
 	tests := []struct {
 		name       string
+		next       string // mode after the helper's exec
 		unshareMnt bool
 		watch      bool
-		want       bool // the child's records in the namespace
+		late       bool   // the cgroup is watched only once the helper is in it
+		want       string // whose records: "child" (of mode fork), "self", "" none
 	}{
-		{"container process", true, true, true},
-		{"runtime process, exec in the host's mount namespace", false, true, false},
-		{"unwatched cgroup", true, false, false},
+		{"fork by a container process found late", "fork", true, true, true, "child"},
+		{"moved in, exec in its own mount namespace", "open", true, true, false, "self"},
+		{"moved in, exec and fork in the host's mount namespace", "fork", false, true, false, ""},
+		{"found late in the host's mount namespace, exec and fork there", "fork", false, true, true, ""},
+		{"unwatched cgroup", "fork", true, false, false, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cg, id := cgroupV2(t)
 			ns := nextNS()
-			if tc.watch {
-				if err := c.WatchCgroup(id, ns); err != nil {
-					t.Fatal(err)
+			watch := func() error {
+				if !tc.watch {
+					return nil
 				}
 				t.Cleanup(func() {
 					if err := c.UnwatchCgroup(id); err != nil {
 						t.Error(err)
 					}
 				})
+				return c.WatchCgroup(id, ns)
+			}
+			if !tc.late {
+				if err := watch(); err != nil {
+					t.Fatal(err)
+				}
 			}
 			col := collect(t, c)
 			run := runEnrolled(t, c, ns, workload{
-				next: "fork", bin: bin, unshareMnt: tc.unshareMnt,
+				next: tc.next, bin: bin, unshareMnt: tc.unshareMnt,
 				env: []string{envFiles + "=" + target},
 				join: func(pid int) error {
-					return os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(fmt.Sprint(pid)), 0)
+					if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(fmt.Sprint(pid)), 0); err != nil || !tc.late {
+						return err
+					}
+					return watch()
 				},
 			})
-			var child int
-			for _, line := range strings.Split(run.out, "\n") {
-				fmt.Sscanf(line, "child %d", &child)
+			who := run.pid
+			if tc.next == "fork" {
+				who = 0
+				for _, line := range strings.Split(run.out, "\n") {
+					fmt.Sscanf(line, "child %d", &who)
+				}
+				if who == 0 {
+					t.Fatalf("helper output %q: no child pid", run.out)
+				}
 			}
-			if child == 0 {
-				t.Fatalf("helper output %q: no child pid", run.out)
-			}
-			if tc.want {
-				col.until(exitedMain(child))
+			if tc.want != "" {
+				col.until(exitedMain(who))
 			} else {
 				time.Sleep(300 * time.Millisecond)
 			}
 			recs := recordsOf(col.finish(t), ns)
-			// Everything the helper forks in the cgroup joins (its
-			// threads, a probe child Go's os package makes), all but
-			// its main thread.
-			for _, r := range recs {
-				if h := r.Head(); h.PID == uint32(run.pid) {
-					t.Errorf("record %s of the parent's main thread %d, which is in no namespace", h.Type, run.pid)
-				}
-			}
-			if !tc.want {
+			if tc.want == "" {
 				if len(recs) != 0 {
 					t.Errorf("%d records in the namespace; want none", len(recs))
 				}
 				return
 			}
+			if tc.want == "child" {
+				// Everything the helper forks in the cgroup joins (its
+				// threads, a probe child Go's os package makes), all
+				// but its main thread, which is in no namespace.
+				for _, r := range recs {
+					if h := r.Head(); h.PID == uint32(run.pid) {
+						t.Errorf("record %s of the parent's main thread %d, which is in no namespace", h.Type, run.pid)
+					}
+				}
+			}
 			var ex *Exec
 			for _, r := range recs {
-				if e, ok := r.(*Exec); ok && int(e.TGID) == child {
+				if e, ok := r.(*Exec); ok && int(e.TGID) == who {
 					ex = e
 				}
 			}
 			if ex == nil || ex.PTTD != 0 {
-				t.Fatalf("child exec record %+v; want one with PTTD 0 (a namespace root)", ex)
+				t.Fatalf("exec record of pid %d: %+v; want one with PTTD 0 (a namespace root)", who, ex)
 			}
-			if fo := checkFileOpen(t, recs, ns, child, target, 0, 0); fo != nil && fo.TTD != ex.TTD {
-				t.Errorf("child file_open ttd %d; want its exec's %d", fo.TTD, ex.TTD)
+			if fo := checkFileOpen(t, recs, ns, who, target, 0, 0); fo != nil && fo.TTD != ex.TTD {
+				t.Errorf("file_open of pid %d: ttd %d; want its exec's %d", who, fo.TTD, ex.TTD)
 			}
 		})
 	}

@@ -148,10 +148,15 @@ int vg_exit(void *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct vg_task *st = current_state();
+	__u32 pid = (__u32)bpf_get_current_pid_tgid();
 	struct rec_exit *r;
 
 	ignore_exit(task);
 	memo_exit(task);
+	/* current_state took the task's pending entry if it had no state;
+	 * one it never takes (it had state already: see vg_cgroup_attach)
+	 * must not outlive it, since its pid will be reused. */
+	bpf_map_delete_elem(&pending, &pid);
 	if (!st)
 		return 0;
 	r = new_record(VG_TASK_EXIT, sizeof(*r), st);

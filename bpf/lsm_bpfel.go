@@ -685,6 +685,7 @@ const (
 	lsmProgVgBprmCheckSecurity   = "vg_bprm_check_security"
 	lsmProgVgBprmCommittedCreds  = "vg_bprm_committed_creds"
 	lsmProgVgCapable             = "vg_capable"
+	lsmProgVgCgroupAttach        = "vg_cgroup_attach"
 	lsmProgVgCollect             = "vg_collect"
 	lsmProgVgExit                = "vg_exit"
 	lsmProgVgFileIoctl           = "vg_file_ioctl"
@@ -778,6 +779,7 @@ type lsmProgramSpecs struct {
 	VgBprmCheckSecurity   *ebpf.ProgramSpec `ebpf:"vg_bprm_check_security"`
 	VgBprmCommittedCreds  *ebpf.ProgramSpec `ebpf:"vg_bprm_committed_creds"`
 	VgCapable             *ebpf.ProgramSpec `ebpf:"vg_capable"`
+	VgCgroupAttach        *ebpf.ProgramSpec `ebpf:"vg_cgroup_attach"`
 	VgCollect             *ebpf.ProgramSpec `ebpf:"vg_collect"`
 	VgExit                *ebpf.ProgramSpec `ebpf:"vg_exit"`
 	VgFileIoctl           *ebpf.ProgramSpec `ebpf:"vg_file_ioctl"`
@@ -956,6 +958,7 @@ type lsmPrograms struct {
 	VgBprmCheckSecurity   *ebpf.Program `ebpf:"vg_bprm_check_security"`
 	VgBprmCommittedCreds  *ebpf.Program `ebpf:"vg_bprm_committed_creds"`
 	VgCapable             *ebpf.Program `ebpf:"vg_capable"`
+	VgCgroupAttach        *ebpf.Program `ebpf:"vg_cgroup_attach"`
 	VgCollect             *ebpf.Program `ebpf:"vg_collect"`
 	VgExit                *ebpf.Program `ebpf:"vg_exit"`
 	VgFileIoctl           *ebpf.Program `ebpf:"vg_file_ioctl"`
@@ -985,6 +988,7 @@ func (p *lsmPrograms) Close() error {
 		p.VgBprmCheckSecurity,
 		p.VgBprmCommittedCreds,
 		p.VgCapable,
+		p.VgCgroupAttach,
 		p.VgCollect,
 		p.VgExit,
 		p.VgFileIoctl,

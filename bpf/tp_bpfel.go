@@ -207,6 +207,7 @@ const (
 	tpMapTaskMemo              = "task_memo"
 	tpMapTaskState             = "task_state"
 	tpMapTtdCounter            = "ttd_counter"
+	tpProgVgCgroupAttach       = "vg_cgroup_attach"
 	tpProgVgCollect            = "vg_collect"
 	tpProgVgEnterBind          = "vg_enter_bind"
 	tpProgVgEnterConnect       = "vg_enter_connect"
@@ -288,6 +289,7 @@ type tpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tpProgramSpecs struct {
+	VgCgroupAttach *ebpf.ProgramSpec `ebpf:"vg_cgroup_attach"`
 	VgCollect      *ebpf.ProgramSpec `ebpf:"vg_collect"`
 	VgEnterBind    *ebpf.ProgramSpec `ebpf:"vg_enter_bind"`
 	VgEnterConnect *ebpf.ProgramSpec `ebpf:"vg_enter_connect"`
@@ -451,6 +453,7 @@ type tpVariables struct {
 //
 // It can be passed to loadTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tpPrograms struct {
+	VgCgroupAttach *ebpf.Program `ebpf:"vg_cgroup_attach"`
 	VgCollect      *ebpf.Program `ebpf:"vg_collect"`
 	VgEnterBind    *ebpf.Program `ebpf:"vg_enter_bind"`
 	VgEnterConnect *ebpf.Program `ebpf:"vg_enter_connect"`
@@ -468,6 +471,7 @@ type tpPrograms struct {
 
 func (p *tpPrograms) Close() error {
 	return _TpClose(
+		p.VgCgroupAttach,
 		p.VgCollect,
 		p.VgEnterBind,
 		p.VgEnterConnect,
