@@ -36,12 +36,11 @@
 // dormant (dormant.go), so that the runtime's per-container setup, which
 // names the container's id and state directories, is not in the model.
 // The kernel also watches each container's cgroup (bpf
-// Capture.WatchCgroup): a task in no namespace that forks there gives the
-// namespace its child at once, so a runtime's later stages and an exec
-// into the container are members from their start even when the enroller
-// finds their parent late. Limits: a process moved into the cgroup from
-// outside that never forks is enrolled at the next resync, and what it
-// does before that is not modeled; threads other than
+// Capture.WatchCgroup): a task moved into it becomes a dormant member,
+// and a task in no namespace that forks there gives the namespace its
+// child at once, so a runtime's later stages and an exec into the
+// container are members from their start even when the enroller finds
+// them late. Limits: threads other than
 // a process's main thread are not enrolled individually (a pidfd names a
 // process), so a multi-threaded process already running when its cgroup
 // is found is modeled through its main thread and the tasks it forks from

@@ -35,11 +35,13 @@ import (
 //     after it entered the container's mount namespace runs the runtime's
 //     binary, which lies outside the container's root file system).
 //
-// Every other process found in the cgroup (a `docker exec` or `podman
-// exec` command the enroller finds only after it executed, a process
-// moved into the cgroup from inside another container) is enrolled awake
-// and modeled from then on. A `docker exec` command found before its exec
-// is a runtime process like runc init: it wakes at its exec into the
+// Every other process found in the cgroup (one already running the
+// container's programs when the enroller finds it) is enrolled awake and
+// modeled from then on. The kernel applies the same rule to what is
+// forked in a watched container cgroup by a task in no namespace, and
+// makes a task moved into the cgroup (a `docker exec` or `podman exec`
+// command, moved in by runc just before its exec) a dormant member at
+// once (bpf Capture.WatchCgroup): it wakes at its exec into the
 // container, a namespace root as the entrypoint is. A host process moved
 // into a container's cgroup by hand never entered the container: it stays
 // dormant (unrecorded) until it execs in another mount namespace.
