@@ -61,7 +61,12 @@ IMAGE=localhost/vigil-demo-busybox:latest
 # The container runtime: podman (runc, the cgroupfs manager: no systemd
 # needed), else docker when its daemon answers; none: simulate.
 CTR=()
-static_busybox() { [[ -x /bin/busybox ]] && ldd /bin/busybox 2>&1 | grep -q 'not a dynamic executable'; }
+static_busybox() {
+	local out
+	[[ -x /bin/busybox ]] || return 1
+	out=$(ldd /bin/busybox 2>&1 || true)
+	[[ $out == *"not a dynamic executable"* ]]
+}
 pick_runtime() {
 	local runc
 	runc=$(command -v runc || true)
@@ -148,7 +153,8 @@ if [[ $RUNTIME != none ]]; then
 	for a in sh cat ls echo; do ln -s busybox "$root/bin/$a"; done
 	printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 	tar -C "$root" -cf "$WORK/rootfs.tar" .
-	show "${CTR[@]}" import "$WORK/rootfs.tar" "$IMAGE" >/dev/null
+	printf '$ %s\n' "${CTR[0]##*/} import rootfs.tar $IMAGE    # rootfs.tar: /bin/busybox, its applets, /etc/passwd"
+	"${CTR[@]}" import "$WORK/rootfs.tar" "$IMAGE" >"$WORK/import.out" 2>&1 || { cat "$WORK/import.out" >&2; die "image import failed"; }
 	printf '$ %s\n' "${CTR[0]##*/} run -i --rm --network none $IMAGE sh -c '$LOOP' <commands &"
 	(exec 7>&- && exec "${CTR[@]}" run -i --rm --network none --cidfile "$WORK/cid" "${RUN_ARGS[@]}" "$IMAGE" sh -c "$LOOP" <"$WORK/commands") &
 	WORKLOAD_PID=$!
