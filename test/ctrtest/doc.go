@@ -22,6 +22,8 @@
 // the closest model event), for tests that measure how well a model
 // learned from some instances of an image holds for the others.
 //
+// A test that gets a Runtime holds a host-wide lock until it ends, so
+// container tests of packages that go test runs in parallel take turns.
 // Helpers are safe for concurrent use by tests; each Runtime value serves
 // one test at a time.
 package ctrtest

@@ -66,6 +66,7 @@ func Podman(t testing.TB) *Runtime {
 	if os.Geteuid() != 0 {
 		t.Skip("container tests need root")
 	}
+	exclusive(t)
 	bin, runc := find(podmanPaths, "podman"), find(runcPaths, "runc")
 	if bin == "" || runc == "" {
 		skipOrFail(t, "podman (%q) or runc (%q) not installed: run make deps as root", bin, runc)
@@ -92,6 +93,7 @@ func Docker(t testing.TB) *Runtime {
 	if os.Geteuid() != 0 {
 		t.Skip("container tests need root")
 	}
+	exclusive(t)
 	bin, daemon := find(dockerPaths, "docker"), find(dockerd, "dockerd")
 	if bin == "" || daemon == "" {
 		skipOrFail(t, "docker (%q) or dockerd (%q) not installed: run make deps as root", bin, daemon)
