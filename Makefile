@@ -31,7 +31,7 @@ unit: ## go test ./... (kernel tests run when root, skip with a reason otherwise
 	$(GO) test -count=1 $(PKGS)
 
 .PHONY: deps
-deps: ## Install the test tools beyond Go and gcc when missing (promtool, qemu, the VM kernel; root)
+deps: ## Install the test tools beyond Go and gcc when missing (promtool, qemu, the VM kernel, podman, runc, docker.io, busybox-static; root)
 	GO=$(GO) bash test/deps.sh
 
 .PHONY: test

@@ -100,6 +100,7 @@ const (
 
 	taskEnrolled  = 1 << 0
 	taskUntrusted = 1 << 1
+	taskDormant   = 1 << 2
 
 	ignoreLive = 1 // enum vg_ignore: VG_IGN_LIVE
 )
@@ -169,6 +170,12 @@ type Options struct {
 	// RepeatEntries bounds the repeat cache (all namespaces); 0 means
 	// 65536. When it is full, new keys are not cached.
 	RepeatEntries uint32
+	// HostMountNS is the inode number of the host's mount namespace:
+	// a task enrolled with EnrollDormant wakes at its first exec in
+	// another one. 0 means HostMountNS(ProcDir).
+	HostMountNS uint32
+	// ProcDir is where the proc file system is mounted; "" means /proc.
+	ProcDir string
 }
 
 // Errors of Open and of the namespace calls.
@@ -200,6 +207,7 @@ type Capture struct {
 	fillClosed bool
 
 	events, taskState, nsConfig, allow, loss, lossOverflow, ignore *ebpf.Map
+	ctrCgroup                                                      *ebpf.Map
 
 	// The repeat cache: repeats holds the current table (repCur) in slot
 	// 0; repMu orders its replacement against Close. ridCounter holds the
@@ -322,6 +330,19 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	if err := spec.Variables["wakeup_bytes"].Set(wake); err != nil {
 		return nil, fmt.Errorf("set wakeup threshold: %w", err)
 	}
+	hostNS := opts.HostMountNS
+	if hostNS == 0 {
+		proc := opts.ProcDir
+		if proc == "" {
+			proc = "/proc"
+		}
+		if hostNS, err = HostMountNS(proc); err != nil {
+			return nil, fmt.Errorf("host mount namespace: %w", err)
+		}
+	}
+	if err := spec.Variables["host_mnt_inum"].Set(hostNS); err != nil {
+		return nil, fmt.Errorf("set host mount namespace: %w", err)
+	}
 	if b == BackendTracepoint {
 		if err := ensureTracefs(opts.TracefsDir); err != nil {
 			return nil, err
@@ -346,6 +367,7 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 		loss:         coll.Maps["loss"],
 		lossOverflow: coll.Maps["loss_overflow"],
 		ignore:       coll.Maps["ignore_tgid"],
+		ctrCgroup:    coll.Maps["ctr_cgroup"],
 		repeats:      coll.Maps["repeats"],
 		cfgEpochNow:  coll.Maps["cfg_epoch_now"],
 		ridCounter:   coll.Maps["rid_counter"],
@@ -924,6 +946,23 @@ type taskValue struct {
 func (c *Capture) Enroll(pid int, ns uint64) error {
 	return c.setTask(pid, func(v *taskValue) {
 		*v = taskValue{NS: ns, Flags: taskEnrolled}
+	}, false)
+}
+
+// EnrollDormant puts the task pid into namespace ns dormant until it
+// execs outside the host's mount namespace (Options.HostMountNS): until
+// then it makes no record and is never denied, and the tasks it forks
+// (threads included) are dormant members too. That exec wakes it with TTD
+// 0 and PTTD 0, as Enroll leaves a task, so the program it executes gets
+// a namespace root's identity; an exec in the host's mount namespace (runc
+// running a copy of itself) leaves it dormant. The agent enrols a
+// container runtime's own process this way (runc init, which prepares the
+// container and then execs the workload): what it does before the exec
+// names the container's id and per-container state and would differ in
+// every instance of the same image.
+func (c *Capture) EnrollDormant(pid int, ns uint64) error {
+	return c.setTask(pid, func(v *taskValue) {
+		*v = taskValue{NS: ns, Flags: taskEnrolled | taskDormant}
 	}, false)
 }
 

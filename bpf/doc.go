@@ -23,8 +23,9 @@
 //     ErrObserveOnly.
 //
 // Both attach sched_process_fork and sched_process_exit, which carry
-// membership to children and report task lifecycle, and
-// sched_process_free, which ends a process's Ignore. Open picks the backend
+// membership to children and report task lifecycle, sched_process_free,
+// which ends a process's Ignore, and cgroup_attach_task, which enrols a
+// task moved into a watched container cgroup (WatchCgroup). Open picks the backend
 // by a real load and attach (BackendAuto: LSM, else tracepoints, else
 // ErrNoBackend naming both reasons).
 //
@@ -129,6 +130,18 @@
 // with NamespaceConfig.Model. Enroll affects the one task given: enroll a
 // process before it starts threads, e.g. a stub that waits on a pipe and
 // then execs the workload (everything after the exec inherits).
+//
+// EnrollDormant enrols a task dormant until exec (dormant.h): a
+// member that makes no record and is never denied, whose forks (threads
+// too) are dormant members, until it execs outside the host's mount
+// namespace (Options.HostMountNS); then it is an enrolled task with TTD 0
+// and PTTD 0, and its exec makes it a namespace root. The agent enrols a
+// container runtime's init this way, so that a container is modeled from
+// its workload's first exec and not from the runtime's per-container
+// setup. An exec in the host's mount namespace (runc executing a copy of
+// itself) leaves the task dormant. WatchCgroup has the kernel do the same
+// for the tasks moved into a container's cgroup and the children forked
+// there by tasks in no namespace.
 //
 // Ignore leaves a process out of namespace 0 in the kernel: its threads,
 // and the processes it forks after the call (and theirs), make no host

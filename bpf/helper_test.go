@@ -38,6 +38,11 @@ import (
 //	           print "child PID"
 //	openloop   open and close VIGIL_BPF_FILES (one file) VIGIL_BPF_N times,
 //	           print the nanoseconds the loop took
+//	dormant-exec  read one byte from stdin (the test enrolls the process
+//	           dormant meanwhile), open VIGIL_BPF_DORMANT, exec itself,
+//	           open it again, run this binary in mode "open" as a child in
+//	           a new mount namespace and print "child PID", then exec this
+//	           binary in mode VIGIL_BPF_NEXT in a new mount namespace
 //	connect    connect a TCP socket to VIGIL_BPF_ADDR, print "ok" or the error
 //	signal-threads  start VIGIL_BPF_N threads (goroutines locked to new
 //	           threads, blocked before any event of their own), send each
@@ -48,6 +53,7 @@ const (
 	envFiles  = "VIGIL_BPF_FILES"
 	envAddr   = "VIGIL_BPF_ADDR"
 	envN      = "VIGIL_BPF_N"
+	envDorm   = "VIGIL_BPF_DORMANT"
 )
 
 func init() {
@@ -88,6 +94,8 @@ func helperMain(mode string) int {
 		err := syscall.Exec(self, []string{self}, env)
 		fmt.Fprintln(os.Stderr, "helper: exec:", err)
 		return 3
+	case "dormant-exec":
+		return helperDormantExec(self)
 	case "wait-open":
 		os.Stdout.WriteString("ready\n")
 		var b [1]byte
@@ -314,7 +322,9 @@ type workload struct {
 	next string // mode after the exec
 	env  []string
 	cred *syscall.Credential
-	bin  string // default: this test binary
+	// unshareMnt starts the helper in a mount namespace of its own.
+	unshareMnt bool
+	bin        string // default: this test binary
 	// midway, when set, runs after the helper printed "ready" (mode
 	// wait-open); the helper goes on when it returns.
 	midway func()
@@ -344,8 +354,9 @@ func runEnrolled(t testing.TB, c *Capture, ns uint64, w workload) ran {
 	cmd.Env = append(cmd.Env, w.env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if w.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: w.cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: w.cred}
+	if w.unshareMnt {
+		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
 	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

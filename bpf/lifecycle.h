@@ -6,6 +6,7 @@
 #define VIGIL_LIFECYCLE_H
 
 #include "vigil.h"
+#include "dormant.h"
 
 /* ignore_fork: a process forked by an ignored one is ignored too (a new
  * thread shares its tgid already). The tracepoint names the child by pid
@@ -70,9 +71,14 @@ int vg_fork(struct trace_event_raw_sched_process_fork *ctx)
 	__u32 pid;
 
 	if (!st) {
-		ignore_fork(ctx->child_pid);
+		if (!dormant_fork(ctx->child_pid) && !cgroup_fork(ctx->child_pid))
+			ignore_fork(ctx->child_pid);
 		return 0;
 	}
+	/* A host task forking in a container's cgroup: the child is the
+	 * container's. */
+	if (st->ns == 0 && cgroup_fork(ctx->child_pid))
+		return 0;
 	pid = ctx->child_pid;
 	child.ns = st->ns;
 	child.ttd = st->ttd;
@@ -142,10 +148,15 @@ int vg_exit(void *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct vg_task *st = current_state();
+	__u32 pid = (__u32)bpf_get_current_pid_tgid();
 	struct rec_exit *r;
 
 	ignore_exit(task);
 	memo_exit(task);
+	/* current_state took the task's pending entry if it had no state;
+	 * one it never takes (it had state already: see vg_cgroup_attach)
+	 * must not outlive it, since its pid will be reused. */
+	bpf_map_delete_elem(&pending, &pid);
 	if (!st)
 		return 0;
 	r = new_record(VG_TASK_EXIT, sizeof(*r), st);

@@ -126,9 +126,11 @@ int BPF_PROG(vg_bprm_check_security, struct linux_binprm *bprm, int ret)
 SEC("lsm/bprm_committed_creds")
 int BPF_PROG(vg_bprm_committed_creds, struct linux_binprm *bprm)
 {
-	struct vg_task *st = current_state();
+	struct vg_task *st;
 	struct rec_exec *r;
 
+	dormant_wake();
+	st = current_state();
 	if (!st)
 		return 0;
 	r = exec_record(st, BPF_CORE_READ(bprm, file));

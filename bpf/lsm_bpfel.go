@@ -665,6 +665,7 @@ type lsmVgTask struct {
 const (
 	lsmMapAllow                  = "allow"
 	lsmMapCfgEpochNow            = "cfg_epoch_now"
+	lsmMapCtrCgroup              = "ctr_cgroup"
 	lsmMapEvents                 = "events"
 	lsmMapExecScratch            = "exec_scratch"
 	lsmMapIgnoreTgid             = "ignore_tgid"
@@ -684,6 +685,7 @@ const (
 	lsmProgVgBprmCheckSecurity   = "vg_bprm_check_security"
 	lsmProgVgBprmCommittedCreds  = "vg_bprm_committed_creds"
 	lsmProgVgCapable             = "vg_capable"
+	lsmProgVgCgroupAttach        = "vg_cgroup_attach"
 	lsmProgVgCollect             = "vg_collect"
 	lsmProgVgExit                = "vg_exit"
 	lsmProgVgFileIoctl           = "vg_file_ioctl"
@@ -705,6 +707,7 @@ const (
 	lsmProgVgSocketConnect       = "vg_socket_connect"
 	lsmProgVgSocketCreate        = "vg_socket_create"
 	lsmProgVgTaskKill            = "vg_task_kill"
+	lsmVarHostMntInum            = "host_mnt_inum"
 	lsmVarUnusedRecBpf           = "unused_rec_bpf"
 	lsmVarUnusedRecCapable       = "unused_rec_capable"
 	lsmVarUnusedRecExec          = "unused_rec_exec"
@@ -776,6 +779,7 @@ type lsmProgramSpecs struct {
 	VgBprmCheckSecurity   *ebpf.ProgramSpec `ebpf:"vg_bprm_check_security"`
 	VgBprmCommittedCreds  *ebpf.ProgramSpec `ebpf:"vg_bprm_committed_creds"`
 	VgCapable             *ebpf.ProgramSpec `ebpf:"vg_capable"`
+	VgCgroupAttach        *ebpf.ProgramSpec `ebpf:"vg_cgroup_attach"`
 	VgCollect             *ebpf.ProgramSpec `ebpf:"vg_collect"`
 	VgExit                *ebpf.ProgramSpec `ebpf:"vg_exit"`
 	VgFileIoctl           *ebpf.ProgramSpec `ebpf:"vg_file_ioctl"`
@@ -805,6 +809,7 @@ type lsmProgramSpecs struct {
 type lsmMapSpecs struct {
 	Allow        *ebpf.MapSpec `ebpf:"allow"`
 	CfgEpochNow  *ebpf.MapSpec `ebpf:"cfg_epoch_now"`
+	CtrCgroup    *ebpf.MapSpec `ebpf:"ctr_cgroup"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExecScratch  *ebpf.MapSpec `ebpf:"exec_scratch"`
 	IgnoreTgid   *ebpf.MapSpec `ebpf:"ignore_tgid"`
@@ -826,6 +831,7 @@ type lsmMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmVariableSpecs struct {
+	HostMntInum           *ebpf.VariableSpec `ebpf:"host_mnt_inum"`
 	UnusedRecBpf          *ebpf.VariableSpec `ebpf:"unused_rec_bpf"`
 	UnusedRecCapable      *ebpf.VariableSpec `ebpf:"unused_rec_capable"`
 	UnusedRecExec         *ebpf.VariableSpec `ebpf:"unused_rec_exec"`
@@ -873,6 +879,7 @@ func (o *lsmObjects) Close() error {
 type lsmMaps struct {
 	Allow        *ebpf.Map `ebpf:"allow"`
 	CfgEpochNow  *ebpf.Map `ebpf:"cfg_epoch_now"`
+	CtrCgroup    *ebpf.Map `ebpf:"ctr_cgroup"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExecScratch  *ebpf.Map `ebpf:"exec_scratch"`
 	IgnoreTgid   *ebpf.Map `ebpf:"ignore_tgid"`
@@ -894,6 +901,7 @@ func (m *lsmMaps) Close() error {
 	return _LsmClose(
 		m.Allow,
 		m.CfgEpochNow,
+		m.CtrCgroup,
 		m.Events,
 		m.ExecScratch,
 		m.IgnoreTgid,
@@ -916,6 +924,7 @@ func (m *lsmMaps) Close() error {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmVariables struct {
+	HostMntInum           *ebpf.Variable `ebpf:"host_mnt_inum"`
 	UnusedRecBpf          *ebpf.Variable `ebpf:"unused_rec_bpf"`
 	UnusedRecCapable      *ebpf.Variable `ebpf:"unused_rec_capable"`
 	UnusedRecExec         *ebpf.Variable `ebpf:"unused_rec_exec"`
@@ -949,6 +958,7 @@ type lsmPrograms struct {
 	VgBprmCheckSecurity   *ebpf.Program `ebpf:"vg_bprm_check_security"`
 	VgBprmCommittedCreds  *ebpf.Program `ebpf:"vg_bprm_committed_creds"`
 	VgCapable             *ebpf.Program `ebpf:"vg_capable"`
+	VgCgroupAttach        *ebpf.Program `ebpf:"vg_cgroup_attach"`
 	VgCollect             *ebpf.Program `ebpf:"vg_collect"`
 	VgExit                *ebpf.Program `ebpf:"vg_exit"`
 	VgFileIoctl           *ebpf.Program `ebpf:"vg_file_ioctl"`
@@ -978,6 +988,7 @@ func (p *lsmPrograms) Close() error {
 		p.VgBprmCheckSecurity,
 		p.VgBprmCommittedCreds,
 		p.VgCapable,
+		p.VgCgroupAttach,
 		p.VgCollect,
 		p.VgExit,
 		p.VgFileIoctl,

@@ -25,10 +25,11 @@ func TestSpecPrograms(t *testing.T) {
 			"lsm/socket_accept", "lsm/socket_bind", "lsm/socket_connect", "lsm/socket_create",
 			"lsm/task_kill", "iter/task",
 			"tracepoint/sched/sched_process_exit", "tracepoint/sched/sched_process_fork",
-			"tracepoint/sched/sched_process_free",
+			"tracepoint/sched/sched_process_free", "tracepoint/cgroup/cgroup_attach_task",
 		}},
 		{BackendTracepoint, ebpf.TracePoint, []string{
-			"iter/task", "tracepoint/sched/sched_process_exec", "tracepoint/sched/sched_process_exit",
+			"iter/task", "tracepoint/cgroup/cgroup_attach_task",
+			"tracepoint/sched/sched_process_exec", "tracepoint/sched/sched_process_exit",
 			"tracepoint/sched/sched_process_fork", "tracepoint/sched/sched_process_free",
 			"tracepoint/syscalls/sys_enter_bind", "tracepoint/syscalls/sys_enter_connect",
 			"tracepoint/syscalls/sys_enter_kill", "tracepoint/syscalls/sys_enter_mmap",
@@ -56,7 +57,7 @@ func TestSpecPrograms(t *testing.T) {
 			}
 			for name, typ := range map[string]ebpf.MapType{
 				"events": ebpf.RingBuf, "task_state": ebpf.TaskStorage, "pending": ebpf.Hash,
-				"ns_config": ebpf.Hash, "allow": ebpf.Hash, "loss": ebpf.PerCPUHash,
+				"ns_config": ebpf.Hash, "allow": ebpf.Hash, "ctr_cgroup": ebpf.Hash, "loss": ebpf.PerCPUHash,
 				"loss_overflow": ebpf.PerCPUArray, "ttd_counter": ebpf.Array, "scratch": ebpf.PerCPUArray,
 				"task_memo": ebpf.TaskStorage, "rep_gen": ebpf.Array, "repeats": ebpf.ArrayOfMaps,
 			} {

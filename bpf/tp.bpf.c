@@ -162,9 +162,11 @@ SEC("tracepoint/sched/sched_process_exec")
 int vg_exec(void *ctx)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct vg_task *st = current_state();
+	struct vg_task *st;
 	struct rec_exec *r;
 
+	dormant_wake();
+	st = current_state();
 	if (!st)
 		return 0;
 	r = exec_record(st, BPF_CORE_READ(task, mm, exe_file));

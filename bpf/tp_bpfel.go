@@ -192,6 +192,7 @@ type tpVgTask struct {
 const (
 	tpMapAllow                 = "allow"
 	tpMapCfgEpochNow           = "cfg_epoch_now"
+	tpMapCtrCgroup             = "ctr_cgroup"
 	tpMapEvents                = "events"
 	tpMapIgnoreTgid            = "ignore_tgid"
 	tpMapLoss                  = "loss"
@@ -206,6 +207,7 @@ const (
 	tpMapTaskMemo              = "task_memo"
 	tpMapTaskState             = "task_state"
 	tpMapTtdCounter            = "ttd_counter"
+	tpProgVgCgroupAttach       = "vg_cgroup_attach"
 	tpProgVgCollect            = "vg_collect"
 	tpProgVgEnterBind          = "vg_enter_bind"
 	tpProgVgEnterConnect       = "vg_enter_connect"
@@ -219,6 +221,7 @@ const (
 	tpProgVgExitOpenat2        = "vg_exit_openat2"
 	tpProgVgFork               = "vg_fork"
 	tpProgVgFree               = "vg_free"
+	tpVarHostMntInum           = "host_mnt_inum"
 	tpVarUnusedRecBpf          = "unused_rec_bpf"
 	tpVarUnusedRecCapable      = "unused_rec_capable"
 	tpVarUnusedRecExec         = "unused_rec_exec"
@@ -286,6 +289,7 @@ type tpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tpProgramSpecs struct {
+	VgCgroupAttach *ebpf.ProgramSpec `ebpf:"vg_cgroup_attach"`
 	VgCollect      *ebpf.ProgramSpec `ebpf:"vg_collect"`
 	VgEnterBind    *ebpf.ProgramSpec `ebpf:"vg_enter_bind"`
 	VgEnterConnect *ebpf.ProgramSpec `ebpf:"vg_enter_connect"`
@@ -307,6 +311,7 @@ type tpProgramSpecs struct {
 type tpMapSpecs struct {
 	Allow        *ebpf.MapSpec `ebpf:"allow"`
 	CfgEpochNow  *ebpf.MapSpec `ebpf:"cfg_epoch_now"`
+	CtrCgroup    *ebpf.MapSpec `ebpf:"ctr_cgroup"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	IgnoreTgid   *ebpf.MapSpec `ebpf:"ignore_tgid"`
 	Loss         *ebpf.MapSpec `ebpf:"loss"`
@@ -327,6 +332,7 @@ type tpMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tpVariableSpecs struct {
+	HostMntInum           *ebpf.VariableSpec `ebpf:"host_mnt_inum"`
 	UnusedRecBpf          *ebpf.VariableSpec `ebpf:"unused_rec_bpf"`
 	UnusedRecCapable      *ebpf.VariableSpec `ebpf:"unused_rec_capable"`
 	UnusedRecExec         *ebpf.VariableSpec `ebpf:"unused_rec_exec"`
@@ -374,6 +380,7 @@ func (o *tpObjects) Close() error {
 type tpMaps struct {
 	Allow        *ebpf.Map `ebpf:"allow"`
 	CfgEpochNow  *ebpf.Map `ebpf:"cfg_epoch_now"`
+	CtrCgroup    *ebpf.Map `ebpf:"ctr_cgroup"`
 	Events       *ebpf.Map `ebpf:"events"`
 	IgnoreTgid   *ebpf.Map `ebpf:"ignore_tgid"`
 	Loss         *ebpf.Map `ebpf:"loss"`
@@ -394,6 +401,7 @@ func (m *tpMaps) Close() error {
 	return _TpClose(
 		m.Allow,
 		m.CfgEpochNow,
+		m.CtrCgroup,
 		m.Events,
 		m.IgnoreTgid,
 		m.Loss,
@@ -415,6 +423,7 @@ func (m *tpMaps) Close() error {
 //
 // It can be passed to loadTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tpVariables struct {
+	HostMntInum           *ebpf.Variable `ebpf:"host_mnt_inum"`
 	UnusedRecBpf          *ebpf.Variable `ebpf:"unused_rec_bpf"`
 	UnusedRecCapable      *ebpf.Variable `ebpf:"unused_rec_capable"`
 	UnusedRecExec         *ebpf.Variable `ebpf:"unused_rec_exec"`
@@ -444,6 +453,7 @@ type tpVariables struct {
 //
 // It can be passed to loadTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tpPrograms struct {
+	VgCgroupAttach *ebpf.Program `ebpf:"vg_cgroup_attach"`
 	VgCollect      *ebpf.Program `ebpf:"vg_collect"`
 	VgEnterBind    *ebpf.Program `ebpf:"vg_enter_bind"`
 	VgEnterConnect *ebpf.Program `ebpf:"vg_enter_connect"`
@@ -461,6 +471,7 @@ type tpPrograms struct {
 
 func (p *tpPrograms) Close() error {
 	return _TpClose(
+		p.VgCgroupAttach,
 		p.VgCollect,
 		p.VgEnterBind,
 		p.VgEnterConnect,

@@ -59,6 +59,7 @@ enum vg_path_flags {
 enum vg_task_flags {
 	VG_T_ENROLLED = 1 << 0,
 	VG_T_UNTRUSTED = 1 << 1,
+	VG_T_DORMANT = 1 << 2, /* no records until the task execs (dormant.h) */
 };
 
 enum vg_mode {
@@ -632,6 +633,8 @@ static __always_inline struct vg_task *current_state(void)
 		if (!st)
 			return NULL;
 	}
+	if (st->flags & VG_T_DORMANT)
+		return NULL; /* a container runtime's task before its exec */
 	if (st->ttd == 0)
 		st->ttd = next_id(&ttd_counter);
 	return st;

@@ -209,6 +209,9 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	a.table.images = &namespace.ImageResolver{Root: cfg.RuntimeRoot}
 	a.table.keyByImage = cfg.ModelKey == "image"
 	a.table.hostEnforce = cfg.HostEnforce
+	if cfg.LearnInstances > 0 || cfg.LearnPeriod > 0 {
+		a.table.learner = newImageLearner(cfg.LearnInstances, cfg.LearnPeriod, a.table, a.log)
+	}
 	a.enroller = newEnroller(a.capture, a.log, opts.EnrollResync)
 
 	if cfg.Export != "" {
@@ -392,6 +395,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Nothing new joins: no more containers, enrolments or polls.
 	stopWatching()
 	watchers.Wait()
+	if a.table.learner != nil {
+		// Merges under way finish while the reader still runs.
+		a.table.learner.close()
+	}
 	a.mu.Lock()
 	for _, c := range a.containers {
 		if c.removal != nil {
@@ -437,6 +444,7 @@ func (a *Agent) onContainer(ev namespace.ContainerEvent) {
 				old.removal = nil
 			}
 			old.st.cgroupDir = filepath.Join(a.watcher.Root, c.Cgroup)
+			a.table.watchCgroup(old.st)
 			a.enroller.add(old.st)
 			a.log.Info("container restarted", "namespace", name)
 			return
@@ -468,6 +476,9 @@ func (a *Agent) onContainer(ev namespace.ContainerEvent) {
 		}
 		a.enroller.remove(cur.st)
 		a.log.Info("container stopped", "namespace", name, "keep", a.opts.StopGrace)
+		if a.table.learner != nil {
+			a.table.learner.ended(cur.st)
+		}
 		cur.removal = time.AfterFunc(a.opts.StopGrace, func() {
 			a.mu.Lock()
 			defer a.mu.Unlock()

@@ -30,9 +30,17 @@
 // on its cgroup.events), and on a periodic resync. Children inherit the
 // membership at fork, so a container whose first process is enrolled
 // before it execs the workload (runc's init waits for `runc start`) is
-// modeled from its first exec. Limits: a process that enters the cgroup
-// from outside later (an exec into the container) is enrolled at the next
-// resync, and what it does before that is not modeled; threads other than
+// modeled from its first exec: a process that has not executed the
+// container's workload yet (the runtime's init, in the host's mount
+// namespace or running a binary from outside its root) is enrolled
+// dormant (dormant.go), so that the runtime's per-container setup, which
+// names the container's id and state directories, is not in the model.
+// The kernel also watches each container's cgroup (bpf
+// Capture.WatchCgroup): a task moved into it becomes a dormant member,
+// and a task in no namespace that forks there gives the namespace its
+// child at once, so a runtime's later stages and an exec into the
+// container are members from their start even when the enroller finds
+// them late. Limits: threads other than
 // a process's main thread are not enrolled individually (a pidfd names a
 // process), so a multi-threaded process already running when its cgroup
 // is found is modeled through its main thread and the tasks it forks from
@@ -46,7 +54,9 @@
 // that appears with a model file named after its namespace in model_dir
 // starts sealed to that model; with model_key image, a model named after
 // its image comes first (image.go), so that a restarted container (a new
-// id) is sealed again. A container that learns from nothing gets
+// id) is sealed again, and with learn_instances or learn_period the agent
+// writes that model itself from the image's first instances (learn.go).
+// A container that learns from nothing gets
 // pseudonyms for container_pseudonyms (the files its runtime writes for
 // each instance); one sealed to a model file has the file's pseudonyms and
 // dialect instead. New namespaces use the configured dialect (invariant by

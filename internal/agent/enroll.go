@@ -25,6 +25,9 @@ type enroller struct {
 	kern   kernel
 	log    *slog.Logger
 	resync time.Duration
+	// beforeExec tells a container runtime's process that has not executed
+	// the workload yet, to be enrolled dormant (dormant.go).
+	beforeExec func(pid int) bool
 
 	mu      sync.Mutex
 	watched map[uint64]*nsState // by namespace id
@@ -36,7 +39,7 @@ type enroller struct {
 
 func newEnroller(kern kernel, log *slog.Logger, resync time.Duration) *enroller {
 	e := &enroller{
-		kern: kern, log: log, resync: resync,
+		kern: kern, log: log, resync: resync, beforeExec: setupProbe{proc: "/proc"}.beforeExec,
 		watched: make(map[uint64]*nsState), wds: make(map[int32]uint64), byNS: make(map[uint64]int32),
 	}
 	if fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err == nil {
@@ -97,14 +100,18 @@ func (e *enroller) enrol(st *nsState) {
 			}
 			continue
 		}
-		if err := e.kern.Enroll(pid, id); err != nil {
+		enrol, dormant := e.kern.Enroll, e.beforeExec(pid)
+		if dormant {
+			enrol = e.kern.EnrollDormant
+		}
+		if err := enrol(pid, id); err != nil {
 			if !errors.Is(err, unix.ESRCH) {
 				e.log.Debug("enrol process", "namespace", st.ns.Name(), "pid", pid, "err", err)
 			}
 			continue
 		}
 		members++
-		e.log.Debug("enrolled process", "namespace", st.ns.Name(), "pid", pid)
+		e.log.Debug("enrolled process", "namespace", st.ns.Name(), "pid", pid, "dormant until exec", dormant)
 	}
 	st.tasks.Store(members)
 }

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vigil-tsem/vigil/bpf"
 	"github.com/vigil-tsem/vigil/events"
 	"github.com/vigil-tsem/vigil/internal/control"
@@ -30,6 +32,9 @@ type kernel interface {
 	Allow(ns uint64, keys ...uint64) error
 	DropNamespace(ns uint64) error
 	Enroll(pid int, ns uint64) error
+	EnrollDormant(pid int, ns uint64) error
+	WatchCgroup(cgroupID, ns uint64) error
+	UnwatchCgroup(cgroupID uint64) error
 	TaskState(pid int) (ns, ttd, pttd uint64, untrusted, ok bool, err error)
 	MarkUntrusted(pid int) error
 }
@@ -43,6 +48,7 @@ type nsState struct {
 	logNS     *measure.Namespace // nil without a measured log
 	container *namespace.Container
 	cgroupDir string // absolute path of the container's cgroup
+	cgroupID  uint64 // its id, watched in the kernel (0: none)
 	settings  control.Settings
 
 	denials atomic.Uint64
@@ -82,6 +88,9 @@ type table struct {
 	// containerPseudonyms are the pathnames a new learning container
 	// namespace gets pseudonyms for (config container_pseudonyms).
 	containerPseudonyms []string
+	// learner learns the model of an image without one from its first
+	// instances (learn.go); nil when off.
+	learner *imageLearner
 
 	mu   sync.RWMutex
 	byID map[uint64]*nsState
@@ -157,7 +166,11 @@ func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsStat
 			break
 		}
 	}
-	return t.create(namespace.Options{Name: name, Origin: namespace.OriginContainer, Model: m, KTime: t.ktime()}, &c, cgroupDir, settings)
+	st, err := t.create(namespace.Options{Name: name, Origin: namespace.OriginContainer, Model: m, KTime: t.ktime()}, &c, cgroupDir, settings)
+	if err == nil && m == nil && t.learner != nil && t.keyByImage && c.Image != "" {
+		t.learner.join(c.Image, st)
+	}
+	return st, err
 }
 
 // create makes a namespace and everything the agent keeps for it; its hash
@@ -227,6 +240,7 @@ func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir
 	if err := t.kern.SetNamespace(n.ID(), bpf.NamespaceConfig{Mode: mode, Model: n.ID() == 0, NoCapable: !settings.Capable, FailClosed: settings.FailClosed, NoRepeatCache: !settings.RepeatCache}); err != nil {
 		return fail(err)
 	}
+	t.watchCgroup(st)
 	t.mu.Lock()
 	t.byID[n.ID()] = st
 	count := len(t.byID)
@@ -251,6 +265,7 @@ func (t *table) remove(st *nsState) {
 	count := len(t.byID)
 	t.mu.Unlock()
 	t.reg.Remove(id)
+	t.unwatchCgroup(st)
 	if err := t.kern.DropNamespace(id); err != nil {
 		t.log.Warn("drop namespace from the kernel", "namespace", st.ns.Name(), "err", err)
 	}
@@ -590,4 +605,37 @@ func (o *measuredObserver) NewPoint(p model.Point) error {
 func settingsHash(s control.Settings) model.Hash {
 	h, _ := model.ParseHash(s.HashAlgorithm)
 	return h
+}
+
+// watchCgroup has the kernel give st's namespace the children forked in
+// its container cgroup (bpf Capture.WatchCgroup), replacing the cgroup
+// watched before (a container restarted in a new cgroup directory).
+func (t *table) watchCgroup(st *nsState) {
+	if st.cgroupDir == "" {
+		return
+	}
+	var fi unix.Stat_t
+	if err := unix.Stat(st.cgroupDir, &fi); err != nil {
+		t.log.Debug("container cgroup not watched in the kernel", "namespace", st.ns.Name(), "err", err)
+		return
+	}
+	if fi.Ino == st.cgroupID {
+		return
+	}
+	t.unwatchCgroup(st)
+	if err := t.kern.WatchCgroup(fi.Ino, st.ns.ID()); err != nil {
+		t.log.Warn("container cgroup not watched in the kernel: its processes are enrolled by the resync only", "namespace", st.ns.Name(), "err", err)
+		return
+	}
+	st.cgroupID = fi.Ino
+}
+
+func (t *table) unwatchCgroup(st *nsState) {
+	if st.cgroupID == 0 {
+		return
+	}
+	if err := t.kern.UnwatchCgroup(st.cgroupID); err != nil {
+		t.log.Warn("unwatch a container cgroup", "namespace", st.ns.Name(), "err", err)
+	}
+	st.cgroupID = 0
 }

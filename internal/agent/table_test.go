@@ -33,13 +33,15 @@ type fakeKernel struct {
 	enforce bool
 	config  map[uint64]bpf.NamespaceConfig
 	allow   map[uint64][]uint64
-	tasks   map[int]uint64 // pid -> namespace
-	gone    map[int]bool   // pids that exited
+	tasks   map[int]uint64    // pid -> namespace
+	dormant map[int]bool      // pids enrolled dormant until exec
+	cgroups map[uint64]uint64 // watched cgroup id -> namespace
+	gone    map[int]bool      // pids that exited
 	dropped []uint64
 }
 
 func newFakeKernel(enforce bool) *fakeKernel {
-	return &fakeKernel{enforce: enforce, config: map[uint64]bpf.NamespaceConfig{}, allow: map[uint64][]uint64{}, tasks: map[int]uint64{}, gone: map[int]bool{}}
+	return &fakeKernel{enforce: enforce, config: map[uint64]bpf.NamespaceConfig{}, allow: map[uint64][]uint64{}, tasks: map[int]uint64{}, gone: map[int]bool{}, dormant: map[int]bool{}, cgroups: map[uint64]uint64{}}
 }
 
 func (k *fakeKernel) CanEnforce() bool { return k.enforce }
@@ -79,6 +81,27 @@ func (k *fakeKernel) Enroll(pid int, ns uint64) error {
 		return errors.New("no such process")
 	}
 	k.tasks[pid] = ns
+	return nil
+}
+func (k *fakeKernel) EnrollDormant(pid int, ns uint64) error {
+	if err := k.Enroll(pid, ns); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.dormant[pid] = true
+	return nil
+}
+func (k *fakeKernel) WatchCgroup(id, ns uint64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.cgroups[id] = ns
+	return nil
+}
+func (k *fakeKernel) UnwatchCgroup(id uint64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.cgroups, id)
 	return nil
 }
 func (k *fakeKernel) TaskState(pid int) (ns, ttd, pttd uint64, untrusted, ok bool, err error) {

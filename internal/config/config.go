@@ -58,6 +58,8 @@ type Config struct {
 	ModelDir        string        `yaml:"model_dir" usage:"directory of sealed models named <namespace>.model (e.g. docker-<id>.model, host.model); a namespace that has one starts sealed to it"`
 	ModelKey        string        `yaml:"model_key" usage:"how a container's model is found in model_dir: name (<namespace>.model) or image (<image>.model, every character of the image outside A-Za-z0-9._- turned into _, then <namespace>.model)"`
 	RuntimeRoot     string        `yaml:"runtime_root" usage:"directory the container runtimes' state (/run/containerd, /run/containers, /var/lib/containers, /var/lib/docker) is read under to find each container's image: / on the host"`
+	LearnInstances  int           `yaml:"learn_instances" usage:"with model_key image: learn an image's model from its first N instances (0: off); once N have ended, their models are merged into <model_dir>/<image>.model and later instances start sealed to it"`
+	LearnPeriod     time.Duration `yaml:"learn_period" usage:"with model_key image: learn an image's model from the instances started within this time of its first (0: off); then their models so far are merged into <model_dir>/<image>.model (with learn_instances, whichever comes first)"`
 
 	Hash        string `yaml:"hash" usage:"namespace hash for new namespaces: sha256, sha384 or sha512"`
 	Dialect     string `yaml:"dialect" usage:"coefficient dialect of new namespaces: invariant (s_uuids drawn at mount time and anonymous device numbers hashed as zero, so a model holds across instances of a container) or tsem (every value as the TSEM kernel hashes it)"`
@@ -343,6 +345,12 @@ func (c *Config) validate(origin map[string]string) error {
 		if !filepath.IsAbs(p) || strings.ContainsRune(p, 0) {
 			errs = append(errs, fmt.Errorf("%s: %q is not an absolute path", at("container_pseudonyms"), p))
 		}
+	}
+	if c.LearnInstances < 0 || c.LearnPeriod < 0 {
+		errs = append(errs, fmt.Errorf("%s, %s: must not be negative", at("learn_instances"), at("learn_period")))
+	}
+	if (c.LearnInstances > 0 || c.LearnPeriod > 0) && (c.ModelKey != "image" || c.ModelDir == "") {
+		errs = append(errs, fmt.Errorf("%s, %s: learning models per image needs %s: image and a model_dir", at("learn_instances"), at("learn_period"), at("model_key")))
 	}
 	if c.CgroupRoot == "" {
 		errs = append(errs, fmt.Errorf("%s: empty", at("cgroup_root")))

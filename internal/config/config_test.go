@@ -41,7 +41,8 @@ func TestLoadFull(t *testing.T) {
 		Register: "tpm", TDXRoot: "/tmp/rtmr", TPM: "/dev/tpm0", PCR: 16, Backend: "tracepoint",
 		RingBufferSize: 1 << 22, Export: "-", ExportFormat: "ecs", ExportForensicsOnly: true,
 		ExportMaxSize: 1048576, ExportMaxFiles: 2, ExportFlushInterval: 250 * time.Millisecond, HostNamespace: true, HostEnforce: true, CgroupRoot: "/host/sys/fs/cgroup",
-		ContainerResync: 30 * time.Second, ModelDir: "/models", ModelKey: "image", RuntimeRoot: "/host", Hash: "sha384", Capable: false,
+		ContainerResync: 30 * time.Second, ModelDir: "/models", ModelKey: "image", RuntimeRoot: "/host",
+		LearnInstances: 2, LearnPeriod: 10 * time.Minute, Hash: "sha384", Capable: false,
 		Enforce: true, FailClosed: true, Dialect: "tsem", ContainerPseudonyms: []string{"/etc/hostname", "/srv/app/instance.id"},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -72,6 +73,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad export format", "export_format: json\n", []string{"config.yaml:1: export_format"}},
 		{"bad model key", "model_key: digest\n", []string{"config.yaml:1: model_key", `"digest" is not one of name, image`}},
 		{"relative runtime root", "runtime_root: host\n", []string{"config.yaml:1: runtime_root", "absolute"}},
+		{"learning per image by name", "learn_instances: 2\n", []string{"config.yaml:1: learn_instances", "default model_key: image"}},
+		{"negative learn period", "model_key: image\nlearn_period: -1s\n", []string{"config.yaml:2: learn_period", "negative"}},
 		{"metrics on every interface by accident", "metrics_addr: \":9476\"\n", []string{"config.yaml:1: metrics_addr", "host:port"}},
 		{"relative socket", "socket: vigil.sock\n", []string{"config.yaml:1: socket", "absolute"}},
 		{"bad dialect", "dialect: vigil\n", []string{"config.yaml:1: dialect", `"vigil" is not one of invariant, tsem`}},

@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
 # Vigil's main job, end to end, as an operator would do it (make demo, as root):
-# start the host agent, start a workload in a new container cgroup the way
-# a container runtime does, watch it get its own modeling namespace, let it
-# learn, seal it, make it step outside its model and find that in the
-# forensics, scrape the metrics, stop the agent and verify its measured log.
+# start the host agent, start a container, watch it get its own modeling
+# namespace, let it learn, seal it, make it step outside its model and find
+# that in the forensics, scrape the metrics, stop the agent and verify its
+# measured log.
 #
-# VIGIL names the vigil binary (default bin/vigil). REGISTER (default
-# software) and METRICS_ADDR (default the agent's 127.0.0.1:9476) are passed
-# to the agent; everything else is the agent's built-in default except the
-# socket and the log, which live in a fresh directory so that the demo
-# leaves nothing behind.
+# The container is a real one where a runtime is present (podman, else
+# docker with its daemon running; make deps installs them), from an image
+# the demo builds out of this machine's static busybox and imports (no
+# registry). Where none is, the demo says so and simulates a container: a
+# workload in a new container cgroup, as a runtime would make it.
+#
+# VIGIL names the vigil binary (default bin/vigil). RUNTIME (podman,
+# docker or none; default: the first present) picks the container runtime.
+# REGISTER (default software) and METRICS_ADDR (default the agent's
+# 127.0.0.1:9476) are passed to the agent; everything else is the agent's
+# built-in default except the socket, the log and the model directory,
+# which live in a fresh directory so that the demo leaves nothing behind.
 set -euo pipefail
 
 VIGIL=${VIGIL:-bin/vigil}
 REGISTER=${REGISTER:-software}
 METRICS_ADDR=${METRICS_ADDR:-127.0.0.1:9476}
+RUNTIME=${RUNTIME:-}
 
 bold=$'\033[1m' off=$'\033[0m'
 [[ -t 1 ]] || bold='' off=''
@@ -48,10 +56,55 @@ SLICE=$CGROOT/vigil-demo.slice
 CG=$SLICE/docker-$ID.scope
 NS=docker-$ID
 AGENT_PID='' WORKLOAD_PID=''
+IMAGE=localhost/vigil-demo-busybox:latest
+
+# The container runtime: podman (runc, the cgroupfs manager: no systemd
+# needed), else docker when its daemon answers; none: simulate.
+CTR=()
+static_busybox() {
+	local out
+	[[ -x /bin/busybox ]] || return 1
+	out=$(ldd /bin/busybox 2>&1 || true)
+	[[ $out == *"not a dynamic executable"* ]]
+}
+pick_runtime() {
+	local runc
+	runc=$(command -v runc || true)
+	case ${RUNTIME:-auto} in
+	auto | podman)
+		if command -v podman >/dev/null && [[ -n $runc ]] && static_busybox; then
+			RUNTIME=podman
+			CTR=(podman --runtime "$runc" --cgroup-manager cgroupfs)
+			RUN_ARGS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+			return
+		fi
+		[[ $RUNTIME == podman ]] && die "RUNTIME=podman: podman, runc or a static /bin/busybox missing (sudo make deps)"
+		;;&
+	auto | docker)
+		if [[ -x /usr/bin/docker ]] && /usr/bin/docker info >/dev/null 2>&1 && static_busybox; then
+			RUNTIME=docker
+			CTR=(/usr/bin/docker)
+			RUN_ARGS=()
+			return
+		fi
+		[[ $RUNTIME == docker ]] && die "RUNTIME=docker: docker with a running daemon, or a static /bin/busybox, missing"
+		;;
+	none) ;;
+	*) die "RUNTIME=$RUNTIME: want podman, docker or none" ;;
+	esac
+	RUNTIME=none
+}
+pick_runtime
 
 cleanup() {
 	exec 7>&- 2>/dev/null || true
 	[[ -n $WORKLOAD_PID ]] && kill "$WORKLOAD_PID" 2>/dev/null || true
+	if [[ $RUNTIME != none && -s $WORK/cid ]]; then
+		"${CTR[@]}" rm -f "$(cat "$WORK/cid")" >/dev/null 2>&1 || true
+	fi
+	if [[ $RUNTIME != none ]]; then
+		"${CTR[@]}" rmi "$IMAGE" >/dev/null 2>&1 || true
+	fi
 	[[ -n $AGENT_PID ]] && kill "$AGENT_PID" 2>/dev/null || true
 	wait 2>/dev/null || true
 	rmdir "$CG" "$SLICE" 2>/dev/null || true
@@ -81,29 +134,51 @@ metrics() {
 	exec 9<&-
 }
 
-step "1. Start the agent (defaults; socket and log in $WORK)"
-printf '$ %s\n' "vigil agent --socket $SOCK --log $LOG --register $REGISTER --metrics-addr $METRICS_ADDR &"
-"$VIGIL" agent --socket "$SOCK" --log "$LOG" --register "$REGISTER" --metrics-addr "$METRICS_ADDR" 2>"$WORK/agent.err" &
+step "1. Start the agent (defaults; socket, log and models in $WORK)"
+printf '$ %s\n' "vigil agent --socket $SOCK --log $LOG --register $REGISTER --metrics-addr $METRICS_ADDR --model-dir $WORK/models --model-key image &"
+"$VIGIL" agent --socket "$SOCK" --log "$LOG" --register "$REGISTER" --metrics-addr "$METRICS_ADDR" \
+	--model-dir "$WORK/models" --model-key image 2>"$WORK/agent.err" &
 AGENT_PID=$!
 wait_for "the agent's control socket" ns list
 grep 'agent running' "$WORK/agent.err" | sed 's/^/  agent: /'
 
-step "2. Create a container cgroup as Docker does, start a workload in it"
-show mkdir -p "$CG"
-mkfifo "$WORK/gate" "$WORK/commands"
+mkfifo "$WORK/commands"
 exec 7<>"$WORK/commands" # the workload's command channel, kept open
-# Like runc: the workload's first process is in the cgroup before it execs
-# the workload, and waits until released.
-(
-	exec 7>&- # only the demo writes commands: the workload ends at EOF
-	echo "$BASHPID" >"$CG/cgroup.procs"
-	read -r _ <"$WORK/gate"
-	exec sh -c 'while read -r cmd; do sh -c "$cmd" >/dev/null; done' <"$WORK/commands"
-) &
-WORKLOAD_PID=$!
-echo "workload pid $WORKLOAD_PID waits in $CG"
-wait_for "the workload's namespace to enrol it" sh -c "[ \"\$('$VIGIL' ns --socket '$SOCK' show '$NS' | awk '\$1 == \"tasks:\" {print \$2}')\" -ge 1 ]"
-echo go >"$WORK/gate"
+LOOP='while read -r cmd; do sh -c "$cmd" >/dev/null; done'
+if [[ $RUNTIME != none ]]; then
+	step "2. Start a container with $RUNTIME (an image of this machine's busybox-static, imported: no registry)"
+	root=$WORK/rootfs
+	mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/proc" "$root/sys" "$root/dev"
+	cp /bin/busybox "$root/bin/busybox"
+	for a in sh cat ls echo; do ln -s busybox "$root/bin/$a"; done
+	printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+	tar -C "$root" -cf "$WORK/rootfs.tar" .
+	printf '$ %s\n' "${CTR[0]##*/} import rootfs.tar $IMAGE    # rootfs.tar: /bin/busybox, its applets, /etc/passwd"
+	"${CTR[@]}" import "$WORK/rootfs.tar" "$IMAGE" >"$WORK/import.out" 2>&1 || { cat "$WORK/import.out" >&2; die "image import failed"; }
+	printf '$ %s\n' "${CTR[0]##*/} run -i --rm --network none $IMAGE sh -c '$LOOP' <commands &"
+	(exec 7>&- && exec "${CTR[@]}" run -i --rm --network none --cidfile "$WORK/cid" "${RUN_ARGS[@]}" "$IMAGE" sh -c "$LOOP" <"$WORK/commands") &
+	WORKLOAD_PID=$!
+	wait_for "the container id" test -s "$WORK/cid"
+	NS=$RUNTIME-$(cat "$WORK/cid")
+	ID=$(cat "$WORK/cid")
+	wait_for "the container's namespace to enrol it" sh -c "[ \"\$('$VIGIL' ns --socket '$SOCK' show '$NS' | awk '\$1 == \"tasks:\" {print \$2}')\" -ge 1 ]"
+else
+	step "2. No container runtime here (podman, or docker with its daemon; sudo make deps installs them): simulate a container as Docker's cgroups look"
+	show mkdir -p "$CG"
+	mkfifo "$WORK/gate"
+	# Like runc: the workload's first process is in the cgroup before it
+	# execs the workload, in a mount namespace of its own, and waits until
+	# released.
+	unshare -m --propagation private bash -c '
+		exec 7>&- # only the demo writes commands: the workload ends at EOF
+		echo $$ >"$1/cgroup.procs"
+		read -r _ <"$2/gate"
+		exec sh -c "$3" <"$2/commands"' demo-workload "$CG" "$WORK" "$LOOP" &
+	WORKLOAD_PID=$!
+	echo "workload pid $WORKLOAD_PID waits in $CG"
+	wait_for "the workload's namespace to enrol it" sh -c "[ \"\$('$VIGIL' ns --socket '$SOCK' show '$NS' | awk '\$1 == \"tasks:\" {print \$2}')\" -ge 1 ]"
+	echo go >"$WORK/gate"
+fi
 show "$VIGIL" ns --socket "$SOCK" list
 
 step "3. Learn: the workload reads /etc/hostname"
@@ -149,6 +224,6 @@ echo "$reg"
 show "$VIGIL" verify --log "$LOG" --register "$reg" | tee "$WORK/verify.out"
 grep -q "measurement: $measurement" "$WORK/verify.out" || die "the log's measurement of $NS is not the agent's ($measurement)"
 echo "the log's measurement of the namespace is the agent's: $measurement"
-rmdir "$CG" "$SLICE"
+[[ $RUNTIME != none ]] || rmdir "$CG" "$SLICE"
 
 step "Done: a namespace per container, learned, sealed, forensics found, metrics scraped, log verified."

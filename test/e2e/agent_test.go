@@ -183,6 +183,10 @@ func startWorkload(t *testing.T, cgroupDir string) *workload {
 	w := &workload{gate: gateW, ended: make(chan error, 1)}
 	w.cmd = exec.Command(sh, "-c", `read _ <&3; exec 3<&-; exec `+sh+` -c 'while read -r cmd; do sh -c "$cmd" >/dev/null; echo done; done'`)
 	w.cmd.ExtraFiles = []*os.File{gateR}
+	// In a mount namespace of its own, as a container's processes are:
+	// the agent leaves a process in the host's dormant (unrecorded) until
+	// it execs into another (a container runtime's init).
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	if w.in, err = w.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -180,6 +181,10 @@ func startWorkload(t *testing.T, cgroupDir string) *workload {
 	// only after the model was sealed.
 	w.cmd.Env = append(os.Environ(), envHelper+"=gate", "GOMAXPROCS=1", "GOGC=off")
 	w.cmd.Stderr = w.stderr
+	// In a mount namespace of its own, as a container's processes are:
+	// the agent leaves a process in the host's dormant (unrecorded) until
+	// it execs into another (a container runtime's init).
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	if w.in, err = w.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
