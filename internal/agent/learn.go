@@ -22,7 +22,7 @@ import (
 // the first, when only a period is set) are the image's learners. The
 // image's model is written when learn_instances learners have ended, or
 // learn_period after the first started, whichever comes first: the
-// learners' models (what each learned so far) are merged (model.Union)
+// learners' models (what each learned so far) are merged (model.Merge)
 // into <model_dir>/<image>.model, and every later instance of the image
 // starts sealed to it. Before merging, the reader is made to deliver every
 // record in the ring buffer (bpf.Capture.FlushRepeats), so an ended
@@ -176,11 +176,11 @@ func (t *table) writeImageModel(image string, learners []*nsState) (string, int,
 	if _, err := os.Stat(path); err == nil {
 		return path, 0, fmt.Errorf("model of image %s: %w", image, fs.ErrExist)
 	}
-	models := make([]*model.Model, len(learners))
+	models := make([]model.Named, len(learners))
 	for i, st := range learners {
-		models[i] = st.ns.Model()
+		models[i] = model.Named{Name: "namespace " + st.ns.Name(), Model: st.ns.Model()}
 	}
-	u, err := model.Union(learners[0].ns.Hash(), models...)
+	u, err := model.Merge(models...)
 	if err != nil {
 		return path, 0, fmt.Errorf("model of image %s: %w", image, err)
 	}

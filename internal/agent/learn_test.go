@@ -45,7 +45,8 @@ func (f *imageFixture) start(t *testing.T, i int, points ...int) *nsState {
 		t.Fatal(err)
 	}
 	for _, k := range points {
-		if _, err := st.ns.Model().Add(learnCoefficient(t, k), fmt.Appendf(nil, `{"point": "%d"}`, k)); err != nil {
+		desc := openOf(fmt.Sprintf("/srv/point-%d", k), byte(k)).AppendTSEM(nil)
+		if _, err := st.ns.Model().Add(learnCoefficient(t, k), desc); err != nil {
 			t.Fatal(err)
 		}
 	}
