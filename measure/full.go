@@ -22,9 +22,9 @@ import (
 // same way, and its gap record is written before the next record.
 var ErrLogUnwritable = errors.New("log cannot be written")
 
-// logFile is what appends need of the log file: *os.File (osFile), or a
-// test's fault injection.
-type logFile interface {
+// LogFile is what appends need of the log file: the *os.File itself, or
+// a test's fault injection (LogOptions.WrapFile, measuretest.Disk).
+type LogFile interface {
 	Write(b []byte) (int, error)
 	Truncate(size int64) error
 	Datasync() error

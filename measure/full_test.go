@@ -7,82 +7,28 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vigil-tsem/vigil/measure/measuretest"
 	"github.com/vigil-tsem/vigil/model"
 )
 
-// fullDisk is the log file on a disk of a chosen size: a write beyond it
-// writes what fits and fails with ENOSPC, as a full file system does. It
-// can also fail fdatasyncs (EIO) and truncates.
-type fullDisk struct {
-	f            *os.File
-	mu           sync.Mutex
-	capacity     int64 // bytes the file may hold; < 0: no limit
-	failSyncs    int   // fdatasyncs to fail
-	failTruncate int   // truncates to fail
-}
-
-// injectDisk makes l write through a fullDisk without a limit.
-func injectDisk(l *Log) *fullDisk {
-	d := &fullDisk{f: l.f, capacity: -1}
-	l.mu.Lock()
-	l.w = d
-	l.mu.Unlock()
-	return d
-}
-
-func (d *fullDisk) set(f func(d *fullDisk)) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	f(d)
-}
-
-func (d *fullDisk) Write(b []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.capacity < 0 {
-		return d.f.Write(b)
-	}
-	st, err := d.f.Stat()
+// openDiskLog opens the log at path with its appends going through a
+// measuretest.Disk, without a limit.
+func openDiskLog(t testing.TB, path string, reg Register) (*Log, *measuretest.Disk) {
+	t.Helper()
+	var disk *measuretest.Disk
+	l, err := OpenLog(path, reg, LogOptions{Now: fixedNow, WrapFile: func(f *os.File) LogFile {
+		disk = measuretest.NewDisk(f)
+		return disk
+	}})
 	if err != nil {
-		return 0, err
+		t.Fatalf("OpenLog(%s) = %v", path, err)
 	}
-	room := d.capacity - st.Size()
-	if room >= int64(len(b)) {
-		return d.f.Write(b)
-	}
-	n := 0
-	if room > 0 {
-		n, _ = d.f.Write(b[:room])
-	}
-	return n, &os.PathError{Op: "write", Path: d.f.Name(), Err: syscall.ENOSPC}
+	return l, disk
 }
-
-func (d *fullDisk) Truncate(size int64) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.failTruncate > 0 {
-		d.failTruncate--
-		return &os.PathError{Op: "truncate", Path: d.f.Name(), Err: syscall.EIO}
-	}
-	return d.f.Truncate(size)
-}
-
-func (d *fullDisk) Datasync() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.failSyncs > 0 {
-		d.failSyncs--
-		return syscall.EIO
-	}
-	return syscall.Fdatasync(int(d.f.Fd()))
-}
-
-func (d *fullDisk) Sync() error { return d.f.Sync() }
 
 func readFile(t testing.TB, path string) []byte {
 	t.Helper()
@@ -136,19 +82,18 @@ func TestLogFullDiskCatchesUp(t *testing.T) {
 	events, coefs := trajectory(t)
 	tests := []struct {
 		name  string
-		setup func(d *fullDisk, size int64)
+		setup func(d *measuretest.Disk, size int64)
 	}{
-		{name: "ENOSPC in the middle of a line", setup: func(d *fullDisk, size int64) { d.capacity = size + 100 }},
-		{name: "ENOSPC at a line's start", setup: func(d *fullDisk, size int64) { d.capacity = size }},
-		{name: "fdatasync fails", setup: func(d *fullDisk, _ int64) { d.failSyncs = 3 }},
-		{name: "cut back fails too", setup: func(d *fullDisk, size int64) { d.capacity, d.failTruncate = size+100, 2 }},
+		{name: "ENOSPC in the middle of a line", setup: func(d *measuretest.Disk, size int64) { d.SetCapacity(size + 100) }},
+		{name: "ENOSPC at a line's start", setup: func(d *measuretest.Disk, size int64) { d.SetCapacity(size) }},
+		{name: "fdatasync fails", setup: func(d *measuretest.Disk, _ int64) { d.FailSyncs(3) }},
+		{name: "cut back fails too", setup: func(d *measuretest.Disk, size int64) { d.SetCapacity(size + 100); d.FailTruncates(2) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "events.log")
 			reg := NewSoftware(23)
-			l := openLog(t, path, reg)
-			disk := injectDisk(l)
+			l, disk := openDiskLog(t, path, reg)
 			l.StartBatching(BatchOptions{Retry: 2 * time.Millisecond})
 			if _, err := l.BeginRun(); err != nil {
 				t.Fatal(err)
@@ -167,7 +112,7 @@ func TestLogFullDiskCatchesUp(t *testing.T) {
 				t.Fatal(err)
 			}
 			good := readFile(t, path)
-			disk.set(func(d *fullDisk) { tc.setup(d, int64(len(good))) })
+			tc.setup(disk, int64(len(good)))
 			for i := 10; i < len(coefs); i++ {
 				if _, err := m.Add(coefs[i], events[i]); err != nil && !errors.Is(err, ErrLogUnwritable) {
 					t.Fatalf("Add(event %d) = %v; want nil or ErrLogUnwritable", i+1, err)
@@ -191,7 +136,7 @@ func TestLogFullDiskCatchesUp(t *testing.T) {
 					t.Errorf("after the failed commit the log has %d bytes; want the %d written before, unchanged", len(got), len(good))
 				}
 			}
-			disk.set(func(d *fullDisk) { d.capacity = -1 })
+			disk.SetCapacity(-1)
 			waitStatus(t, l, "the log to catch up", func(st LogStatus) bool { return st.Err == nil && st.Waiting == 0 })
 			if err := l.Close(); err != nil {
 				t.Fatalf("Close = %v", err)
@@ -216,8 +161,7 @@ func TestLogFullDiskGap(t *testing.T) {
 	const queue = 8
 	path := filepath.Join(t.TempDir(), "events.log")
 	reg := NewSoftware(23)
-	l := openLog(t, path, reg)
-	disk := injectDisk(l)
+	l, disk := openDiskLog(t, path, reg)
 	// No retry during the test: Close makes the last attempt.
 	l.StartBatching(BatchOptions{Queue: queue, Retry: time.Hour})
 	if _, err := l.BeginRun(); err != nil {
@@ -228,7 +172,7 @@ func TestLogFullDiskGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := model.New(model.Options{Observer: ns})
-	disk.set(func(d *fullDisk) { d.capacity = int64(len(readFile(t, path))) })
+	disk.SetCapacity(int64(len(readFile(t, path))))
 	if _, err := m.Add(coefs[0], events[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +199,7 @@ func TestLogFullDiskGap(t *testing.T) {
 	if st := l.Status(); st.Unrecorded != dropped {
 		t.Errorf("Status().Unrecorded = %d; want %d", st.Unrecorded, dropped)
 	}
-	disk.set(func(d *fullDisk) { d.capacity = -1 })
+	disk.SetCapacity(-1)
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close = %v", err)
 	}
@@ -292,8 +236,7 @@ func TestLogFullDiskDirect(t *testing.T) {
 		t.Run(fmt.Sprintf("room %d", at), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "events.log")
 			reg := NewSoftware(23)
-			l := openLog(t, path, reg)
-			disk := injectDisk(l)
+			l, disk := openDiskLog(t, path, reg)
 			ns, err := l.Namespace(1, "direct", model.Coefficient{}, model.Coefficient{})
 			if err != nil {
 				t.Fatal(err)
@@ -307,7 +250,7 @@ func TestLogFullDiskDirect(t *testing.T) {
 				line := AppendLine(nil, Record{Recnum: 1, Kind: KindSoftware, Index: 23, Alg: reg.Alg(), Digest: make([]byte, 48), Content: w.end()})
 				room = int64(len(line)) - 1
 			}
-			disk.set(func(d *fullDisk) { d.capacity = int64(len(good)) + room })
+			disk.SetCapacity(int64(len(good)) + room)
 			err = ns.NewPoint(model.Point{Coefficient: c32(1)})
 			if !errors.Is(err, ErrLogUnwritable) || !errors.Is(err, syscall.ENOSPC) {
 				t.Fatalf("NewPoint on a full disk = %v; want ErrLogUnwritable, ENOSPC", err)
@@ -315,7 +258,7 @@ func TestLogFullDiskDirect(t *testing.T) {
 			if got := readFile(t, path); !bytes.Equal(got, good) {
 				t.Fatalf("after the failed append the log has %d bytes; want the %d before, unchanged", len(got), len(good))
 			}
-			disk.set(func(d *fullDisk) { d.capacity = -1 })
+			disk.SetCapacity(-1)
 			if err := ns.NewPoint(model.Point{Coefficient: c32(2)}); err != nil {
 				t.Fatalf("NewPoint with room again = %v", err)
 			}
@@ -338,8 +281,7 @@ func TestLogFullDiskDirect(t *testing.T) {
 func TestLogCloseWhileFull(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.log")
 	reg := NewSoftware(23)
-	l := openLog(t, path, reg)
-	disk := injectDisk(l)
+	l, disk := openDiskLog(t, path, reg)
 	l.StartBatching(BatchOptions{Retry: time.Hour})
 	if _, err := l.BeginRun(); err != nil {
 		t.Fatal(err)
@@ -348,7 +290,7 @@ func TestLogCloseWhileFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	disk.set(func(d *fullDisk) { d.capacity = int64(len(readFile(t, path))) + 10 })
+	disk.SetCapacity(int64(len(readFile(t, path))) + 10)
 	for i := range 3 {
 		ns.NewPoint(model.Point{Coefficient: c32(byte(i + 1))})
 	}

@@ -18,6 +18,9 @@ import (
 type LogOptions struct {
 	// Now stamps records; time.Now when nil.
 	Now func() time.Time
+	// WrapFile, when set, wraps the opened log file for appends (writes,
+	// syncs, truncates): tests inject faults with it (measuretest.Disk).
+	WrapFile func(f *os.File) LogFile
 	// Extended, when set, is called after each commit with the number of
 	// records it measured (written, synced and extended) and how long the
 	// commit took, under the log's lock: it must be quick.
@@ -53,7 +56,7 @@ type Log struct {
 
 	mu      sync.Mutex
 	f       *os.File
-	w       logFile // appends write through it: f, or a test's fault injection
+	w       LogFile // appends write through it: f, or a test's fault injection
 	cut     bool    // a failed write may have left bytes after size: cut them first
 	path    string
 	reg     Register
@@ -118,6 +121,9 @@ func OpenLog(path string, reg Register, opts LogOptions) (*Log, error) {
 	l := &Log{f: f, w: osFile{f}, path: path, reg: reg, kind: reg.Name(), index: reg.Index(), alg: reg.Alg(), now: opts.Now, extended: opts.Extended}
 	if l.now == nil {
 		l.now = time.Now
+	}
+	if opts.WrapFile != nil {
+		l.w = opts.WrapFile(f)
 	}
 	if err := l.recover(); err != nil {
 		f.Close()
