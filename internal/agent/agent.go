@@ -157,6 +157,7 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		a.log.Warn("enforce is set but the capture backend cannot deny: namespaces will seal, not enforce", "backend", a.capture.Backend())
 	}
 
+	a.met = metrics.New(metrics.Options{Runtime: true})
 	firstID := uint64(1)
 	if cfg.Log != "" {
 		if err := os.MkdirAll(filepath.Dir(cfg.Log), 0o700); err != nil {
@@ -167,7 +168,8 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 			return nil, fmt.Errorf("register %s: %w", cfg.Register, err)
 		}
 		a.register = reg
-		if a.mlog, err = measure.OpenLog(cfg.Log, reg, measure.LogOptions{}); err != nil {
+		extended := func(records int, took time.Duration) { a.met.RegisterExtends(reg.Name(), records, took) }
+		if a.mlog, err = measure.OpenLog(cfg.Log, reg, measure.LogOptions{Extended: extended}); err != nil {
 			return nil, fmt.Errorf("log: %w", err)
 		}
 		// Group commit: a new point is queued and the reader goes on; a
@@ -181,11 +183,18 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		for _, r := range a.mlog.Repairs() {
 			a.log.Warn("repaired the event log after a crash", "log", cfg.Log, "line", r.Line, "repair", r.Action)
 		}
+		if err := a.beginRun(); err != nil {
+			return nil, fmt.Errorf("log: %w", err)
+		}
 		firstID = a.mlog.NextNamespaceID()
 		a.log.Info("measuring", "log", cfg.Log, "register", why)
 	}
-
-	a.met = metrics.New(metrics.Options{Runtime: true})
+	a.met.CountLogAppendErrors(func() uint64 {
+		if a.mlog == nil {
+			return 0
+		}
+		return a.mlog.Status().AppendErrors
+	})
 	a.met.SetBackend(string(a.capture.Backend()))
 	a.registry = namespace.NewRegistry(namespace.RegistryOptions{FirstID: firstID})
 	a.digests = events.NewDigestCache(events.DigestOptions{})
@@ -203,6 +212,7 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	a.table.images = &namespace.ImageResolver{Root: cfg.RuntimeRoot}
 	a.table.keyByImage = cfg.ModelKey == "image"
 	a.table.hostEnforce = cfg.HostEnforce
+	a.table.logFull = cfg.LogFull
 	a.enroller = newEnroller(a.capture, a.log, opts.EnrollResync)
 
 	if cfg.Export != "" {
@@ -482,17 +492,58 @@ func (a *Agent) handle(r bpf.Record) {
 	}
 	a.table.beforeDispatch(r) // runns.go
 	a.current = r
-	err := a.disp.Dispatch(r)
+	var err error
+	if a.table.stopped.Load() == 0 || !a.skipStopped(r) { // logfull.go
+		err = a.disp.Dispatch(r)
+	}
 	a.current = nil
 	if err != nil {
-		if st, ok := a.table.get(h.NS); ok && !st.logErr.Swap(true) {
-			a.log.Error("measured log append failed: the namespace's measurement is incomplete", "namespace", st.ns.Name(), "err", err)
-		}
+		a.newPointFailed(h.NS, err)
 	}
 	a.table.afterDispatch(r)
 	if now := monotonicNow(); now > h.KTime {
 		a.met.PipelineLatency(time.Duration(now - h.KTime))
 	}
+}
+
+// newPointFailed reports a new point of namespace id that the model or
+// the log could not keep. A log that cannot be written is reported by the
+// poller (and with log_full stop, stops the namespace); anything else is
+// logged once per namespace.
+func (a *Agent) newPointFailed(id uint64, err error) {
+	st, ok := a.table.get(id)
+	if !ok {
+		return
+	}
+	a.table.noteLogError(st, err)
+	if !logFailed(err) {
+		return
+	}
+	if !st.modelErr.Swap(true) {
+		a.log.Error("a new point was not kept as it should be: the namespace's model or measurement may be incomplete (reported once)", "namespace", st.ns.Name(), "err", err)
+	}
+}
+
+// beginRun begins the agent's run of the measured log (a start record)
+// and says what cannot be trusted about the runs before.
+func (a *Agent) beginRun() error {
+	rs, err := a.mlog.BeginRun()
+	if logFailed(err) {
+		return err
+	}
+	p := rs.Previous
+	if p == nil {
+		return nil
+	}
+	if p.Runs > 0 && !p.Clean {
+		a.log.Warn("the previous run of the measured log did not end with a stop record: the agent crashed or was killed, or records at the end of the log were removed; 'vigil verify' reports it",
+			"log", a.cfg.Log, "run", rs.Run, "records_before", p.Records)
+	}
+	if rs.Replayed {
+		a.log.Warn("records of earlier runs cannot be attested: the software register starts at zero in every process and was set by replaying them; only a hardware register (tdx, tpm) attests a log across restarts",
+			"log", a.cfg.Log, "run", rs.Run, "records_before", p.Records)
+	}
+	return nil
 }
 
 // onEvent counts, exports and acts on an event the dispatcher added to its
@@ -574,7 +625,7 @@ func (a *Agent) poll() {
 			a.log.Warn("records lost: the namespace's model and measurement are incomplete", "namespace", st.ns.Name(), "lost", n, "reason", reason)
 			st.ns.RecordGap(n, reason)
 			if st.logNS != nil {
-				if err := st.logNS.Gap(n, reason); err != nil {
+				if err := st.logNS.Gap(n, reason); logFailed(err) {
 					a.log.Error("record a gap in the log", "namespace", st.ns.Name(), "err", err)
 				}
 			}
@@ -594,6 +645,7 @@ func (a *Agent) poll() {
 	if a.capture != nil {
 		a.met.SetRingFill(a.capture.RingFill())
 	}
+	a.table.pollLog() // logfull.go
 }
 
 // monotonicNow is CLOCK_MONOTONIC in nanoseconds, the clock of the
