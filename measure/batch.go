@@ -97,6 +97,9 @@ type batcher struct {
 	err      error     // first failure of a record nobody waited for since the last flush
 	failing  error     // why the last commit could not write (ErrLogUnwritable); nil if it could
 	since    time.Time // when failing began
+	take     int       // records the next commit takes: MaxBatch, less while failing
+	pause    bool      // wait Retry before the next attempt
+	inflight int       // records of the commit running
 	gaveUp   int       // records given up when the log was closed while failing
 	done     chan struct{}
 }
@@ -128,7 +131,7 @@ func (l *Log) StartBatching(o BatchOptions) {
 	if o.Retry <= 0 {
 		o.Retry = DefaultRetry
 	}
-	b := &batcher{l: l, limit: o.Queue, retry: o.Retry, wake: make(chan struct{}), done: make(chan struct{})}
+	b := &batcher{l: l, limit: o.Queue, retry: o.Retry, take: MaxBatch, wake: make(chan struct{}), done: make(chan struct{})}
 	b.changed.L = &b.mu
 	b.work.L = &b.mu
 	l.batch = b
@@ -273,7 +276,7 @@ func (b *batcher) run() {
 			b.mu.Unlock()
 			return
 		}
-		if b.failing != nil && !b.stopping {
+		if b.pause && !b.stopping {
 			b.mu.Unlock()
 			t := time.NewTimer(b.retry)
 			select {
@@ -283,8 +286,9 @@ func (b *batcher) run() {
 			}
 			b.mu.Lock()
 		}
+		b.pause = false
 		final := b.stopping
-		n := min(len(b.queue), MaxBatch)
+		n := min(len(b.queue), b.take)
 		batch = append(batch[:0], b.queue[:n]...)
 		rest := copy(b.queue, b.queue[n:])
 		clear(b.queue[rest:])
@@ -294,7 +298,7 @@ func (b *batcher) run() {
 				e.ns.gap = nil // taken: later drops count in a new one
 			}
 		}
-		b.busy = true
+		b.busy, b.inflight = true, n
 		b.changed.Broadcast()
 		b.mu.Unlock()
 
@@ -304,22 +308,54 @@ func (b *batcher) run() {
 
 		b.mu.Lock()
 		if err != nil {
-			b.holdLocked(batch, err, final)
+			b.failedLocked(n, err)
+			b.holdLocked(batch, err, final && b.pause)
 		} else {
-			b.failing, b.since = nil, time.Time{}
+			b.committedLocked(n)
 			b.finishLocked(batch)
 		}
 		clear(batch)
-		b.busy = false
+		b.busy, b.inflight = false, 0
 		b.changed.Broadcast()
 		b.mu.Unlock()
 	}
 }
 
+// failedLocked notes a commit of n records that could not write (err):
+// a smaller batch may fit where this one did not, so the next attempt,
+// at once, takes half as many, down to one record; after that one fails
+// the committer waits Retry and starts over with a full batch. Called
+// under b.mu.
+func (b *batcher) failedLocked(n int, err error) {
+	if b.failing == nil {
+		b.since = time.Now()
+	}
+	b.failing = err
+	b.take = n / 2
+	if b.take == 0 {
+		b.take, b.pause = MaxBatch, true
+	}
+}
+
+// committedLocked notes a commit of n records that worked. While records
+// are held the batches grow back, doubling; the log counts as writable
+// again once a full batch, or everything held, is written. Called under
+// b.mu.
+func (b *batcher) committedLocked(n int) {
+	if b.failing == nil {
+		return
+	}
+	if b.take >= MaxBatch || len(b.queue) == 0 {
+		b.failing, b.since, b.take = nil, time.Time{}, MaxBatch
+		return
+	}
+	b.take = min(MaxBatch, 2*max(b.take, n))
+}
+
 // holdLocked puts back batch, which the log could not take (err), at the
 // head of the queue, in order, and tells its waiters that their records
-// are held. On the final attempt (stopping) it gives up on batch and on
-// everything queued instead. Called under b.mu.
+// are held. On the final attempt (stopping, with one record) it gives up
+// on batch and on everything queued instead. Called under b.mu.
 func (b *batcher) holdLocked(batch []*entry, err error, final bool) {
 	if b.failing == nil {
 		b.since = time.Now()
@@ -396,7 +432,9 @@ func (b *batcher) finishOneLocked(e *entry) {
 //
 // When the batch cannot be written or synced (a full disk) it returns an
 // error wrapping ErrLogUnwritable and leaves the entries alone: the log is
-// cut back to where it was, and the batch can be tried again. Called under
+// cut back to where it was, and the batch can be tried again (the
+// committer tries halves of it at once, down to one record, so that the
+// log catches up as far as the space allows, then waits). Called under
 // l.mu.
 func (l *Log) commitLocked(batch []*entry) error {
 	fail := func(from int, err error) {

@@ -13,8 +13,9 @@ import (
 // nothing already in it is affected and no partial line is left in it.
 //
 // On a batching log the records that could not be written are held in
-// memory, in order, and the committer tries again every BatchOptions.Retry
-// until they are written. While it cannot write, a new point that finds the
+// memory, in order, and the committer tries again, in halves of the batch
+// down to one record (so the log catches up as far as the space allows),
+// then every BatchOptions.Retry until they are written. While it cannot write, a new point that finds the
 // queue full is not kept: it is counted, and the namespace gets a gap
 // record ("points": how many, "reason": why) in the queue, written in its
 // place once the log can be written. Records other than points are always
@@ -186,7 +187,7 @@ func (l *Log) Status() LogStatus {
 	st := LogStatus{AppendErrors: l.appendErrors.Load(), Unrecorded: l.unrecorded.Load()}
 	if b := l.batched.Load(); b != nil {
 		b.mu.Lock()
-		st.Err, st.Since, st.Waiting = b.failing, b.since, len(b.queue)
+		st.Err, st.Since, st.Waiting = b.failing, b.since, len(b.queue)+b.inflight
 		b.mu.Unlock()
 	}
 	return st

@@ -86,7 +86,7 @@ func TestLogFullDiskCatchesUp(t *testing.T) {
 	}{
 		{name: "ENOSPC in the middle of a line", setup: func(d *measuretest.Disk, size int64) { d.SetCapacity(size + 100) }},
 		{name: "ENOSPC at a line's start", setup: func(d *measuretest.Disk, size int64) { d.SetCapacity(size) }},
-		{name: "fdatasync fails", setup: func(d *measuretest.Disk, _ int64) { d.FailSyncs(3) }},
+		{name: "fdatasync fails", setup: func(d *measuretest.Disk, _ int64) { d.FailSyncs(1 << 30) }},
 		{name: "cut back fails too", setup: func(d *measuretest.Disk, size int64) { d.SetCapacity(size + 100); d.FailTruncates(2) }},
 	}
 	for _, tc := range tests {
@@ -137,6 +137,7 @@ func TestLogFullDiskCatchesUp(t *testing.T) {
 				}
 			}
 			disk.SetCapacity(-1)
+			disk.FailSyncs(0)
 			waitStatus(t, l, "the log to catch up", func(st LogStatus) bool { return st.Err == nil && st.Waiting == 0 })
 			if err := l.Close(); err != nil {
 				t.Fatalf("Close = %v", err)
@@ -150,6 +151,60 @@ func TestLogFullDiskCatchesUp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// With room for part of what waits, the log takes as much as fits (the
+// committer halves its batches) and goes on waiting for the rest.
+func TestLogFullDiskPartialCatchUp(t *testing.T) {
+	events, coefs := trajectory(t)
+	// The size of the whole log, written where there is room.
+	full := filepath.Join(t.TempDir(), "full.log")
+	fl := openLog(t, full, NewSoftware(23))
+	learn(t, fl, "partial", events, coefs)
+	fl.Close()
+	fullSize := int64(len(readFile(t, full)))
+
+	path := filepath.Join(t.TempDir(), "events.log")
+	reg := NewSoftware(23)
+	l, disk := openDiskLog(t, path, reg)
+	l.StartBatching(BatchOptions{Retry: 2 * time.Millisecond})
+	ns, err := l.Namespace(1, "partial", model.Coefficient{}, model.Coefficient{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := model.New(model.Options{Observer: ns})
+	size := int64(len(readFile(t, path)))
+	disk.SetCapacity(size)
+	l.mu.Lock() // every point is queued before the first attempt
+	for i := range coefs {
+		m.Add(coefs[i], events[i])
+	}
+	l.mu.Unlock()
+	waitStatus(t, l, "a failed commit", func(st LogStatus) bool { return st.Err != nil })
+	disk.SetCapacity(size + (fullSize-size)/2) // room for about half the points
+	// Until the log is as full as it gets: attempts go on failing and
+	// write nothing more.
+	last := l.Status()
+	st := waitStatus(t, l, "the log to take what fits", func(st LogStatus) bool {
+		time.Sleep(50 * time.Millisecond)
+		stable := st.Waiting == last.Waiting && st.AppendErrors > last.AppendErrors+2
+		last = st
+		return stable
+	})
+	if st.Err == nil || st.Waiting == 0 {
+		t.Fatalf("Status() = %+v; want still failing, records waiting", st)
+	}
+	rep, err := verifyFile(t, path, VerifyOptions{})
+	if err != nil {
+		t.Fatalf("Verify of the log that caught up in part = %v", err)
+	}
+	if got := rep.Namespaces[0].Points + st.Waiting; got != m.Len() || st.Waiting > m.Len()/2+5 {
+		t.Errorf("%d points in the log and %d waiting; want the model's %d, about half of them written", rep.Namespaces[0].Points, st.Waiting, m.Len())
+	}
+	disk.SetCapacity(-1)
+	waitStatus(t, l, "the log to catch up", func(st LogStatus) bool { return st.Err == nil && st.Waiting == 0 })
+	l.Close()
+	checkComplete(t, path, reg, m)
 }
 
 // Beyond the hold (the queue's bound) points of a log that cannot be
