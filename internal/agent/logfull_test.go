@@ -182,3 +182,42 @@ func TestLogFullGap(t *testing.T) {
 		}
 	}
 }
+
+// Sealing and loading a model while the log cannot be written work: the
+// records are held and written once it can be.
+func TestSealAndLoadWhileLogFull(t *testing.T) {
+	model, err := os.ReadFile(filepath.Join(tsemDir, "process.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, disk := newDiskFixture(t, logFullGap, 0)
+	a, err := f.tab.startContainer(testContainer(0), "/nonexistent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.log.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := disk.Fill(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.tab.startContainer(testContainer(1), "/nonexistent")
+	if err != nil {
+		t.Fatalf("start a container while the log is full = %v", err)
+	}
+	if err := f.tab.Load(a.ns.Name(), model); err != nil {
+		t.Fatalf("Load while the log is full = %v", err)
+	}
+	if err := f.tab.Seal(b.ns.Name()); err != nil {
+		t.Fatalf("Seal while the log is full = %v", err)
+	}
+	if info, _ := f.tab.Namespace(a.ns.Name()); info.Log.Status != control.LogWaiting || info.Mode != control.ModeSealed {
+		t.Errorf("namespace after Load: mode %s, log %+v; want sealed, log waiting", info.Mode, info.Log)
+	}
+	disk.SetCapacity(-1)
+	waitLogWritten(t, f.log)
+	rep := f.verify(t)
+	if len(rep.Namespaces) != 2 || !rep.Namespaces[0].Sealed || rep.Namespaces[0].Points != a.ns.Model().Len() || !rep.Namespaces[1].Sealed {
+		t.Errorf("log namespaces %+v, %+v; want both sealed, the first with the model's %d points", rep.Namespaces[0], rep.Namespaces[1], a.ns.Model().Len())
+	}
+}

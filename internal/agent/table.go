@@ -504,7 +504,7 @@ func (t *table) Load(name string, file []byte) error {
 	}
 	var obsErr error
 	for _, p := range loaded.Points() {
-		if _, err := m.Add(p.Coefficient, p.Description); err != nil && obsErr == nil {
+		if _, err := m.Add(p.Coefficient, p.Description); logFailed(err) && obsErr == nil {
 			obsErr = err
 		}
 	}
