@@ -191,7 +191,7 @@ func (b *batcher) enqueue(e *entry, wait bool) (Record, error) {
 		err = fmt.Errorf("an earlier queued record: %w", err)
 	}
 	if failing != nil {
-		err = errors.Join(err, fmt.Errorf("held until it can be written: %w", failing))
+		err = errors.Join(err, &heldError{failing})
 	}
 	return Record{}, err
 }
@@ -387,7 +387,7 @@ func (b *batcher) holdLocked(batch []*entry, err error, final bool) {
 			e.ns.gap = e // counts again: it is queued
 		}
 		if e.wait != nil {
-			e.wait <- result{err: fmt.Errorf("held until it can be written: %w", err)}
+			e.wait <- result{err: &heldError{err}}
 			e.wait = nil
 		}
 	}

@@ -23,6 +23,19 @@ import (
 // same way, and its gap record is written before the next record.
 var ErrLogUnwritable = errors.New("log cannot be written")
 
+// heldError says a record is held: a batching log could not write it now
+// (cause wraps ErrLogUnwritable) and writes it when it can.
+type heldError struct{ cause error }
+
+func (e *heldError) Error() string { return "held until it can be written: " + e.cause.Error() }
+func (e *heldError) Unwrap() error { return e.cause }
+
+// isHeld says whether err says its record is held (not lost).
+func isHeld(err error) bool {
+	var h *heldError
+	return errors.As(err, &h)
+}
+
 // LogFile is what appends need of the log file: the *os.File itself, or
 // a test's fault injection (LogOptions.WrapFile, measuretest.Disk).
 type LogFile interface {

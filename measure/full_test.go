@@ -330,6 +330,38 @@ func TestLogFullDiskDirect(t *testing.T) {
 	}
 }
 
+// Without batching nothing is held: a namespace, seal or enforcing record
+// that cannot be written fails, and no later record pretends it was.
+func TestLogFullDiskDirectLifecycle(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.log")
+	reg := NewSoftware(23)
+	l, disk := openDiskLog(t, path, reg)
+	ns, err := l.Namespace(1, "a", model.Coefficient{}, model.Coefficient{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk.SetCapacity(int64(len(readFile(t, path))))
+	if got, err := l.Namespace(2, "b", model.Coefficient{}, model.Coefficient{}); got != nil || !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Namespace on a full disk = %v, %v; want nil, ENOSPC", got, err)
+	}
+	if err := ns.Enforcing(); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Enforcing on a full disk = %v; want ENOSPC", err)
+	}
+	disk.SetCapacity(-1)
+	if err := ns.NewPoint(model.Point{Coefficient: c32(1)}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	v, _ := reg.Read()
+	rep, err := verifyFile(t, path, VerifyOptions{Register: v})
+	if err != nil {
+		t.Fatalf("Verify = %v", err)
+	}
+	if n := rep.Namespaces; len(n) != 1 || n[0].Sealed || n[0].Enforcing || n[0].Points != 1 {
+		t.Errorf("log namespaces %+v; want namespace 1 only, learning, one point", n[0])
+	}
+}
+
 // A log closed while it cannot be written gives up on the records still
 // held and says how many; what is in the file stays whole, and the run
 // has no stop record.

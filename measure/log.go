@@ -401,7 +401,7 @@ func (l *Log) Namespace(id uint64, name string, aggregate, base model.Coefficien
 		w.hexCoef("aggregate", aggregate)
 		w.hexCoef("base", base)
 	})
-	if err != nil && !errors.Is(err, ErrLogUnwritable) {
+	if err != nil && !isHeld(err) {
 		return nil, err
 	}
 	l.mu.Lock()
@@ -492,11 +492,11 @@ func (n *Namespace) Sealed() error {
 }
 
 // sealLocked records the seal. On a batching log the record is queued
-// even when an error (of an earlier record, or ErrLogUnwritable: held)
-// comes back, so the namespace counts as sealed.
+// even when an error (of an earlier record, or saying it is held) comes
+// back, so the namespace counts as sealed.
 func (n *Namespace) sealLocked(wait bool) error {
 	err := n.appendLocked(RecordSealed, nil, wait)
-	if err == nil || n.log.batch != nil && (!wait || errors.Is(err, ErrLogUnwritable)) {
+	if err == nil || n.log.batch != nil && (!wait || isHeld(err)) {
 		n.sealed = true
 	}
 	return err
@@ -508,7 +508,7 @@ func (n *Namespace) Enforcing() error {
 	n.log.qmu.Lock()
 	defer n.log.qmu.Unlock()
 	if !n.sealed {
-		if err := n.sealLocked(true); err != nil && !errors.Is(err, ErrLogUnwritable) {
+		if err := n.sealLocked(true); err != nil && !isHeld(err) {
 			return err
 		}
 	}

@@ -68,7 +68,7 @@ func (l *Log) BeginRun() (RunStart, error) {
 	_, err := l.appendQueued(bytes.Clone(w.end()), true, nil)
 	if err != nil {
 		err = fmt.Errorf("record the start of run %d: %w", rs.Run, err)
-		if !errors.Is(err, ErrLogUnwritable) || l.batch == nil {
+		if !isHeld(err) {
 			return rs, err
 		}
 	}
