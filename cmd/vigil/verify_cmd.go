@@ -120,23 +120,7 @@ that 0.`,
 			if len(rep.Outside) > 0 {
 				return failed(fmt.Errorf("%d points of %s are outside the model %s", len(rep.Outside), logPath, modelPath))
 			}
-			inc := rep.Incomplete()
-			if len(inc) == 0 {
-				fmt.Fprintln(out, "verified")
-				return nil
-			}
-			explained := "the register is explained by the log"
-			if !rep.Checked {
-				explained = "the log is consistent"
-			}
-			fmt.Fprintf(out, "verified, with gaps: %s, but the log is incomplete:\n", explained)
-			for _, why := range inc {
-				fmt.Fprintf(out, "  - %s\n", why)
-			}
-			if allowGaps {
-				return nil
-			}
-			return &exitError{code: 3, err: fmt.Errorf("%s verifies but is incomplete (--allow-gaps accepts that)", logPath)}
+			return verdict(out, logPath, rep, allowGaps)
 		},
 	}
 	fl := cmd.Flags()
@@ -271,6 +255,29 @@ func printReport(w io.Writer, path string, rep *measure.Report, o measure.Verify
 			fmt.Fprintf(w, "outside model: %s:%d: record %d: namespace %d %q %s %s\n", path, p.Line, p.Recnum, p.Namespace, p.Name, kind, p.Coefficient)
 		}
 	}
+}
+
+// verdict prints the last line(s) of a log that verified: "verified",
+// or "verified, with gaps" and what is missing from an incomplete log,
+// which is exit status 3 unless allowGaps.
+func verdict(w io.Writer, logPath string, rep *measure.Report, allowGaps bool) error {
+	inc := rep.Incomplete()
+	if len(inc) == 0 {
+		fmt.Fprintln(w, "verified")
+		return nil
+	}
+	explained := "the register is explained by the log"
+	if !rep.Checked {
+		explained = "the log is consistent"
+	}
+	fmt.Fprintf(w, "verified, with gaps: %s, but the log is incomplete:\n", explained)
+	for _, why := range inc {
+		fmt.Fprintf(w, "  - %s\n", why)
+	}
+	if allowGaps {
+		return nil
+	}
+	return &exitError{code: 3, err: fmt.Errorf("%s verifies but is incomplete (--allow-gaps accepts that)", logPath)}
 }
 
 // maxGapLines bounds the gap records printed per namespace.

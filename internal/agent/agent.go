@@ -160,34 +160,10 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	a.met = metrics.New(metrics.Options{Runtime: true})
 	firstID := uint64(1)
 	if cfg.Log != "" {
-		if err := os.MkdirAll(filepath.Dir(cfg.Log), 0o700); err != nil {
-			return nil, fmt.Errorf("log: %w", err)
-		}
-		reg, why, err := measure.OpenRegister(cfg.Register, measure.RegisterOptions{TDXRoot: cfg.TDXRoot, TPMDevice: cfg.TPM, PCR: cfg.PCR})
-		if err != nil {
-			return nil, fmt.Errorf("register %s: %w", cfg.Register, err)
-		}
-		a.register = reg
-		extended := func(records int, took time.Duration) { a.met.RegisterExtends(reg.Name(), records, took) }
-		if a.mlog, err = measure.OpenLog(cfg.Log, reg, measure.LogOptions{Extended: extended}); err != nil {
-			return nil, fmt.Errorf("log: %w", err)
-		}
-		// Group commit: a new point is queued and the reader goes on; a
-		// committer shares one fdatasync among the waiting records. The
-		// queue's bound holds the reader back only when it is full, and
-		// closeAll's mlog.Close commits everything queued before the
-		// register is read. The bound is logQueue (descriptions.go), not
-		// measure's default: queued records are heap, and the ring
-		// buffer behind a waiting reader holds records at no extra cost.
-		a.mlog.StartBatching(measure.BatchOptions{Queue: logQueue})
-		for _, r := range a.mlog.Repairs() {
-			a.log.Warn("repaired the event log after a crash", "log", cfg.Log, "line", r.Line, "repair", r.Action)
-		}
-		if err := a.beginRun(); err != nil {
-			return nil, fmt.Errorf("log: %w", err)
+		if err := a.openLog(); err != nil {
+			return nil, err
 		}
 		firstID = a.mlog.NextNamespaceID()
-		a.log.Info("measuring", "log", cfg.Log, "register", why)
 	}
 	a.met.CountLogAppendErrors(func() uint64 {
 		if a.mlog == nil {
@@ -504,6 +480,41 @@ func (a *Agent) handle(r bpf.Record) {
 	if now := monotonicNow(); now > h.KTime {
 		a.met.PipelineLatency(time.Duration(now - h.KTime))
 	}
+}
+
+// openLog opens the register and the measured log, starts group commit
+// and begins the agent's run of the log.
+func (a *Agent) openLog() error {
+	if err := os.MkdirAll(filepath.Dir(a.cfg.Log), 0o700); err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	reg, why, err := measure.OpenRegister(a.cfg.Register, measure.RegisterOptions{TDXRoot: a.cfg.TDXRoot, TPMDevice: a.cfg.TPM, PCR: a.cfg.PCR})
+	if err != nil {
+		return fmt.Errorf("register %s: %w", a.cfg.Register, err)
+	}
+	a.register = reg
+	extended := func(records int, took time.Duration) { a.met.RegisterExtends(reg.Name(), records, took) }
+	if a.mlog, err = measure.OpenLog(a.cfg.Log, reg, measure.LogOptions{Extended: extended}); err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	// Group commit: a new point is queued and the reader goes on; a
+	// committer shares one fdatasync among the waiting records. The
+	// queue's bound holds the reader back only when it is full, and
+	// closeAll's mlog.Close commits everything queued before the
+	// register is read. The bound is logQueue (descriptions.go), not
+	// measure's default: queued records are heap, and the ring
+	// buffer behind a waiting reader holds records at no extra cost.
+	// While the log cannot be written the queue is the hold: beyond it
+	// new points are counted in gap records (logfull.go).
+	a.mlog.StartBatching(measure.BatchOptions{Queue: logQueue})
+	for _, r := range a.mlog.Repairs() {
+		a.log.Warn("repaired the event log after a crash", "log", a.cfg.Log, "line", r.Line, "repair", r.Action)
+	}
+	if err := a.beginRun(); err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	a.log.Info("measuring", "log", a.cfg.Log, "register", why)
+	return nil
 }
 
 // newPointFailed reports a new point of namespace id that the model or
