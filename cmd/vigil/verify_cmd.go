@@ -261,6 +261,11 @@ func printReport(w io.Writer, path string, rep *measure.Report, o measure.Verify
 // or "verified, with gaps" and what is missing from an incomplete log,
 // which is exit status 3 unless allowGaps.
 func verdict(w io.Writer, logPath string, rep *measure.Report, allowGaps bool) error {
+	if n := len(rep.Runs); n > 0 && rep.Runs[n-1].End == measure.RunOpen {
+		// A live log's last run has no stop record yet; one whose writer
+		// died has none either, and may miss records at its end.
+		fmt.Fprintf(w, "note:        run %d has no stop record: its process is still running, or it ended without one and records at its end may be missing\n", rep.Runs[n-1].Run)
+	}
 	inc := rep.Incomplete()
 	if len(inc) == 0 {
 		fmt.Fprintln(w, "verified")

@@ -232,6 +232,9 @@ func runsLog(t *testing.T, cut int) (string, string) {
 func TestVerifyIncomplete(t *testing.T) {
 	whole, wholeReg := runsLog(t, 0)
 	cut, cutReg := runsLog(t, 3)
+	open := filepath.Join(t.TempDir(), "open.log")
+	data, _ := os.ReadFile(whole)
+	os.WriteFile(open, bytes.Join(bytes.SplitAfter(data, []byte("\n"))[:7], nil), 0o600) // run 1 without its stop record
 	tests := []struct {
 		name     string
 		args     []string
@@ -250,6 +253,7 @@ func TestVerifyIncomplete(t *testing.T) {
 			"run 1 (line 1): started ", "ended UNCLEAN: no stop record", "; 5 records, 1 namespace",
 			"  - run 1 (line 1) ended without a stop record"}},
 		{"log only", []string{"verify", "--log", cut}, 3, []string{"verified, with gaps: the log is consistent, but the log is incomplete:"}},
+		{"last run not stopped", []string{"verify", "--log", open}, 0, []string{"run 1 (line 1): started ", "not stopped (running, or ended without a stop record)", "note:        run 1 has no stop record", "\nverified\n"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
