@@ -27,9 +27,22 @@ const (
 	RecordSealed = "sealed"
 	// RecordEnforcing: the namespace's model is enforced.
 	RecordEnforcing = "enforcing"
-	// RecordGap: events of the namespace were lost, so its model and
-	// measurement are incomplete from here on.
+	// RecordGap: events of the namespace were lost ("lost", counted by
+	// the kernel), or model points of it could not be written to the log
+	// ("points": the log could not be written), so its model, or the log's
+	// record of it, is incomplete from here on. "reason" says why.
 	RecordGap = "gap"
+	// RecordStart begins a run: one process appending to the log, from
+	// Log.BeginRun to Log.Close. It has no namespace. "run" numbers the
+	// runs from 1; "previous" (absent in an empty log) says where the log
+	// stood: its records, the register value they explain, and whether the
+	// last of them was a stop record (a clean end).
+	RecordStart = "start"
+	// RecordStop ends a run cleanly: every record of the run is written
+	// before it. It has no namespace; "records" is the number of records
+	// before it and "value" the register value they explain, so a log cut
+	// short before a restart shows a run without its stop.
+	RecordStop = "stop"
 )
 
 // Content is the decoded content of a record. Only the fields of its kind
@@ -46,7 +59,19 @@ type Content struct {
 	Event     json.RawMessage  `json:"event,omitempty"`
 	EventB64  string           `json:"event_base64,omitempty"`
 	Lost      uint64           `json:"lost,omitempty"`
+	Points    uint64           `json:"points,omitempty"`
 	Reason    string           `json:"reason,omitempty"`
+	Run       uint64           `json:"run,omitempty"`
+	Previous  *ContentPrevious `json:"previous,omitempty"`
+	Records   uint64           `json:"records,omitempty"`
+	Value     string           `json:"value,omitempty"`
+}
+
+// ContentPrevious is what a start record says of the log before it.
+type ContentPrevious struct {
+	Records uint64 `json:"records"`
+	Value   string `json:"value"`
+	Clean   bool   `json:"clean"`
 }
 
 // ContentNamespace names the modeling namespace a record belongs to.
@@ -79,6 +104,9 @@ func ParseContent(b []byte) (Content, error) {
 	if c.Hash != "" && c.Record != RecordCreated {
 		return Content{}, fmt.Errorf("%w: content: %s record with a hash (only created records name one)", ErrMalformed, c.Record)
 	}
+	if err := c.checkFields(); err != nil {
+		return Content{}, err
+	}
 	switch c.Record {
 	case RecordCreated:
 		h, err := model.ParseHash(c.Hash)
@@ -102,10 +130,60 @@ func ParseContent(b []byte) (Content, error) {
 			return Content{}, err
 		}
 	case RecordSealed, RecordEnforcing, RecordGap:
+	case RecordStart:
+		if c.Previous != nil {
+			if err := checkValue("previous value", c.Previous.Value); err != nil {
+				return Content{}, err
+			}
+		}
+	case RecordStop:
+		if c.Records == 0 {
+			return Content{}, fmt.Errorf("%w: content: stop record without \"records\" (a run has a start record)", ErrMalformed)
+		}
+		if err := checkValue("value", c.Value); err != nil {
+			return Content{}, err
+		}
 	default:
 		return Content{}, fmt.Errorf("%w: content: unknown record kind %q", ErrMalformed, c.Record)
 	}
 	return c, nil
+}
+
+// checkFields refuses the fields of one kind of record in another, so each
+// kind has one spelling.
+func (c *Content) checkFields() error {
+	run := c.Record == RecordStart || c.Record == RecordStop
+	bad := ""
+	switch {
+	case run && (c.Namespace != ContentNamespace{}):
+		bad = "namespace"
+	case run && c.Run == 0:
+		return fmt.Errorf("%w: content: %s record without \"run\"", ErrMalformed, c.Record)
+	case !run && c.Run != 0:
+		bad = "run"
+	case c.Points != 0 && c.Record != RecordGap:
+		bad = "points"
+	case c.Previous != nil && c.Record != RecordStart:
+		bad = "previous"
+	case (c.Records != 0 || c.Value != "") && c.Record != RecordStop:
+		bad = "records or value"
+	}
+	if bad != "" {
+		return fmt.Errorf("%w: content: %s record with %s", ErrMalformed, c.Record, bad)
+	}
+	return nil
+}
+
+// checkValue checks a register value written in a run record: lowercase
+// hex of a register's size (SHA-256 or SHA-384).
+func checkValue(field, v string) error {
+	if len(v) != 64 && len(v) != 96 {
+		return fmt.Errorf("%w: content: %s has %d hex digits, want a register value (64 or 96)", ErrMalformed, field, len(v))
+	}
+	if decodeLowerHex(nil, []byte(v)) == nil {
+		return fmt.Errorf("%w: content: %s is not lowercase hex", ErrMalformed, field)
+	}
+	return nil
 }
 
 // NamespaceHash returns the hash algorithm a created record names (sha256
@@ -145,6 +223,17 @@ func (w *contentWriter) begin(kind string, t time.Time, id uint64, name string) 
 	w.b = append(w.b, `,"name":`...)
 	w.b = appendJSONString(w.b, name)
 	w.b = append(w.b, '}')
+}
+
+// beginRun starts the content of a run record (start or stop), which
+// belongs to no namespace.
+func (w *contentWriter) beginRun(kind string, t time.Time, run uint64) {
+	w.b = append(w.b[:0], `{"record":"`...)
+	w.b = append(w.b, kind...)
+	w.b = append(w.b, `","time":"`...)
+	w.b = t.UTC().AppendFormat(w.b, time.RFC3339Nano)
+	w.b = append(w.b, '"')
+	w.uint("run", run)
 }
 
 func (w *contentWriter) str(key, v string) {

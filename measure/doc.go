@@ -16,7 +16,8 @@
 //   - Content (content.go) is Vigil's record of a namespace: created (with
 //     aggregate and base, and the namespace's hash when it is not sha256),
 //     point (coefficient and event description), sealed, enforcing, gap
-//     (lost events). Coefficients have the namespace's hash length (64, 96
+//     (lost events, or points the log could not record); or of a run of
+//     the log: start and stop, which belong to no namespace. Coefficients have the namespace's hash length (64, 96
 //     or 128 hex digits); the register extends the digest of the record
 //     with its own algorithm whatever the namespace's, and the verifier
 //     recomputes each namespace's measurement and state with its hash (a
@@ -33,8 +34,20 @@
 //     records, which OpenLog extends. NewPoint then returns once queued
 //     (waiting only while the bounded queue is full); Flush and Close wait
 //     for the queue.
-//   - Replayer, Scan and Verify (replay.go, verify.go) recompute a register
-//     value from a log and check it; ExportCEL (cel.go) writes CEL TLV.
+//   - A full disk (full.go): a write or fdatasync that fails cuts the log
+//     back to its last measured record (never leaving a partial line before
+//     a later one) and the batch is held and retried; points beyond the
+//     queue's bound are counted into a gap record of their namespace,
+//     written once the log can be written (ErrLogUnwritable). Status and
+//     Namespace.Status say how far behind the log is.
+//   - Runs (run.go): BeginRun writes a start record saying how the log
+//     stood (records, register value, whether the last run ended with a
+//     stop record) and Close a stop record saying the same of the run, so
+//     a log cut short before a restart shows a run that ended unclean.
+//   - Replayer, Scan and Verify (replay.go, verify.go, verify_runs.go)
+//     recompute a register value from a log and check it, runs included;
+//     Report.Incomplete lists gaps and unclean runs. ExportCEL (cel.go)
+//     writes CEL TLV.
 //   - QuoteReportData (quote.go) is the binding of a verifier's nonce and a
 //     log position into a TDX quote's report data.
 //

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,6 +18,13 @@ import (
 type LogOptions struct {
 	// Now stamps records; time.Now when nil.
 	Now func() time.Time
+	// WrapFile, when set, wraps the opened log file for appends (writes,
+	// syncs, truncates): tests inject faults with it (measuretest.Disk).
+	WrapFile func(f *os.File) LogFile
+	// Extended, when set, is called after each commit with the number of
+	// records it measured (written, synced and extended) and how long the
+	// commit took, under the log's lock: it must be quick.
+	Extended func(records int, took time.Duration)
 }
 
 // Repair says what OpenLog fixed after a crash.
@@ -32,17 +40,24 @@ type Repair struct {
 // one process appends at a time. A Log is safe for concurrent use.
 //
 // Two locks: qmu orders records (it is held while a record's content is
-// built and the record appended or queued) and guards content, batch and
-// every Namespace's sealed flag; mu guards the file, the register and the
-// position. qmu is taken before mu, never the reverse; the committer of a
-// batching log (batch.go) takes only mu.
+// built and the record appended or queued) and guards content, batch, run,
+// appended, owed and every Namespace's sealed flag and owed count; mu
+// guards the file, the register and the position. qmu is taken before mu,
+// never the reverse; the committer of a batching log (batch.go) takes only
+// mu.
 type Log struct {
-	qmu     sync.Mutex
-	content contentWriter
-	batch   *batcher // set by StartBatching
+	qmu      sync.Mutex
+	content  contentWriter
+	batch    *batcher                // set by StartBatching
+	batched  atomic.Pointer[batcher] // batch, for Status (which must not wait for qmu)
+	run      uint64                  // this process's run (BeginRun), 0 before
+	appended bool                    // a record was appended since OpenLog
+	owed     []*Namespace            // without batching: namespaces owed a gap record (full.go)
 
 	mu      sync.Mutex
 	f       *os.File
+	w       LogFile // appends write through it: f, or a test's fault injection
+	cut     bool    // a failed write may have left bytes after size: cut them first
 	path    string
 	reg     Register
 	kind    string
@@ -60,6 +75,14 @@ type Log struct {
 	points  contentWriter // commitLocked's scratch: queued points' content
 	syncs   uint64        // fdatasyncs of commits, for tests
 	writes  uint64        // writes of commits, for tests
+
+	extended func(int, time.Duration) // LogOptions.Extended
+	replayed bool                     // the register was set by replaying the log
+	runs     uint64                   // start records in the log
+	lastStop bool                     // the last record is a stop record
+
+	appendErrors atomic.Uint64 // failed writes and syncs (full.go)
+	unrecorded   atomic.Uint64 // points not recorded, all namespaces
 }
 
 // volatile registers start at zero in every process; a log opened on one is
@@ -95,9 +118,12 @@ func OpenLog(path string, reg Register, opts LogOptions) (*Log, error) {
 		}
 		return nil, fmt.Errorf("lock log %s: %w", path, err)
 	}
-	l := &Log{f: f, path: path, reg: reg, kind: reg.Name(), index: reg.Index(), alg: reg.Alg(), now: opts.Now}
+	l := &Log{f: f, w: osFile{f}, path: path, reg: reg, kind: reg.Name(), index: reg.Index(), alg: reg.Alg(), now: opts.Now, extended: opts.Extended}
 	if l.now == nil {
 		l.now = time.Now
+	}
+	if opts.WrapFile != nil {
+		l.w = opts.WrapFile(f)
 	}
 	if err := l.recover(); err != nil {
 		f.Close()
@@ -124,10 +150,12 @@ func (l *Log) recover() error {
 			return &LineError{File: l.path, Line: n, Offset: off, Err: err}
 		}
 		h.digest = append(h.digest[:0], rec.Digest...)
-		if rec.Content != nil {
-			if id, ok := contentNamespaceID(rec.Content); ok && id > l.maxNS {
-				l.maxNS = id
-			}
+		if id, ok := contentNamespaceID(rec.Content); ok && id > l.maxNS {
+			l.maxNS = id
+		}
+		l.lastStop = bytes.HasPrefix(rec.Content, []byte(`{"record":"`+RecordStop+`"`))
+		if bytes.HasPrefix(rec.Content, []byte(`{"record":"`+RecordStart+`"`)) {
+			l.runs++
 		}
 		return nil
 	})
@@ -172,6 +200,7 @@ func (l *Log) recover() error {
 		if err := l.replayInto(); err != nil {
 			return err
 		}
+		l.replayed = l.records > 0
 	case behind > 0:
 		for r := l.records - behind; r < l.records; r++ {
 			if err := l.reg.Extend(hist[r%MaxBatch].digest); err != nil {
@@ -296,38 +325,33 @@ func (l *Log) appendQueued(content []byte, wait bool, ns *Namespace) (Record, er
 // appendEntry appends e: at once, or through the batch queue (waiting for
 // the commit with wait). Called under l.qmu.
 func (l *Log) appendEntry(e *entry, wait bool) (Record, error) {
+	l.appended = true
 	if l.batch != nil {
 		return l.batch.enqueue(e, wait)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.commitLocked([]*entry{e})
-	return e.rec, e.err
-}
-
-// takeBack cuts the log back to its last good size after a failed append.
-func (l *Log) takeBack(cause error) error {
-	if err := l.f.Truncate(l.size); err != nil {
-		l.broken = cause
-		return fmt.Errorf("%w (%w: cut back: %v)", cause, ErrLogBroken, err)
-	}
-	if err := l.f.Sync(); err != nil {
-		l.broken = cause
-		return fmt.Errorf("%w (%w: sync: %v)", cause, ErrLogBroken, err)
-	}
-	return cause
+	return l.appendDirect(e)
 }
 
 // Close releases the log and its lock; the register stays open.
 //
 // A batching log first commits every queued record; the first error of a
-// record nobody waited for is returned.
+// record nobody waited for is returned. While the log cannot be written,
+// Close tries once more, then gives up on the records still held (they
+// are lost, and Close says how many). After BeginRun, Close ends the run
+// with a stop record when every record of the run was written (ErrLogBroken
+// or records given up leave the run without one: an unclean end).
 func (l *Log) Close() error {
 	var errs []error
 	l.qmu.Lock()
+	clean := true
 	if l.batch != nil {
-		errs = append(errs, l.batch.stop())
+		err := l.batch.stop()
+		clean = err == nil || !errors.Is(err, ErrLogUnwritable)
+		errs = append(errs, err)
 		l.batch = nil
+	}
+	if l.run != 0 && clean {
+		errs = append(errs, l.endRun())
 	}
 	l.qmu.Unlock()
 	l.mu.Lock()
@@ -351,6 +375,11 @@ type Namespace struct {
 	name   string
 	sealed bool  // guarded by log.qmu
 	failed error // guarded by the batcher's mu: a queued record's failure not reported yet
+
+	unrecorded atomic.Uint64 // points the log could not record (full.go)
+	owed       owedGap       // guarded by log.qmu, without batching: points not in a gap record yet
+	gap        *entry        // guarded by the batcher's mu: the queued gap record counting dropped points
+	waiting    int           // guarded by the batcher's mu: records of it in the queue
 }
 
 var _ model.Observer = (*Namespace)(nil)
@@ -359,6 +388,10 @@ var _ model.Observer = (*Namespace)(nil)
 // the observer that records its points and lifecycle. The namespace's hash
 // is the one of aggregate's length (give model.Model.Aggregate, which has
 // it); a hash other than sha256 is recorded in the created record.
+//
+// On a batching log that cannot be written the record is held (see
+// ErrLogUnwritable): the error wraps ErrLogUnwritable and the namespace
+// returned is usable.
 func (l *Log) Namespace(id uint64, name string, aggregate, base model.Coefficient) (*Namespace, error) {
 	n := &Namespace{log: l, id: id, name: name}
 	err := n.append(RecordCreated, func(w *contentWriter) {
@@ -368,7 +401,7 @@ func (l *Log) Namespace(id uint64, name string, aggregate, base model.Coefficien
 		w.hexCoef("aggregate", aggregate)
 		w.hexCoef("base", base)
 	})
-	if err != nil {
+	if err != nil && !isHeld(err) {
 		return nil, err
 	}
 	l.mu.Lock()
@@ -376,7 +409,7 @@ func (l *Log) Namespace(id uint64, name string, aggregate, base model.Coefficien
 		l.maxNS = id
 	}
 	l.mu.Unlock()
-	return n, nil
+	return n, err
 }
 
 // ID returns the namespace id.
@@ -409,7 +442,9 @@ func (n *Namespace) appendLocked(kind string, fields func(w *contentWriter), wai
 // before the seal and forensics after it.
 //
 // On a batching log NewPoint returns once the record is queued (see
-// StartBatching).
+// StartBatching). An error wrapping ErrLogUnwritable says the log cannot
+// be written: the point is held until it can, or (beyond the hold, and
+// without batching) not recorded and counted in a gap record.
 func (n *Namespace) NewPoint(p model.Point) error {
 	n.log.qmu.Lock()
 	defer n.log.qmu.Unlock()
@@ -456,12 +491,12 @@ func (n *Namespace) Sealed() error {
 	return n.sealLocked(true)
 }
 
-// sealLocked records the seal. Without wait on a batching log the record
-// is queued even when an error (of an earlier record) comes back, so the
-// namespace counts as sealed.
+// sealLocked records the seal. On a batching log the record is queued
+// even when an error (of an earlier record, or saying it is held) comes
+// back, so the namespace counts as sealed.
 func (n *Namespace) sealLocked(wait bool) error {
 	err := n.appendLocked(RecordSealed, nil, wait)
-	if err == nil || !wait && n.log.batch != nil {
+	if err == nil || n.log.batch != nil && (!wait || isHeld(err)) {
 		n.sealed = true
 	}
 	return err
@@ -473,7 +508,7 @@ func (n *Namespace) Enforcing() error {
 	n.log.qmu.Lock()
 	defer n.log.qmu.Unlock()
 	if !n.sealed {
-		if err := n.sealLocked(true); err != nil {
+		if err := n.sealLocked(true); err != nil && !isHeld(err) {
 			return err
 		}
 	}
@@ -482,6 +517,8 @@ func (n *Namespace) Enforcing() error {
 
 // Gap records that lost events of the namespace (lost of them, for reason)
 // were never modeled: its model and measurement are incomplete from here.
+// (Points the log itself could not record get their gap records from the
+// log: see ErrLogUnwritable.)
 func (n *Namespace) Gap(lost uint64, reason string) error {
 	return n.append(RecordGap, func(w *contentWriter) {
 		w.uint("lost", lost)

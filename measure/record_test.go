@@ -125,6 +125,16 @@ func TestParseContentRejects(t *testing.T) {
 		{"point without coefficient", `{"record":"point","namespace":{"id":1,"name":"x"}}`},
 		{"short coefficient", `{"record":"point","namespace":{"id":1,"name":"x"},"coefficient":"abab"}`},
 		{"created without base", `{"record":"created","namespace":{"id":1,"name":"x"},"aggregate":"` + coef + `"}`},
+		{"points on a point", `{"record":"point","namespace":{"id":1,"name":"x"},"coefficient":"` + coef + `","points":2}`},
+		{"start with a namespace", `{"record":"start","namespace":{"id":1,"name":"x"},"run":1}`},
+		{"start without run", `{"record":"start"}`},
+		{"run on a sealed record", `{"record":"sealed","namespace":{"id":1,"name":"x"},"run":2}`},
+		{"start with short value", `{"record":"start","run":2,"previous":{"records":3,"value":"abab","clean":true}}`},
+		{"start with records", `{"record":"start","run":1,"records":3}`},
+		{"stop without records", `{"record":"stop","run":1,"value":"` + strings.Repeat("ab", 48) + `"}`},
+		{"stop with upper-case value", `{"record":"stop","run":1,"records":4,"value":"` + strings.Repeat("AB", 48) + `"}`},
+		{"stop with previous", `{"record":"stop","run":1,"records":4,"value":"` + strings.Repeat("ab", 48) + `","previous":{"records":3,"value":"` + strings.Repeat("ab", 48) + `","clean":true}}`},
+		{"unknown field in previous", `{"record":"start","run":2,"previous":{"records":3,"value":"` + strings.Repeat("ab", 48) + `","clean":true,"x":1}}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,13 +163,17 @@ func FuzzParseContent(f *testing.F) {
 	coef384 := strings.Repeat("0", 96)
 	f.Add([]byte(`{"record":"created","time":"2026-11-27T01:00:00Z","namespace":{"id":2,"name":"y"},"hash":"sha384","aggregate":"` + coef384 + `","base":"` + coef384 + `"}`))
 	f.Add([]byte(`{"record":"point","namespace":{"id":2,"name":"y"},"coefficient":"` + coef384 + `"}`))
+	f.Add([]byte(`{"record":"gap","time":"2026-11-27T01:00:00Z","namespace":{"id":1,"name":"x"},"points":12,"reason":"log write failed: no space left on device"}`))
+	f.Add([]byte(`{"record":"start","time":"2026-11-27T01:00:00Z","run":1}`))
+	f.Add([]byte(`{"record":"start","time":"2026-11-27T01:00:00Z","run":2,"previous":{"records":13,"value":"` + coef384 + `","clean":false}}`))
+	f.Add([]byte(`{"record":"stop","time":"2026-11-27T01:00:00Z","run":1,"records":12,"value":"` + coef + `"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseContent(b)
 		if err != nil {
 			return
 		}
 		switch c.Record {
-		case RecordCreated, RecordPoint, RecordSealed, RecordEnforcing, RecordGap:
+		case RecordCreated, RecordPoint, RecordSealed, RecordEnforcing, RecordGap, RecordStart, RecordStop:
 		default:
 			t.Fatalf("ParseContent(%q) accepted kind %q", b, c.Record)
 		}

@@ -37,6 +37,11 @@ type Report struct {
 	Checked    bool   // whether a register value was checked
 	Namespaces []*NamespaceReport
 	Outside    []Outside // points outside VerifyOptions.Model
+	// Runs are the runs of the log (run.go), from its start records; none
+	// in a log written without them. BeforeRuns counts the records before
+	// the first start record (written without runs).
+	Runs       []*RunReport
+	BeforeRuns uint64
 }
 
 // NamespaceReport is one modeling namespace of the log (one incarnation: a
@@ -52,13 +57,24 @@ type NamespaceReport struct {
 	Forensics   int // points recorded after sealing
 	Sealed      bool
 	Enforcing   bool
-	Gaps        int
-	Lost        uint64
+	Gaps        int    // gap records
+	Lost        uint64 // events lost, by the gap records
+	Unrecorded  uint64 // model points the log could not record, by the gap records
+	GapRecords  []Gap
 	Measurement model.Coefficient
 	State       model.Coefficient
 
 	model *model.Model
 	seen  map[model.Coefficient]struct{}
+}
+
+// Gap is one gap record of a namespace.
+type Gap struct {
+	Line   int
+	Recnum uint64
+	Lost   uint64 // events that were not modeled
+	Points uint64 // model points the log could not record
+	Reason string
 }
 
 // Outside is a point that is not in the model verified against.
@@ -94,18 +110,20 @@ func Verify(r io.Reader, file string, o VerifyOptions) (*Report, error) {
 	if o.Register != nil && rp.Kind != "" {
 		prefixes = append(prefixes, rp.Value()...)
 	}
-	current := map[uint64]*NamespaceReport{}
+	vs := &verifyState{current: map[uint64]*NamespaceReport{}}
 	lines := 0
 	fail := func(n int, err error) error {
 		return &LineError{File: file, Line: n, Err: fmt.Errorf("%w: %w", ErrVerify, err)}
 	}
 	var rec Record
+	var before []byte // the value the records before rec explain
 	tail, _, err := eachLine(r, file, func(line []byte, n int, _ int64) error {
 		lines = n
 		if err := parseLine(line, &rec); err != nil {
 			return fail(n, err)
 		}
 		first := rp.Kind == ""
+		before = append(before[:0], rp.Value()...)
 		if err := rp.Add(rec); err != nil {
 			return fail(n, err)
 		}
@@ -119,7 +137,13 @@ func Verify(r io.Reader, file string, o VerifyOptions) (*Report, error) {
 		if err != nil {
 			return fail(n, fmt.Errorf("record %d: %w", rec.Recnum, err))
 		}
-		if err := rep.apply(current, c, rec, n, o.Model); err != nil {
+		if first {
+			before = make([]byte, rec.Alg.Size())
+		}
+		if err := rep.applyRun(vs, c, rec, n, before); err != nil {
+			return fail(n, fmt.Errorf("record %d: %w", rec.Recnum, err))
+		}
+		if err := rep.apply(vs.current, c, rec, n, o.Model); err != nil {
 			return fail(n, fmt.Errorf("record %d: %w", rec.Recnum, err))
 		}
 		return nil
@@ -198,7 +222,10 @@ func (rep *Report) checkRegister(o VerifyOptions, rp *Replayer, prefixes []byte)
 // namespace it concerns.
 func (rep *Report) apply(current map[uint64]*NamespaceReport, c Content, rec Record, line int, in *model.Model) error {
 	id := c.Namespace.ID
-	if c.Record == RecordCreated {
+	switch c.Record {
+	case RecordStart, RecordStop:
+		return nil // applyRun
+	case RecordCreated:
 		h := c.NamespaceHash()
 		agg, _ := model.ParseCoefficient(c.Aggregate)
 		base, _ := model.ParseCoefficient(c.Base)
@@ -256,6 +283,8 @@ func (rep *Report) apply(current map[uint64]*NamespaceReport, c Content, rec Rec
 	case RecordGap:
 		ns.Gaps++
 		ns.Lost += c.Lost
+		ns.Unrecorded += c.Points
+		ns.GapRecords = append(ns.GapRecords, Gap{Line: line, Recnum: rec.Recnum, Lost: c.Lost, Points: c.Points, Reason: c.Reason})
 	}
 	return nil
 }

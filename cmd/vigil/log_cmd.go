@@ -22,7 +22,8 @@ func newLogCmd() *cobra.Command {
 		Long: `A measured event log has one JSON record a line in the TCG Canonical Event Log
 shape: recnum, the register index ("rtmr", "pcr" or "swreg"), the digest
 extended into the register, content_type "vigil" and the content, Vigil's
-record of a namespace (created, point, sealed, enforcing, gap). The digest is
+record of a namespace (created, point, sealed, enforcing, gap) or of a run
+(start, stop: one process appending, see 'vigil verify'). The digest is
 the hash of the exact bytes of the content. See 'vigil verify'.`,
 	}
 	cmd.AddCommand(newLogShowCmd(), newLogExportCmd())
@@ -57,7 +58,10 @@ verify' for that.`,
 				if err != nil {
 					return &measure.LineError{File: args[0], Line: line, Err: err}
 				}
-				fmt.Fprintf(out, "%6d %s %-9s ns %d %q", rec.Recnum, c.Time, c.Record, c.Namespace.ID, c.Namespace.Name)
+				fmt.Fprintf(out, "%6d %s %-9s", rec.Recnum, c.Time, c.Record)
+				if c.Record != measure.RecordStart && c.Record != measure.RecordStop {
+					fmt.Fprintf(out, " ns %d %q", c.Namespace.ID, c.Namespace.Name)
+				}
 				switch c.Record {
 				case measure.RecordCreated:
 					fmt.Fprintf(out, " aggregate %s base %s", c.Aggregate, c.Base)
@@ -68,7 +72,19 @@ verify' for that.`,
 					}
 					fmt.Fprint(out, describeEvent(&c))
 				case measure.RecordGap:
-					fmt.Fprintf(out, " lost %d (%s)", c.Lost, c.Reason)
+					if c.Points > 0 {
+						fmt.Fprintf(out, " points not recorded %d", c.Points)
+					} else {
+						fmt.Fprintf(out, " lost %d", c.Lost)
+					}
+					fmt.Fprintf(out, " (%s)", c.Reason)
+				case measure.RecordStart:
+					fmt.Fprintf(out, " run %d", c.Run)
+					if p := c.Previous; p != nil {
+						fmt.Fprintf(out, " after %d records (clean end: %v) value %s", p.Records, p.Clean, p.Value)
+					}
+				case measure.RecordStop:
+					fmt.Fprintf(out, " run %d after %d records value %s", c.Run, c.Records, c.Value)
 				}
 				fmt.Fprintln(out)
 				return nil

@@ -96,7 +96,7 @@ func newNsListCmd(client func() *control.Client) *cobra.Command {
 
 func printNamespaceTable(w io.Writer, list []control.NamespaceInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tCONTEXT\tORIGIN\tMODE\tPOINTS\tEVENTS\tFORENSICS\tLOST\tPOD")
+	fmt.Fprintln(tw, "NAMESPACE\tCONTEXT\tORIGIN\tMODE\tPOINTS\tEVENTS\tFORENSICS\tLOST\tLOG\tPOD")
 	for _, n := range list {
 		pod := "-"
 		if n.Container != nil && n.Container.PodUID != "" {
@@ -109,8 +109,12 @@ func printNamespaceTable(w io.Writer, list []control.NamespaceInfo) error {
 		if n.Ended {
 			origin += " (ended)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n",
-			n.Name, n.Context, origin, n.Mode, n.Points, n.Events, n.ForensicsPoints, n.Lost, pod)
+		log := "-"
+		if n.Log != nil {
+			log = n.Log.Status
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n",
+			n.Name, n.Context, origin, n.Mode, n.Points, n.Events, n.ForensicsPoints, n.Lost, log, pod)
 	}
 	return tw.Flush()
 }
@@ -183,12 +187,38 @@ func printNamespace(w io.Writer, n control.NamespaceInfo) error {
 	row("forensics events", n.ForensicsEvents)
 	row("denials", n.Denials)
 	row("lost", n.Lost)
+	row("log", logSummary(n.Log))
 	row("tasks", n.Tasks)
 	row("untrusted tasks", n.UntrustedTasks)
 	row("aggregate", n.Aggregate)
 	row("state", n.State)
 	row("measurement", n.Measurement)
 	return tw.Flush()
+}
+
+// logSummary says how complete a namespace's part of the measured log is.
+func logSummary(l *control.LogState) string {
+	if l == nil {
+		return "none (the agent keeps no measured log)"
+	}
+	var parts []string
+	if l.Unrecorded > 0 {
+		parts = append(parts, fmt.Sprintf("%d model points not recorded (gap records count them)", l.Unrecorded))
+	}
+	if l.Skipped > 0 {
+		parts = append(parts, fmt.Sprintf("%d events not modeled while the log could not be written (gap records count them)", l.Skipped))
+	}
+	if l.Waiting > 0 {
+		parts = append(parts, fmt.Sprintf("%d records waiting in memory", l.Waiting))
+	}
+	s := l.Status
+	if len(parts) > 0 {
+		s += ": " + strings.Join(parts, ", ")
+	}
+	if l.Error != "" {
+		s += "; " + l.Error
+	}
+	return s
 }
 
 func onOff(b bool) string {

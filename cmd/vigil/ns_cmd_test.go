@@ -79,7 +79,8 @@ func TestNsCommands(t *testing.T) {
 	b := &nsBackend{
 		info: control.NamespaceInfo{Name: "docker-abc", Context: 3, Origin: "container", Mode: control.ModeLearning,
 			Container: &control.Container{Runtime: "docker", ID: "abc", PodUID: "2a4c6e8f-1b3d-4f5a-9c7e-0d2f4b6a8c1e"},
-			Points:    2, Events: 9, Settings: control.Settings{HashAlgorithm: "sha256"}, State: strings.Repeat("5", 64)},
+			Points:    2, Events: 9, Settings: control.Settings{HashAlgorithm: "sha256"}, State: strings.Repeat("5", 64),
+			Log: &control.LogState{Status: control.LogIncomplete, Unrecorded: 12, Waiting: 3, Error: "log cannot be written: write /var/lib/vigil/measurements.log: no space left on device"}},
 		points: []control.Point{{Coefficient: c1, Count: 7, Event: []byte(`{"event": {"type": "file_open"}}`)},
 			{Coefficient: c2, Count: 2, Event: []byte(`{"event": {"type": "capable"}}`)}},
 	}
@@ -110,9 +111,10 @@ func TestNsCommands(t *testing.T) {
 		code int
 		want []string
 	}{
-		{"list", []string{"ns", "list"}, 0, []string{"NAMESPACE", "ORIGIN", "docker-abc", "container", "learning", "2a4c6e8f-1b3d-4f5a-9c7e-0d2f4b6a8c1e"}},
-		{"list json", []string{"ns", "list", "--json"}, 0, []string{`"name": "docker-abc"`, `"pod_uid"`}},
-		{"show", []string{"ns", "show", "docker-abc"}, 0, []string{"namespace:", "runtime:", "docker", "trajectory size:", "state:", strings.Repeat("5", 64)}},
+		{"list", []string{"ns", "list"}, 0, []string{"NAMESPACE", "ORIGIN", "LOG", "docker-abc", "container", "learning", "incomplete", "2a4c6e8f-1b3d-4f5a-9c7e-0d2f4b6a8c1e"}},
+		{"list json", []string{"ns", "list", "--json"}, 0, []string{`"name": "docker-abc"`, `"pod_uid"`, `"unrecorded": 12`}},
+		{"show", []string{"ns", "show", "docker-abc"}, 0, []string{"namespace:", "runtime:", "docker", "trajectory size:", "state:", strings.Repeat("5", 64),
+			"log:", "incomplete: 12 model points not recorded (gap records count them), 3 records waiting in memory; log cannot be written: write /var/lib/vigil/measurements.log: no space left on device"}},
 		{"show missing", []string{"ns", "show", "nope"}, 2, []string{"no such modeling namespace"}},
 		{"trajectory", []string{"ns", "trajectory", "docker-abc"}, 0, []string{"{\"event\": {\"type\": \"file_open\"}}\n{\"event\": {\"type\": \"capable\"}}\n"}},
 		{"coefficients", []string{"ns", "trajectory", "--coefficients", "docker-abc"}, 0, []string{c1.String() + "\n" + c2.String() + "\n"}},

@@ -64,6 +64,15 @@ func (f *registerFlags) open(cmd *cobra.Command) (*measured, error) {
 	for _, r := range l.Repairs() {
 		slog.Warn("repaired the event log after a crash", "log", f.log, "line", r.Line, "repair", r.Action)
 	}
+	rs, err := l.BeginRun()
+	if err != nil {
+		l.Close()
+		measure.CloseRegister(reg)
+		return nil, failed(fmt.Errorf("--log: %w", err))
+	}
+	if p := rs.Previous; p != nil && p.Runs > 0 && !p.Clean {
+		slog.Warn("the previous run of the log did not end with a stop record: it crashed or was killed, or records at its end were removed; 'vigil verify' reports it", "log", f.log, "run", rs.Run)
+	}
 	return &measured{log: l, reg: reg, stderr: cmd.ErrOrStderr()}, nil
 }
 

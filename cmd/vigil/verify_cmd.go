@@ -20,8 +20,9 @@ import (
 
 func newVerifyCmd() *cobra.Command {
 	var logPath, regArg, quotePath, nonceHex, modelPath, quoteTime string
+	var allowGaps bool
 	cmd := &cobra.Command{
-		Use:   "verify --log LOG [--register HEX | --quote QUOTE] [--nonce HEX] [--model MODEL]",
+		Use:   "verify --log LOG [--register HEX | --quote QUOTE] [--nonce HEX] [--model MODEL] [--allow-gaps]",
 		Short: "Replay a measured event log and check it against a register or a TDX quote",
 		Long: `Replay a measured event log (written by --log of 'vigil run' and
 'vigil model build') and check it:
@@ -35,15 +36,26 @@ func newVerifyCmd() *cobra.Command {
     collateral or revocation lists are fetched), and its report data binds
     --nonce and the number of records the quote covers;
   - each namespace's records come in an order Vigil writes them; its
-    measurement and state are recomputed and printed;
+    measurement and state are recomputed and printed, with its gap
+    records (events lost, or points the log could not record);
+  - each run of the log (one process appending, from its start record to
+    its stop record) agrees with the log: the records and register value
+    its start and stop records name are those of the log; a run that a
+    later run follows without its stop record ended unclean (a crash, or
+    records removed from its end);
   - with --model, every point of the log is a point of the model.
 
 --register takes the hex value, or the whole "register NAME INDEX ALG HEX"
 line that --log commands print on exit (then the log must be for that
 register). Without --register or --quote only the log itself is checked.
 
-Exit status 0: verified. 1: verification failed; the message says what and
-where (file:line and record number). 2: bad input (a missing file, bad hex).`,
+A log that verifies but is incomplete (gap records, or a run that ended
+unclean) ends with "verified, with gaps" and what is missing.
+
+Exit status 0: verified, complete. 1: verification failed; the message says
+what and where (file:line and record number). 2: bad input (a missing
+file, bad hex). 3: verified, but the log is incomplete; --allow-gaps makes
+that 0.`,
 		Example: `  vigil model build --log events.log --register software -o m.model trajectory.json 2> build.err
   vigil verify --log events.log --register "$(grep ^register build.err)"
   vigil verify --log events.log --quote quote.dat --nonce 0123abcd --model m.model`,
@@ -108,8 +120,7 @@ where (file:line and record number). 2: bad input (a missing file, bad hex).`,
 			if len(rep.Outside) > 0 {
 				return failed(fmt.Errorf("%d points of %s are outside the model %s", len(rep.Outside), logPath, modelPath))
 			}
-			fmt.Fprintln(out, "verified")
-			return nil
+			return verdict(out, logPath, rep, allowGaps)
 		},
 	}
 	fl := cmd.Flags()
@@ -119,6 +130,7 @@ where (file:line and record number). 2: bad input (a missing file, bad hex).`,
 	fl.StringVar(&nonceHex, "nonce", "", "hex nonce the quote's report data must bind (default: empty)")
 	fl.StringVar(&modelPath, "model", "", "model file every point of the log must belong to")
 	fl.StringVar(&quoteTime, "quote-time", "", "RFC 3339 time at which the quote's certificates must be valid (default: now)")
+	fl.BoolVar(&allowGaps, "allow-gaps", false, "exit 0 for a log that verifies but is incomplete (it is still reported)")
 	return cmd
 }
 
@@ -211,6 +223,7 @@ func printReport(w io.Writer, path string, rep *measure.Report, o measure.Verify
 			fmt.Fprintf(w, "             the quote covers records 0..%d; %d later records are not attested\n", int64(rep.Covered)-1, rep.Records-rep.Covered)
 		}
 	}
+	printRuns(w, rep)
 	for _, ns := range rep.Namespaces {
 		status := "learning"
 		switch {
@@ -221,12 +234,14 @@ func printReport(w io.Writer, path string, rep *measure.Report, o measure.Verify
 		}
 		fmt.Fprintf(w, "namespace %d %q (line %d): %s, %d points, %d forensics", ns.ID, ns.Name, ns.Line, status, ns.Points, ns.Forensics)
 		if ns.Gaps > 0 {
-			fmt.Fprintf(w, ", %d gaps (%d events lost: model incomplete)", ns.Gaps, ns.Lost)
+			fmt.Fprintf(w, ", %d gaps (%d events lost, %d points not recorded: incomplete)", ns.Gaps, ns.Lost, ns.Unrecorded)
 		}
 		if ns.Hash != model.SHA256 {
 			fmt.Fprintf(w, ", %s", ns.Hash) // sha256, the default, goes unsaid
 		}
-		fmt.Fprintf(w, "\n  measurement: %s\n  state:       %s\n", ns.Measurement, ns.State)
+		fmt.Fprintln(w)
+		printGaps(w, ns.GapRecords)
+		fmt.Fprintf(w, "  measurement: %s\n  state:       %s\n", ns.Measurement, ns.State)
 	}
 	if o.Model != nil {
 		if len(rep.Outside) == 0 {
@@ -240,4 +255,81 @@ func printReport(w io.Writer, path string, rep *measure.Report, o measure.Verify
 			fmt.Fprintf(w, "outside model: %s:%d: record %d: namespace %d %q %s %s\n", path, p.Line, p.Recnum, p.Namespace, p.Name, kind, p.Coefficient)
 		}
 	}
+}
+
+// verdict prints the last line(s) of a log that verified: "verified",
+// or "verified, with gaps" and what is missing from an incomplete log,
+// which is exit status 3 unless allowGaps.
+func verdict(w io.Writer, logPath string, rep *measure.Report, allowGaps bool) error {
+	if n := len(rep.Runs); n > 0 && rep.Runs[n-1].End == measure.RunOpen {
+		// A live log's last run has no stop record yet; one whose writer
+		// died has none either, and may miss records at its end.
+		fmt.Fprintf(w, "note:        run %d has no stop record: its process is still running, or it ended without one and records at its end may be missing\n", rep.Runs[n-1].Run)
+	}
+	inc := rep.Incomplete()
+	if len(inc) == 0 {
+		fmt.Fprintln(w, "verified")
+		return nil
+	}
+	explained := "the register is explained by the log"
+	if !rep.Checked {
+		explained = "the log is consistent"
+	}
+	fmt.Fprintf(w, "verified, with gaps: %s, but the log is incomplete:\n", explained)
+	for _, why := range inc {
+		fmt.Fprintf(w, "  - %s\n", why)
+	}
+	if allowGaps {
+		return nil
+	}
+	return &exitError{code: 3, err: fmt.Errorf("%s verifies but is incomplete (--allow-gaps accepts that)", logPath)}
+}
+
+// maxGapLines bounds the gap records printed per namespace.
+const maxGapLines = 20
+
+// printGaps prints a namespace's gap records, the first maxGapLines.
+func printGaps(w io.Writer, gaps []measure.Gap) {
+	for i, g := range gaps {
+		if i == maxGapLines {
+			fmt.Fprintf(w, "  ... %d more gap records\n", len(gaps)-i)
+			return
+		}
+		var what []string
+		if g.Lost > 0 {
+			what = append(what, fmt.Sprintf("%d events lost", g.Lost))
+		}
+		if g.Points > 0 {
+			what = append(what, fmt.Sprintf("%d points not recorded", g.Points))
+		}
+		fmt.Fprintf(w, "  gap (line %d): %s: %s\n", g.Line, strings.Join(what, ", "), g.Reason)
+	}
+}
+
+// printRuns prints the runs of the log: when each started and how it
+// ended, its records and namespaces.
+func printRuns(w io.Writer, rep *measure.Report) {
+	if len(rep.Runs) > 0 && rep.BeforeRuns > 0 {
+		fmt.Fprintf(w, "before runs: %d records written without run records\n", rep.BeforeRuns)
+	}
+	for _, r := range rep.Runs {
+		var end string
+		switch r.End {
+		case measure.RunStopped:
+			end = "stopped " + r.Stopped
+		case measure.RunUnclean:
+			end = "ended UNCLEAN: no stop record (a crash or a kill, or records removed from its end)"
+		default:
+			end = "not stopped (running, or ended without a stop record)"
+		}
+		fmt.Fprintf(w, "run %d (line %d): started %s, %s; %s, %s\n", r.Run, r.Line, r.Started, end, count(r.Records, "record"), count(uint64(r.Namespaces), "namespace"))
+	}
+}
+
+// count says "1 thing" or "n things".
+func count(n uint64, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

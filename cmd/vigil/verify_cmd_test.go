@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,5 +182,90 @@ func TestLogShowAndExport(t *testing.T) {
 	os.WriteFile(torn, data[:len(data)-10], 0o600)
 	if _, msg, code := vigilCLI(t, "log", "show", torn); code != 1 || !strings.Contains(msg, "partial line") {
 		t.Errorf("vigil log show (torn) = exit %d %s; want 1", code, msg)
+	}
+}
+
+// runsLog writes a log of two runs of a software register, cutting the
+// last cut records of run 1 before run 2, and returns its path and the
+// final register line.
+func runsLog(t *testing.T, cut int) (string, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "runs.log")
+	var reg *measure.Software
+	for run := range 2 {
+		if run == 1 && cut > 0 {
+			data, _ := os.ReadFile(path)
+			lines := bytes.SplitAfter(data, []byte("\n"))
+			os.WriteFile(path, bytes.Join(lines[:len(lines)-1-cut], nil), 0o600)
+		}
+		reg = measure.NewSoftware(measure.DefaultSoftwareIndex)
+		l, err := measure.OpenLog(path, reg, measure.LogOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.BeginRun(); err != nil {
+			t.Fatal(err)
+		}
+		ns, err := l.Namespace(l.NextNamespaceID(), fmt.Sprintf("run%d", run+1), model.Coefficient{}, model.Coefficient{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 {
+			c, _ := model.ParseCoefficient(fmt.Sprintf("%02x%062x", run, i))
+			if err := ns.NewPoint(model.Point{Coefficient: c}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if run == 1 {
+			ns.Gap(3, "ringbuf_full")
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, _ := reg.Read()
+	return path, "register software 23 sha384 " + hex.EncodeToString(v)
+}
+
+// verify reports runs and gaps, and a log that verifies but is incomplete
+// is exit status 3 unless --allow-gaps.
+func TestVerifyIncomplete(t *testing.T) {
+	whole, wholeReg := runsLog(t, 0)
+	cut, cutReg := runsLog(t, 3)
+	open := filepath.Join(t.TempDir(), "open.log")
+	data, _ := os.ReadFile(whole)
+	os.WriteFile(open, bytes.Join(bytes.SplitAfter(data, []byte("\n"))[:7], nil), 0o600) // run 1 without its stop record
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  []string
+	}{
+		{"gap", []string{"verify", "--log", whole, "--register", wholeReg}, 3, []string{
+			"run 1 (line 1): started ", ", stopped ", "; 8 records, 1 namespace",
+			"run 2 (line 9): started ",
+			`namespace 2 "run2" (line 10): learning, 5 points, 0 forensics, 1 gaps (3 events lost, 0 points not recorded: incomplete)`,
+			"  gap (line 16): 3 events lost: ringbuf_full",
+			"verified, with gaps: the register is explained by the log, but the log is incomplete:",
+			`  - namespace 2 "run2": 1 gap records (3 events lost, 0 points not recorded)`}},
+		{"gap allowed", []string{"verify", "--log", whole, "--register", wholeReg, "--allow-gaps"}, 0, []string{"verified, with gaps"}},
+		{"cut before restart", []string{"verify", "--log", cut, "--register", cutReg}, 3, []string{
+			"run 1 (line 1): started ", "ended UNCLEAN: no stop record", "; 5 records, 1 namespace",
+			"  - run 1 (line 1) ended without a stop record"}},
+		{"log only", []string{"verify", "--log", cut}, 3, []string{"verified, with gaps: the log is consistent, but the log is incomplete:"}},
+		{"last run not stopped", []string{"verify", "--log", open}, 0, []string{"run 1 (line 1): started ", "not stopped (running, or ended without a stop record)", "note:        run 1 has no stop record", "\nverified\n"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, msg, code := vigilCLI(t, tc.args...)
+			if code != tc.wantCode {
+				t.Errorf("vigil %s = exit %d (%s); want %d\n%s", strings.Join(tc.args, " "), code, msg, tc.wantCode, out)
+			}
+			for _, w := range tc.wantOut {
+				if !strings.Contains(out, w) {
+					t.Errorf("vigil %s output:\n%s\nwant it to contain %q", strings.Join(tc.args, " "), out, w)
+				}
+			}
+		})
 	}
 }

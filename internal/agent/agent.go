@@ -162,35 +162,20 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 		a.log.Warn("enforce is set but the capture backend cannot deny: namespaces will seal, not enforce", "backend", a.capture.Backend())
 	}
 
+	a.met = metrics.New(metrics.Options{Runtime: true})
 	firstID := uint64(1)
 	if cfg.Log != "" {
-		if err := os.MkdirAll(filepath.Dir(cfg.Log), 0o700); err != nil {
-			return nil, fmt.Errorf("log: %w", err)
-		}
-		reg, why, err := measure.OpenRegister(cfg.Register, measure.RegisterOptions{TDXRoot: cfg.TDXRoot, TPMDevice: cfg.TPM, PCR: cfg.PCR})
-		if err != nil {
-			return nil, fmt.Errorf("register %s: %w", cfg.Register, err)
-		}
-		a.register = reg
-		if a.mlog, err = measure.OpenLog(cfg.Log, reg, measure.LogOptions{}); err != nil {
-			return nil, fmt.Errorf("log: %w", err)
-		}
-		// Group commit: a new point is queued and the reader goes on; a
-		// committer shares one fdatasync among the waiting records. The
-		// queue's bound holds the reader back only when it is full, and
-		// closeAll's mlog.Close commits everything queued before the
-		// register is read. The bound is logQueue (descriptions.go), not
-		// measure's default: queued records are heap, and the ring
-		// buffer behind a waiting reader holds records at no extra cost.
-		a.mlog.StartBatching(measure.BatchOptions{Queue: logQueue})
-		for _, r := range a.mlog.Repairs() {
-			a.log.Warn("repaired the event log after a crash", "log", cfg.Log, "line", r.Line, "repair", r.Action)
+		if err := a.openLog(); err != nil {
+			return nil, err
 		}
 		firstID = a.mlog.NextNamespaceID()
-		a.log.Info("measuring", "log", cfg.Log, "register", why)
 	}
-
-	a.met = metrics.New(metrics.Options{Runtime: true})
+	a.met.CountLogAppendErrors(func() uint64 {
+		if a.mlog == nil {
+			return 0
+		}
+		return a.mlog.Status().AppendErrors
+	})
 	a.met.SetBackend(string(a.capture.Backend()))
 	a.registry = namespace.NewRegistry(namespace.RegistryOptions{FirstID: firstID})
 	a.digests = events.NewDigestCache(events.DigestOptions{})
@@ -212,6 +197,7 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	if cfg.LearnInstances > 0 || cfg.LearnPeriod > 0 {
 		a.table.learner = newImageLearner(cfg.LearnInstances, cfg.LearnPeriod, a.table, a.log)
 	}
+	a.table.logFull = cfg.LogFull
 	a.enroller = newEnroller(a.capture, a.log, opts.EnrollResync)
 
 	if cfg.Export != "" {
@@ -507,17 +493,93 @@ func (a *Agent) handle(r bpf.Record) {
 	}
 	a.table.beforeDispatch(r) // runns.go
 	a.current = r
-	err := a.disp.Dispatch(r)
+	var err error
+	if a.table.stopped.Load() == 0 || !a.skipStopped(r) { // logfull.go
+		err = a.disp.Dispatch(r)
+	}
 	a.current = nil
 	if err != nil {
-		if st, ok := a.table.get(h.NS); ok && !st.logErr.Swap(true) {
-			a.log.Error("measured log append failed: the namespace's measurement is incomplete", "namespace", st.ns.Name(), "err", err)
-		}
+		a.newPointFailed(h.NS, err)
 	}
 	a.table.afterDispatch(r)
 	if now := monotonicNow(); now > h.KTime {
 		a.met.PipelineLatency(time.Duration(now - h.KTime))
 	}
+}
+
+// openLog opens the register and the measured log, starts group commit
+// and begins the agent's run of the log.
+func (a *Agent) openLog() error {
+	if err := os.MkdirAll(filepath.Dir(a.cfg.Log), 0o700); err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	reg, why, err := measure.OpenRegister(a.cfg.Register, measure.RegisterOptions{TDXRoot: a.cfg.TDXRoot, TPMDevice: a.cfg.TPM, PCR: a.cfg.PCR})
+	if err != nil {
+		return fmt.Errorf("register %s: %w", a.cfg.Register, err)
+	}
+	a.register = reg
+	extended := func(records int, took time.Duration) { a.met.RegisterExtends(reg.Name(), records, took) }
+	if a.mlog, err = measure.OpenLog(a.cfg.Log, reg, measure.LogOptions{Extended: extended}); err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	// Group commit: a new point is queued and the reader goes on; a
+	// committer shares one fdatasync among the waiting records. The
+	// queue's bound holds the reader back only when it is full, and
+	// closeAll's mlog.Close commits everything queued before the
+	// register is read. The bound is logQueue (descriptions.go), not
+	// measure's default: queued records are heap, and the ring
+	// buffer behind a waiting reader holds records at no extra cost.
+	// While the log cannot be written the queue is the hold: beyond it
+	// new points are counted in gap records (logfull.go).
+	a.mlog.StartBatching(measure.BatchOptions{Queue: logQueue})
+	for _, r := range a.mlog.Repairs() {
+		a.log.Warn("repaired the event log after a crash", "log", a.cfg.Log, "line", r.Line, "repair", r.Action)
+	}
+	if err := a.beginRun(); err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	a.log.Info("measuring", "log", a.cfg.Log, "register", why)
+	return nil
+}
+
+// newPointFailed reports a new point of namespace id that the model or
+// the log could not keep. A log that cannot be written is reported by the
+// poller (and with log_full stop, stops the namespace); anything else is
+// logged once per namespace.
+func (a *Agent) newPointFailed(id uint64, err error) {
+	st, ok := a.table.get(id)
+	if !ok {
+		return
+	}
+	a.table.noteLogError(st, err)
+	if !logFailed(err) {
+		return
+	}
+	if !st.modelErr.Swap(true) {
+		a.log.Error("a new point was not kept as it should be: the namespace's model or measurement may be incomplete (reported once)", "namespace", st.ns.Name(), "err", err)
+	}
+}
+
+// beginRun begins the agent's run of the measured log (a start record)
+// and says what cannot be trusted about the runs before.
+func (a *Agent) beginRun() error {
+	rs, err := a.mlog.BeginRun()
+	if logFailed(err) {
+		return err
+	}
+	p := rs.Previous
+	if p == nil {
+		return nil
+	}
+	if p.Runs > 0 && !p.Clean {
+		a.log.Warn("the previous run of the measured log did not end with a stop record: the agent crashed or was killed, or records at the end of the log were removed; 'vigil verify' reports it",
+			"log", a.cfg.Log, "run", rs.Run, "records_before", p.Records)
+	}
+	if rs.Replayed {
+		a.log.Warn("records of earlier runs cannot be attested: the software register starts at zero in every process and was set by replaying them; only a hardware register (tdx, tpm) attests a log across restarts",
+			"log", a.cfg.Log, "run", rs.Run, "records_before", p.Records)
+	}
+	return nil
 }
 
 // onEvent counts, exports and acts on an event the dispatcher added to its
@@ -599,7 +661,7 @@ func (a *Agent) poll() {
 			a.log.Warn("records lost: the namespace's model and measurement are incomplete", "namespace", st.ns.Name(), "lost", n, "reason", reason)
 			st.ns.RecordGap(n, reason)
 			if st.logNS != nil {
-				if err := st.logNS.Gap(n, reason); err != nil {
+				if err := st.logNS.Gap(n, reason); logFailed(err) {
 					a.log.Error("record a gap in the log", "namespace", st.ns.Name(), "err", err)
 				}
 			}
@@ -619,6 +681,7 @@ func (a *Agent) poll() {
 	if a.capture != nil {
 		a.met.SetRingFill(a.capture.RingFill())
 	}
+	a.table.pollLog() // logfull.go
 }
 
 // monotonicNow is CLOCK_MONOTONIC in nanoseconds, the clock of the

@@ -86,6 +86,20 @@
 // maps its data pages twice, so the default 16 MiB costs 32 MiB), and
 // about 170 bytes of heap per point (entry, index, order).
 //
+// # The measured log
+//
+// At start the agent begins a run of the log (a start record saying how
+// the log stood and whether the previous run ended with its stop record)
+// and warns when earlier records cannot be attested (a software register
+// is set by replaying them) or the previous run ended unclean; closing
+// the log at shutdown writes the stop record. When the log cannot be
+// written (a full disk), its records wait in memory and are retried
+// (measure.ErrLogUnwritable); log_full says what namespaces do meanwhile
+// (logfull.go: gap, keep modeling and count the points beyond the hold
+// in gap records; stop, stop modeling until the log has caught up). The
+// poller reports the log's state in the agent's log and metrics, and the
+// control API in each namespace's LogState.
+//
 // # Concurrency
 //
 // Run's goroutines: the ring-buffer reader (the only caller of the

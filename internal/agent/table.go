@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -63,7 +62,9 @@ type nsState struct {
 	// namespace go through them in the same order.
 	mu          sync.Mutex
 	allowPushed bool
-	logErr      atomic.Bool // a log append failed (reported once)
+	modelErr    atomic.Bool // adding a new point failed other than in the log (reported once)
+
+	logStop logStop // modeling stopped while the log cannot be written (logfull.go)
 }
 
 // table holds the agent's namespaces and implements control.Backend.
@@ -71,7 +72,7 @@ type table struct {
 	reg      *namespace.Registry
 	kern     kernel
 	mlog     *measure.Log // nil: no measured log
-	regName  string       // the register's kind, for metrics
+	regName  string       // the register's kind, for the control API
 	met      *metrics.Metrics
 	defaults control.Settings
 	modelDir string
@@ -91,6 +92,13 @@ type table struct {
 	// learner learns the model of an image without one from its first
 	// instances (learn.go); nil when off.
 	learner *imageLearner
+
+	// logFull is what a namespace does when the log cannot be written
+	// (logfull.go); stopped counts the namespaces stopped for it, so the
+	// reader looks only when there are some. logFailing is the poller's.
+	logFull    string
+	stopped    atomic.Int64
+	logFailing bool
 
 	mu   sync.RWMutex
 	byID map[uint64]*nsState
@@ -215,18 +223,20 @@ func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir
 	}
 	m := n.Model()
 	if t.mlog != nil {
+		// A log that cannot be written holds the records (or counts
+		// the points in a gap record): the namespace starts anyway.
 		logNS, err := t.mlog.Namespace(n.ID(), n.Name(), m.Aggregate(), m.Base())
-		if err != nil {
+		if logFailed(err) {
 			return fail(err)
 		}
 		st.logNS = logNS
-		for _, p := range m.SetObserver(&measuredObserver{ns: logNS, met: t.met, reg: t.regName}) {
-			if err := logNS.NewPoint(p); err != nil {
+		for _, p := range m.SetObserver(logNS) {
+			if err := logNS.NewPoint(p); logFailed(err) {
 				return fail(err)
 			}
 		}
 		if m.Sealed() {
-			if err := logNS.Sealed(); err != nil {
+			if err := logNS.Sealed(); logFailed(err) {
 				return fail(err)
 			}
 		}
@@ -272,6 +282,11 @@ func (t *table) remove(st *nsState) {
 	t.met.RemoveNamespace(st.ns.Name())
 	t.met.SetNamespaces(count)
 	t.closeModel(st.ns)
+	st.logStop.mu.Lock()
+	if st.logStop.stopped.Swap(false) {
+		t.stopped.Add(-1)
+	}
+	st.logStop.mu.Unlock()
 }
 
 // list returns the namespaces' states ordered by id.
@@ -308,7 +323,7 @@ func (t *table) sealLocked(st *nsState) error {
 		return conflict(err)
 	}
 	if st.logNS != nil {
-		if err := st.logNS.Sealed(); err != nil {
+		if err := st.logNS.Sealed(); logFailed(err) {
 			return fmt.Errorf("seal namespace %s: log: %w", n.Name(), err)
 		}
 	}
@@ -374,7 +389,7 @@ func (t *table) enforce(st *nsState) error {
 		return fmt.Errorf("enforce namespace %s: %w", n.Name(), err)
 	}
 	if st.logNS != nil {
-		if err := st.logNS.Enforcing(); err != nil {
+		if err := st.logNS.Enforcing(); logFailed(err) {
 			return fmt.Errorf("enforce namespace %s: log: %w", n.Name(), err)
 		}
 	}
@@ -409,6 +424,7 @@ func (t *table) info(st *nsState) control.NamespaceInfo {
 	st.pseudoMu.Lock()
 	info.Settings.Pseudonyms = slices.Clone(st.pseudonyms)
 	st.pseudoMu.Unlock()
+	info.Log = t.logState(st)
 	info.Ended = t.runs.isEnded(n.ID())
 	if c := st.container; c != nil {
 		info.Container = &control.Container{Runtime: string(c.Runtime), ID: c.ID, PodUID: c.PodUID, Cgroup: c.Cgroup, Image: c.Image}
@@ -538,7 +554,7 @@ func (t *table) Load(name string, file []byte) error {
 	}
 	var obsErr error
 	for _, p := range loaded.Points() {
-		if _, err := m.Add(p.Coefficient, p.Description); err != nil && obsErr == nil {
+		if _, err := m.Add(p.Coefficient, p.Description); logFailed(err) && obsErr == nil {
 			obsErr = err
 		}
 	}
@@ -583,21 +599,11 @@ func (st *nsState) addPseudonyms(pathnames []string) {
 	}
 }
 
-// measuredObserver is a namespace's part of the measured log as the
-// model's observer, timing each append and extend for the metrics.
-type measuredObserver struct {
-	ns  *measure.Namespace
-	met *metrics.Metrics
-	reg string
-}
-
-func (o *measuredObserver) NewPoint(p model.Point) error {
-	start := time.Now()
-	err := o.ns.NewPoint(p)
-	if err == nil {
-		o.met.RegisterExtend(o.reg, time.Since(start))
-	}
-	return err
+// logFailed says whether err, from the measured log, is a failure: a
+// record the log holds because it cannot be written now
+// (measure.ErrLogUnwritable) is not; the poller reports that state.
+func logFailed(err error) bool {
+	return err != nil && !errors.Is(err, measure.ErrLogUnwritable)
 }
 
 // settingsHash is the hash algorithm settings name (SHA-256 when they name

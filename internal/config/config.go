@@ -40,6 +40,7 @@ type Config struct {
 	TDXRoot  string `yaml:"tdx_root" usage:"directory of the TDX rtmr<N>:sha384 files (empty: /sys/class/misc/tdx_guest/measurements)"`
 	TPM      string `yaml:"tpm" usage:"TPM device for register tpm (empty: /dev/tpmrm0, then /dev/tpm0)"`
 	PCR      int    `yaml:"pcr" usage:"TPM PCR extended for register tpm"`
+	LogFull  string `yaml:"log_full" usage:"when the measured log cannot be written (a full disk): gap (namespaces keep modeling; new points wait in memory, those beyond 1024 waiting records are counted in a gap record) or stop (a namespace whose new point cannot be written stops modeling until the log has caught up; the events it missed are counted in a gap record)"`
 
 	Backend        string `yaml:"backend" usage:"capture backend: auto (LSM if it loads, else tracepoints), lsm or tracepoint"`
 	RingBufferSize int    `yaml:"ring_buffer_size" usage:"kernel event ring buffer size in bytes (a power of two, 4096 to 1073741824); the agent's RSS holds it twice (the kernel maps it twice), and a smaller one loses records sooner in a burst"`
@@ -86,6 +87,7 @@ func Default() Config {
 		Log:                 "/var/lib/vigil/measurements.log",
 		Register:            "auto",
 		PCR:                 23,
+		LogFull:             "gap",
 		Backend:             "auto",
 		RingBufferSize:      16 << 20,
 		ExportFormat:        "tsem",
@@ -304,6 +306,7 @@ func (c *Config) validate(origin map[string]string) error {
 	var errs []error
 	errs = append(errs,
 		oneOf("register", c.Register, "auto", "tdx", "tpm", "software"),
+		oneOf("log_full", c.LogFull, "gap", "stop"),
 		oneOf("backend", c.Backend, "auto", "lsm", "tracepoint"),
 		oneOf("export_format", c.ExportFormat, "tsem", "ecs"),
 		oneOf("hash", c.Hash, "sha256", "sha384", "sha512"),

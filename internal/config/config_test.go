@@ -38,7 +38,7 @@ func TestLoadFull(t *testing.T) {
 	}
 	want := Config{
 		Socket: "/run/vigil/other.sock", MetricsAddr: "0.0.0.0:9999", Log: "/var/log/vigil.log",
-		Register: "tpm", TDXRoot: "/tmp/rtmr", TPM: "/dev/tpm0", PCR: 16, Backend: "tracepoint",
+		Register: "tpm", TDXRoot: "/tmp/rtmr", TPM: "/dev/tpm0", PCR: 16, LogFull: "stop", Backend: "tracepoint",
 		RingBufferSize: 1 << 22, Export: "-", ExportFormat: "ecs", ExportForensicsOnly: true,
 		ExportMaxSize: 1048576, ExportMaxFiles: 2, ExportFlushInterval: 250 * time.Millisecond, HostNamespace: true, HostEnforce: true, CgroupRoot: "/host/sys/fs/cgroup",
 		ContainerResync: 30 * time.Second, ModelDir: "/models", ModelKey: "image", RuntimeRoot: "/host",

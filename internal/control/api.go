@@ -130,6 +130,42 @@ type NamespaceInfo struct {
 	Aggregate   string `json:"aggregate"`
 	State       string `json:"state"`
 	Measurement string `json:"measurement"`
+
+	// Log is the namespace's part of the measured log; nil when the
+	// agent keeps none.
+	Log *LogState `json:"log,omitempty"`
+}
+
+// The states of a namespace's part of the measured log (LogState.Status),
+// from good to bad.
+const (
+	// LogOK: every record of the namespace is in the log.
+	LogOK = "ok"
+	// LogWaiting: records wait in memory because the log cannot be
+	// written now (a full disk); none is lost yet.
+	LogWaiting = "waiting"
+	// LogIncomplete: the log misses model points of the namespace, or
+	// events modeling skipped (its gap records count them).
+	LogIncomplete = "incomplete"
+	// LogStopped: modeling is stopped until the log catches up (the
+	// agent's log_full is stop).
+	LogStopped = "stopped"
+)
+
+// LogState is a namespace's part of the measured log.
+type LogState struct {
+	// Status sums it up: LogOK, LogWaiting, LogIncomplete or LogStopped.
+	Status string `json:"status"`
+	// Unrecorded counts model points the log could not record (a gap
+	// record of the namespace counts them, once the log can be written).
+	Unrecorded uint64 `json:"unrecorded"`
+	// Waiting counts the namespace's records waiting in memory.
+	Waiting int `json:"waiting"`
+	// Skipped counts events not modeled while modeling was stopped
+	// (log_full: stop; gap records count them).
+	Skipped uint64 `json:"skipped"`
+	// Error says why the log cannot be written, empty when it can.
+	Error string `json:"error,omitempty"`
 }
 
 // Point is one unique security event of a trajectory or of the forensics:

@@ -2,7 +2,8 @@
 // registry holding what an operator needs to see that modeling works and
 // keeps up — security events by type and namespace, records lost by reason
 // and namespace, forensics and denials, model points per namespace,
-// measurement register extends and their latency, pipeline latency, file
+// measurement register extends and their latency, the measured log's
+// failed writes, waiting records and unrecorded points, pipeline latency, file
 // digest cache hits and misses, ring-buffer fill and the capture backend in
 // use — and the HTTP server that exposes them on /metrics.
 //

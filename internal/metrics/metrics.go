@@ -43,6 +43,8 @@ type Metrics struct {
 	namespaces      prometheus.Gauge
 	extends         *prometheus.CounterVec
 	extendLatency   *prometheus.HistogramVec
+	unrecorded      *prometheus.CounterVec
+	logWaiting      prometheus.Gauge
 	pipelineLatency prometheus.Histogram
 	digestCache     *prometheus.CounterVec
 	ringFill        prometheus.Gauge
@@ -80,14 +82,22 @@ func New(opts Options) *Metrics {
 		}),
 		extends: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_register_extends_total",
-			Help: "Measurement register extends (one per new model point), by register.",
+			Help: "Measurement register extends done (one per record of the measured log: new model points and namespace and run records), by register.",
 		}, []string{"register"}),
 		extendLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "vigil_register_extend_duration_seconds",
-			Help: "Time to append a log record and extend the measurement register, by register.",
+			Help: "Time to write, sync and extend the group commit that measured each log record, by register.",
 			// 10µs (software) to ~2.6s (a busy TPM).
 			Buckets: prometheus.ExponentialBuckets(1e-5, 4, 10),
 		}, []string{"register"}),
+		unrecorded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_log_points_unrecorded_total",
+			Help: "Model points the measured log could not record (it could not be written, and they did not fit in memory), by namespace; a gap record of the namespace counts them.",
+		}, []string{"namespace"}),
+		logWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_log_waiting_records",
+			Help: "Records waiting in memory to be written to the measured log.",
+		}),
 		pipelineLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "vigil_pipeline_latency_seconds",
 			Help: "Time from the kernel recording a security event to the event being modeled.",
@@ -108,7 +118,7 @@ func New(opts Options) *Metrics {
 		}, []string{"backend"}),
 	}
 	m.reg.MustRegister(m.events, m.lost, m.forensics, m.denials, m.points, m.namespaces,
-		m.extends, m.extendLatency, m.pipelineLatency, m.digestCache, m.ringFill, m.backend)
+		m.extends, m.extendLatency, m.unrecorded, m.logWaiting, m.pipelineLatency, m.digestCache, m.ringFill, m.backend)
 	// Both results exist from the start so rate() works before the first miss.
 	m.digestCache.WithLabelValues("hit")
 	m.digestCache.WithLabelValues("miss")
@@ -165,6 +175,16 @@ func (c exportCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(n.WriteErrors))
 }
 
+// CountLogAppendErrors exposes f as vigil_log_append_errors_total: writes
+// and fdatasyncs of the measured log that failed (each retry counts). Call
+// it once.
+func (m *Metrics) CountLogAppendErrors(f func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "vigil_log_append_errors_total",
+		Help: "Writes and fdatasyncs of the measured log that failed (a full disk, an I/O error); the records wait in memory and are retried.",
+	}, func() float64 { return float64(f()) }))
+}
+
 // Registry returns the registry the metrics live on.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
@@ -209,12 +229,25 @@ func (m *Metrics) SetPoints(namespace string, n int) {
 // SetNamespaces sets how many namespaces the agent holds.
 func (m *Metrics) SetNamespaces(n int) { m.namespaces.Set(float64(n)) }
 
-// RegisterExtend records one extend of a measurement register ("tdx",
-// "tpm" or "software") and how long the log append and extend took.
-func (m *Metrics) RegisterExtend(register string, took time.Duration) {
-	m.extends.WithLabelValues(register).Inc()
-	m.extendLatency.WithLabelValues(register).Observe(took.Seconds())
+// RegisterExtends records records extends of a measurement register
+// ("tdx", "tpm" or "software") done by one commit of the log, and how long
+// the commit took.
+func (m *Metrics) RegisterExtends(register string, records int, took time.Duration) {
+	m.extends.WithLabelValues(register).Add(float64(records))
+	h := m.extendLatency.WithLabelValues(register)
+	for range records {
+		h.Observe(took.Seconds())
+	}
 }
+
+// PointsUnrecorded adds n model points of a namespace the log could not
+// record.
+func (m *Metrics) PointsUnrecorded(namespace string, n uint64) {
+	m.unrecorded.WithLabelValues(namespace).Add(float64(n))
+}
+
+// SetLogWaiting sets how many records wait to be written to the log.
+func (m *Metrics) SetLogWaiting(n int) { m.logWaiting.Set(float64(n)) }
 
 // PipelineLatency records the time from capture to model for one event.
 func (m *Metrics) PipelineLatency(took time.Duration) { m.pipelineLatency.Observe(took.Seconds()) }
@@ -245,6 +278,7 @@ func (m *Metrics) RemoveNamespace(namespace string) {
 	m.forensics.DeletePartialMatch(l)
 	m.denials.DeletePartialMatch(l)
 	m.points.DeletePartialMatch(l)
+	m.unrecorded.DeletePartialMatch(l)
 }
 
 // Handler serves the registry in the Prometheus exposition formats.
