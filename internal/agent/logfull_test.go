@@ -33,7 +33,7 @@ func newDiskFixture(t *testing.T, logFull string, queue int) (*fixture, *measure
 	l.StartBatching(measure.BatchOptions{Queue: queue, Retry: 2 * time.Millisecond})
 	reg := namespace.NewRegistry(namespace.RegistryOptions{FirstID: l.NextNamespaceID()})
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tab := newTable(reg, newFakeKernel(false), l, metrics.New(metrics.Options{}), control.Settings{HashAlgorithm: "sha256"}, "", logger)
+	tab := newTable(reg, newFakeKernel(false), l, metrics.New(metrics.Options{}), control.Settings{HashAlgorithm: "sha256", Dialect: "tsem"}, "", logger)
 	tab.ktime = func() uint64 { return 0 }
 	tab.logFull = logFull
 	return &fixture{tab: tab, kern: tab.kern.(*fakeKernel), log: l, path: path}, disk
