@@ -192,8 +192,10 @@ var (
 type Capture struct {
 	backend Backend
 	coll    *ebpf.Collection
-	links   []link.Link
-	rd      *ringbuf.Reader
+	// scriptFiles: the tracepoint backend found ____fput (findFput).
+	scriptFiles bool
+	links       []link.Link
+	rd          *ringbuf.Reader
 	// fillMu orders RingFill against Close, which unmaps the ring.
 	fillMu     sync.RWMutex
 	fillClosed bool
@@ -359,6 +361,7 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach %s repeat memo collector: %w", b, err)
 	}
+	c.scriptFiles = findFput(coll)
 	var zero uint32
 	if err := coll.Maps["ttd_counter"].Update(zero, uint64(0), ebpf.UpdateAny); err != nil {
 		return nil, fmt.Errorf("reset ttd counter: %w", err)
@@ -371,8 +374,8 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	}
 	for _, name := range sortedPrograms(spec) {
 		ps := spec.Programs[name]
-		if ps.AttachType == ebpf.AttachTraceIter {
-			continue // the collector, run by rotateRepeats
+		if ps.AttachType == ebpf.AttachTraceIter || ps.Type == ebpf.Syscall {
+			continue // run, not attached: the collector (rotateRepeats), vg_find_fput
 		}
 		l, err := attach(ps, coll.Programs[name])
 		if err != nil {
@@ -398,6 +401,13 @@ func attach(ps *ebpf.ProgramSpec, p *ebpf.Program) (link.Link, error) {
 	switch ps.Type {
 	case ebpf.LSM:
 		return link.AttachLSM(link.LSMOptions{Program: p})
+	case ebpf.RawTracepoint:
+		// "raw_tracepoint/<name>"
+		name, ok := strings.CutPrefix(ps.SectionName, "raw_tracepoint/")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("section %q: want raw_tracepoint/NAME", ps.SectionName)
+		}
+		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: p})
 	case ebpf.TracePoint:
 		// "tracepoint/<group>/<name>"
 		parts := strings.Split(ps.SectionName, "/")
@@ -424,6 +434,29 @@ func ensureTracefs(dir string) error {
 	}
 	return nil
 }
+
+// findFput runs vg_find_fput (tracepoint backend), which looks up the
+// kernel's deferred file release function so that exec can find the
+// script file an interpreter exec released (see tp.bpf.c), and reports
+// whether it was found. Without it script records name the script by the
+// path the exec was given only (FileOpen-like records with File.Present
+// false).
+func findFput(coll *ebpf.Collection) bool {
+	p, v := coll.Programs["vg_find_fput"], coll.Variables["fput_work_fn"]
+	if p == nil || v == nil {
+		return false
+	}
+	if _, err := p.Run(&ebpf.RunOptions{}); err != nil {
+		return false
+	}
+	var addr uint64
+	return v.Get(&addr) == nil && addr != 0
+}
+
+// ScriptFiles reports whether the tracepoint backend can describe the
+// script file of an interpreter exec (ExecScript.File.Present); the LSM
+// backend reports the script's open itself.
+func (c *Capture) ScriptFiles() bool { return c.backend == BackendLSM || c.scriptFiles }
 
 // Backend returns the backend in use.
 func (c *Capture) Backend() Backend { return c.backend }

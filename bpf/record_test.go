@@ -256,7 +256,7 @@ func TestParseRecordErrors(t *testing.T) {
 		{"short header", good[:HeaderSize-1], ErrShortRecord, "119 bytes"},
 		{"short payload", good[:HeaderSize+4], ErrShortRecord, "capable: 124 bytes, want 128"},
 		{"type 0", withType(0, 128), ErrUnknownRecord, "type 0"},
-		{"type past the end", withType(uint16(recTypeEnd), 128), ErrUnknownRecord, "type 23"},
+		{"type past the end", withType(uint16(recTypeEnd), 128), ErrUnknownRecord, "type 24"},
 		{"user-space type", withType(uint16(RecRepeatCount), 128), ErrUnknownRecord, "type 256"},
 		{"size field", withType(uint16(RecCapable), 127), ErrRecordSize, "size field 127, want 128"},
 	}
