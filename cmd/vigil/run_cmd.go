@@ -648,7 +648,10 @@ func printRunSummary(w io.Writer, f *runFlags, capture *bpf.Capture, ns *namespa
 		fmt.Fprintf(w, "vigil: WARNING: %d tasks of the namespace were still running when %s exited; what they do from then on is not modeled\n", n, f.command)
 	}
 	if n := disp.Converter().DigestFailures(); n > 0 {
-		fmt.Fprintf(w, "vigil: WARNING: %d file digests could not be read (file changed or unreachable); their events carry a zero digest\n", n)
+		fmt.Fprintf(w, "vigil: WARNING: %d file digests could not be read (file changed, deleted or unreachable before Vigil read it); their events carry the unhashable digest (ff...ff), are never learned and are forensics in a sealed run\n", n)
+	}
+	if st.Unlearned > 0 {
+		fmt.Fprintf(w, "vigil: %d events were not learned: a file of theirs had no digest\n", st.Unlearned)
 	}
 	if n := ns.Model().Forensics(); len(n) > 0 && f.forensics == "" {
 		fmt.Fprintf(w, "vigil: %d events outside the model %s (use --forensics FILE for their descriptions):\n", len(n), f.modelIn)
@@ -702,6 +705,8 @@ func describeRecord(r bpf.Record) string {
 	s := fmt.Sprintf("%s pid %d %q", h.Type, h.PID, h.Process())
 	switch r := r.(type) {
 	case *bpf.FileOpen:
+		s += " " + strconv.Quote(r.File.Path.Name)
+	case *bpf.ExecScript:
 		s += " " + strconv.Quote(r.File.Path.Name)
 	case *bpf.Exec:
 		s += " " + strconv.Quote(r.File.Path.Name)
