@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -160,6 +163,10 @@ type Options struct {
 	// TracefsDir is where tracefs is mounted when it is not yet; "" means
 	// /sys/kernel/tracing.
 	TracefsDir string
+	// SecurityDir is where securityfs is mounted ("" means
+	// /sys/kernel/security): BackendAuto skips the LSM programs at once
+	// when its lsm file does not list bpf.
+	SecurityDir string
 	// RepeatWindow is how often Run replaces the kernel's repeat cache
 	// and delivers its counts (see NamespaceConfig.NoRepeatCache): every
 	// cached event makes a record at least once per window. 0 means one
@@ -258,23 +265,57 @@ func Open(opts Options) (*Capture, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("open capture: remove memlock limit: %w", err)
 	}
+	// The kernel's BTF is decoded once for everything loaded here.
+	cache := btf.NewCache()
 	switch opts.Backend {
 	case BackendLSM:
-		return openBackend(BackendLSM, opts)
+		return openBackend(BackendLSM, opts, cache)
 	case BackendTracepoint:
-		return openBackend(BackendTracepoint, opts)
+		return openBackend(BackendTracepoint, opts, cache)
 	case BackendAuto:
-		c, lerr := openBackend(BackendLSM, opts)
+		// A cheap probe first: loading the whole LSM object only to be
+		// refused costs a large part of a short `vigil run`.
+		lerr := probeLSM(opts.SecurityDir, cache)
 		if lerr == nil {
-			return c, nil
+			var c *Capture
+			if c, lerr = openBackend(BackendLSM, opts, cache); lerr == nil {
+				return c, nil
+			}
 		}
-		c, terr := openBackend(BackendTracepoint, opts)
+		c, terr := openBackend(BackendTracepoint, opts, cache)
 		if terr == nil {
 			return c, nil
 		}
 		return nil, fmt.Errorf("open capture: %w: lsm: %v; tracepoint: %v", ErrNoBackend, lerr, terr)
 	}
 	return nil, fmt.Errorf("open capture: backend %q: want auto, lsm or tracepoint", opts.Backend)
+}
+
+// probeLSM says why the BPF LSM programs surely cannot be used here, or
+// nil when they may: bpf is missing from the active LSM list (when
+// securityfs shows it), or the kernel refuses to load a minimal LSM
+// program (as this project's CI hosts do).
+func probeLSM(securityDir string, cache *btf.Cache) error {
+	if securityDir == "" {
+		securityDir = "/sys/kernel/security"
+	}
+	list := filepath.Join(securityDir, "lsm")
+	if b, err := os.ReadFile(list); err == nil && !slices.Contains(strings.Split(strings.TrimSpace(string(b)), ","), "bpf") {
+		return fmt.Errorf("%w: %s is %q", ErrNoBPFLSM, list, strings.TrimSpace(string(b)))
+	}
+	// A collection, not a lone program, so that the kernel's BTF is
+	// decoded into the cache the real load uses.
+	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{
+		"vg_probe": {
+			Type: ebpf.LSM, AttachType: ebpf.AttachLSMMac, AttachTo: "file_open", License: "GPL",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		},
+	}}, ebpf.CollectionOptions{Cache: cache})
+	if err != nil {
+		return fmt.Errorf("%w: load a minimal lsm program: %w", ErrNoBPFLSM, err)
+	}
+	coll.Close()
+	return nil
 }
 
 // collectionSpec returns the embedded spec of a backend's object.
@@ -288,7 +329,7 @@ func collectionSpec(b Backend) (*ebpf.CollectionSpec, error) {
 	return nil, fmt.Errorf("backend %q has no programs", b)
 }
 
-func openBackend(b Backend, opts Options) (c *Capture, err error) {
+func openBackend(b Backend, opts Options, cache *btf.Cache) (c *Capture, err error) {
 	spec, err := collectionSpec(b)
 	if err != nil {
 		return nil, fmt.Errorf("load %s spec: %w", b, err)
@@ -298,6 +339,11 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	}
 	if opts.AllowEntries != 0 {
 		spec.Maps["allow"].MaxEntries = opts.AllowEntries
+	}
+	if b == BackendTracepoint {
+		// No allow set without enforcement: its preallocated
+		// entries would only cost time and memory.
+		spec.Maps["allow"].MaxEntries = 1
 	}
 	repSpec := spec.Maps["repeats"].InnerMap.Copy()
 	if opts.RepeatEntries != 0 {
@@ -323,7 +369,7 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 			return nil, err
 		}
 	}
-	coll, err := ebpf.NewCollection(spec)
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Cache: cache})
 	if err != nil {
 		err = fmt.Errorf("load %s programs: %w", b, err)
 		if b == BackendLSM {
@@ -372,20 +418,12 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	if err := c.bumpEpoch(); err != nil {
 		return nil, err
 	}
-	for _, name := range sortedPrograms(spec) {
-		ps := spec.Programs[name]
-		if ps.AttachType == ebpf.AttachTraceIter || ps.Type == ebpf.Syscall {
-			continue // run, not attached: the collector (rotateRepeats), vg_find_fput
+	if c.links, err = attachAll(spec, coll); err != nil {
+		err = fmt.Errorf("attach %s %w", b, err)
+		if b == BackendLSM {
+			err = fmt.Errorf("%w: %w", ErrNoBPFLSM, err)
 		}
-		l, err := attach(ps, coll.Programs[name])
-		if err != nil {
-			err = fmt.Errorf("attach %s program %s (%s): %w", b, name, ps.SectionName, err)
-			if b == BackendLSM {
-				err = fmt.Errorf("%w: %w", ErrNoBPFLSM, err)
-			}
-			return nil, err
-		}
-		c.links = append(c.links, l)
+		return nil, err
 	}
 	if c.poll <= 0 {
 		c.poll = 20 * time.Millisecond
@@ -395,6 +433,54 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 		return nil, fmt.Errorf("create ring buffer reader: %w", err)
 	}
 	return c, nil
+}
+
+// attachAll attaches every program of coll but the ones that are run
+// instead (the memo collector, vg_find_fput), all at once: attaching and,
+// above all, detaching a tracepoint wait for the kernel (the detach for
+// an RCU grace period), so one at a time adds up to most of a short
+// `vigil run`. On error it detaches what it attached.
+func attachAll(spec *ebpf.CollectionSpec, coll *ebpf.Collection) ([]link.Link, error) {
+	var names []string
+	for _, name := range sortedPrograms(spec) {
+		ps := spec.Programs[name]
+		if ps.AttachType == ebpf.AttachTraceIter || ps.Type == ebpf.Syscall {
+			continue // run, not attached: the collector (rotateRepeats), vg_find_fput
+		}
+		names = append(names, name)
+	}
+	links := make([]link.Link, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			ps := spec.Programs[name]
+			links[i], errs[i] = attach(ps, coll.Programs[name])
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("program %s (%s): %w", name, ps.SectionName, errs[i])
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		closeLinks(links)
+		return nil, err
+	}
+	return links, nil
+}
+
+// closeLinks detaches links all at once (see attachAll).
+func closeLinks(links []link.Link) error {
+	errs := make([]error, len(links))
+	var wg sync.WaitGroup
+	for i, l := range links {
+		if l == nil {
+			continue
+		}
+		wg.Go(func() { errs[i] = l.Close() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func attach(ps *ebpf.ProgramSpec, p *ebpf.Program) (link.Link, error) {
@@ -1272,9 +1358,7 @@ func (c *Capture) Close() error {
 			c.repCur.Close()
 		}
 		c.repMu.Unlock()
-		for _, l := range c.links {
-			errs = append(errs, l.Close())
-		}
+		errs = append(errs, closeLinks(c.links))
 		if c.collect != nil {
 			errs = append(errs, c.collect.Close())
 		}

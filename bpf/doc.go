@@ -16,19 +16,20 @@
 //     ptrace_access_check, kernel_module_request, kernel_read_file, bpf and
 //     capable. It can enforce.
 //   - BackendTracepoint: for kernels where BPF LSM programs cannot be
-//     loaded. Syscall and scheduler tracepoints produce the same records
-//     after the fact, flagged FlagObserved: the exits of every syscall
-//     that opens a file and returns it (open, openat, openat2, creat,
-//     open_by_handle_at, mq_open), mmap with PROT_EXEC, connect, bind,
-//     the signal syscalls (kill, tkill, tgkill, rt_sigqueueinfo,
-//     rt_tgsigqueueinfo, pidfd_send_signal) and sched_process_exec (a raw
-//     tracepoint, which also reports the script of an interpreter exec,
-//     RecExecScript). The raw sys_enter and sys_exit tracepoints catch
-//     the same syscalls made through the 32-bit entry (int $0x80) or the
-//     x32 ABI, which the syscalls:* tracepoints skip on x86-64. An O_PATH
-//     open makes no record (the kernel opens nothing, TSEM's file_open
-//     does not see it). It never denies anything; SetNamespace with
-//     ModeEnforce returns ErrObserveOnly.
+//     loaded. Raw syscall and scheduler tracepoints produce the same
+//     records after the fact, flagged FlagObserved. One raw sys_enter
+//     and one raw sys_exit program (vg_sys_enter, vg_sys_exit) see every
+//     syscall of every ABI (64-bit, 32-bit through int $0x80, x32; the
+//     syscalls:* tracepoints skip the last two on x86-64) and report the
+//     exits of the syscalls that open a file and return it (open, openat,
+//     openat2, creat, open_by_handle_at, mq_open), mmap with PROT_EXEC,
+//     connect, bind and the signal syscalls (kill, tkill, tgkill,
+//     rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_send_signal); a raw
+//     sched_process_exec program reports execs and the script of an
+//     interpreter exec (RecExecScript). An O_PATH open makes no record
+//     (the kernel opens nothing, TSEM's file_open does not see it). It
+//     never denies anything; SetNamespace with ModeEnforce returns
+//     ErrObserveOnly.
 //
 // The README's "Capture backends" table lists, per backend, each syscall
 // or hook and the TSEM event it becomes.
@@ -37,7 +38,10 @@
 // membership to children and report task lifecycle, and
 // sched_process_free, which ends a process's Ignore. Open picks the backend
 // by a real load and attach (BackendAuto: LSM, else tracepoints, else
-// ErrNoBackend naming both reasons).
+// ErrNoBackend naming both reasons); it first tries a minimal LSM program
+// (and reads securityfs's lsm list), so that a kernel that refuses LSM
+// programs costs no full load of the LSM object. Programs are attached and
+// detached concurrently: a tracepoint detach waits for an RCU grace period.
 //
 // # Records
 //

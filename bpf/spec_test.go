@@ -30,14 +30,6 @@ func TestSpecPrograms(t *testing.T) {
 		{BackendTracepoint, []string{
 			"iter/task", "raw_tracepoint/sched_process_exec", "tracepoint/sched/sched_process_exit",
 			"tracepoint/sched/sched_process_fork", "tracepoint/sched/sched_process_free",
-			"tracepoint/syscalls/sys_enter_bind", "tracepoint/syscalls/sys_enter_connect",
-			"tracepoint/syscalls/sys_enter_kill", "tracepoint/syscalls/sys_enter_mmap",
-			"tracepoint/syscalls/sys_enter_tgkill", "tracepoint/syscalls/sys_enter_tkill",
-			"tracepoint/syscalls/sys_enter_rt_sigqueueinfo", "tracepoint/syscalls/sys_enter_rt_tgsigqueueinfo",
-			"tracepoint/syscalls/sys_enter_pidfd_send_signal",
-			"tracepoint/syscalls/sys_exit_open", "tracepoint/syscalls/sys_exit_openat",
-			"tracepoint/syscalls/sys_exit_openat2", "tracepoint/syscalls/sys_exit_creat",
-			"tracepoint/syscalls/sys_exit_open_by_handle_at", "tracepoint/syscalls/sys_exit_mq_open",
 			"raw_tracepoint/sys_enter", "raw_tracepoint/sys_exit", "syscall",
 		}},
 	}

@@ -1,29 +1,13 @@
 //go:build ignore
 
 /* The tracepoint backend, for kernels where BPF LSM programs cannot be
- * loaded: it observes the same events after the fact from syscall and
- * scheduler tracepoints and emits the same records (flagged observed). It
- * never denies anything. */
+ * loaded: it observes the same events after the fact from the raw syscall
+ * tracepoints and the scheduler's, and emits the same records (flagged
+ * observed). It never denies anything. */
 #include "vigil.h"
 #include "lifecycle.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-/* The syscalls:sys_{enter,exit}_* formats: 8 bytes of common fields, the
- * syscall number, then 8-byte arguments or the return value. */
-struct sys_enter_ctx {
-	__u64 common;
-	__s32 nr;
-	__u32 pad;
-	__u64 args[6];
-};
-
-struct sys_exit_ctx {
-	__u64 common;
-	__s32 nr;
-	__u32 pad;
-	__s64 ret;
-};
 
 #define PROT_EXEC 0x4
 #define MAP_ANONYMOUS 0x20
@@ -145,43 +129,6 @@ static __always_inline int open_exit(long ret)
 	repeat_reserved(&r->hdr, &rs, &s->rk);
 	bpf_ringbuf_submit(r, wake_flags());
 	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_open")
-int vg_exit_open(struct sys_exit_ctx *ctx)
-{
-	return open_exit(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_openat")
-int vg_exit_openat(struct sys_exit_ctx *ctx)
-{
-	return open_exit(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_openat2")
-int vg_exit_openat2(struct sys_exit_ctx *ctx)
-{
-	return open_exit(ctx->ret);
-}
-
-/* Other syscalls that open a file and return it as a descriptor. */
-SEC("tracepoint/syscalls/sys_exit_creat")
-int vg_exit_creat(struct sys_exit_ctx *ctx)
-{
-	return open_exit(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_open_by_handle_at")
-int vg_exit_open_by_handle_at(struct sys_exit_ctx *ctx)
-{
-	return open_exit(ctx->ret);
-}
-
-SEC("tracepoint/syscalls/sys_exit_mq_open")
-int vg_exit_mq_open(struct sys_exit_ctx *ctx)
-{
-	return open_exit(ctx->ret);
 }
 
 /* The script an exec ran. For a "#!" script (binfmt_script, or an
@@ -350,12 +297,6 @@ static __always_inline int mmap_enter(__u64 prot, __u64 flags, long fd)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_mmap")
-int vg_enter_mmap(struct sys_enter_ctx *ctx)
-{
-	return mmap_enter(ctx->args[2], ctx->args[3], (long)ctx->args[4]);
-}
-
 static __always_inline int sock_addr_enter(long fd, const void *addr, int addrlen, __u16 type)
 {
 	struct file *file = fd_file(fd);
@@ -375,18 +316,6 @@ static __always_inline int sock_addr_enter(long fd, const void *addr, int addrle
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_connect")
-int vg_enter_connect(struct sys_enter_ctx *ctx)
-{
-	return sock_addr_enter((long)ctx->args[0], (const void *)ctx->args[1], (int)ctx->args[2], VG_SOCKET_CONNECT);
-}
-
-SEC("tracepoint/syscalls/sys_enter_bind")
-int vg_enter_bind(struct sys_enter_ctx *ctx)
-{
-	return sock_addr_enter((long)ctx->args[0], (const void *)ctx->args[1], (int)ctx->args[2], VG_SOCKET_BIND);
-}
-
 static __always_inline int kill_enter(__u32 pid, __u32 tgid, __u32 sig)
 {
 	BEGIN(struct rec_task_kill, r, VG_TASK_KILL);
@@ -400,54 +329,27 @@ static __always_inline int kill_enter(__u32 pid, __u32 tgid, __u32 sig)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_kill")
-int vg_enter_kill(struct sys_enter_ctx *ctx)
-{
-	return kill_enter(ctx->args[0], ctx->args[0], ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_tgkill")
-int vg_enter_tgkill(struct sys_enter_ctx *ctx)
-{
-	return kill_enter(ctx->args[1], ctx->args[0], ctx->args[2]);
-}
-
-/* The other syscalls that send a signal (the LSM's task_kill sees them
- * all). tkill names a thread only; pidfd_send_signal names its target by
- * a pidfd, whose pid the tracepoint backend leaves 0 (it never resolves
- * a target's identity anyway). */
-SEC("tracepoint/syscalls/sys_enter_tkill")
-int vg_enter_tkill(struct sys_enter_ctx *ctx)
-{
-	return kill_enter(ctx->args[0], 0, ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_rt_sigqueueinfo")
-int vg_enter_rt_sigqueueinfo(struct sys_enter_ctx *ctx)
-{
-	return kill_enter(ctx->args[0], ctx->args[0], ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_rt_tgsigqueueinfo")
-int vg_enter_rt_tgsigqueueinfo(struct sys_enter_ctx *ctx)
-{
-	return kill_enter(ctx->args[1], ctx->args[0], ctx->args[2]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_pidfd_send_signal")
-int vg_enter_pidfd_send_signal(struct sys_enter_ctx *ctx)
-{
-	return kill_enter(0, 0, ctx->args[1]);
-}
-
-/* 32-bit and x32 syscalls. On x86-64 the syscalls:* tracepoints skip the
- * syscalls a task makes through the 32-bit entry (int $0x80, sysenter,
- * syscall from 32-bit code: TS_COMPAT set) and x32 ones (the number has
- * __X32_SYSCALL_BIT), so a 64-bit program could open, connect or signal
- * through int $0x80 unseen. The raw sys_enter and sys_exit tracepoints see
- * every syscall: these programs return at once for native ones and hand
- * the others to the handlers above, after mapping their numbers. exec
- * needs nothing here (sched_process_exec sees every exec). */
+/* Syscalls. One raw sys_enter and one raw sys_exit program see every
+ * syscall of every task and hand the ones that make an event to the
+ * handlers above: the syscalls that open a file and return it (at exit:
+ * open, openat, openat2, creat, open_by_handle_at, mq_open), connect,
+ * bind, mmap, and the ones that send a signal (kill, tkill, tgkill,
+ * rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_send_signal; tkill names a
+ * thread only, pidfd_send_signal a pidfd, whose pid this backend leaves 0:
+ * it never resolves a signal target's identity anyway). exec needs none
+ * (sched_process_exec sees every exec).
+ *
+ * Raw tracepoints rather than the syscalls:* ones, for three reasons. On
+ * x86-64 the syscalls:* tracepoints skip the syscalls a task makes
+ * through the 32-bit entry (int $0x80, sysenter, syscall from 32-bit
+ * code: TS_COMPAT set) and x32 ones (the number has __X32_SYSCALL_BIT),
+ * so a 64-bit program could open, connect or signal through int $0x80
+ * unseen; the raw ones see them with their own numbers. One program per
+ * direction is verified once instead of once per syscall, which is most
+ * of the time a capture takes to load. And a raw tracepoint costs a
+ * traced syscall less than a perf event does. The price: both programs
+ * run for every syscall of the machine; one that no table names returns
+ * after a switch on its number (see the README for what that costs). */
 #define VG_X32_BIT 0x40000000
 #define VG_TS_COMPAT 0x0002
 
@@ -466,6 +368,44 @@ enum vg_syscall {
 	VG_SC_MMAP,
 	VG_SC_OLD_MMAP, /* ia32: a pointer to the six arguments */
 };
+
+/* arch/x86/entry/syscalls/syscall_64.tbl; x32 shares the numbers but for
+ * the rt_sig*queueinfo pair. */
+static __always_inline int native_syscall(long nr, int x32)
+{
+	switch (nr) {
+	case 2:   /* open */
+	case 85:  /* creat */
+	case 240: /* mq_open */
+	case 257: /* openat */
+	case 304: /* open_by_handle_at */
+	case 437: /* openat2 */
+		return VG_SC_OPEN;
+	case 42:
+		return VG_SC_CONNECT;
+	case 49:
+		return VG_SC_BIND;
+	case 62:
+		return VG_SC_KILL;
+	case 200:
+		return VG_SC_TKILL;
+	case 234:
+		return VG_SC_TGKILL;
+	case 129:
+		return x32 ? VG_SC_NONE : VG_SC_SIGQUEUE;
+	case 297:
+		return x32 ? VG_SC_NONE : VG_SC_TGSIGQUEUE;
+	case 524: /* x32 rt_sigqueueinfo */
+		return x32 ? VG_SC_SIGQUEUE : VG_SC_NONE;
+	case 536: /* x32 rt_tgsigqueueinfo */
+		return x32 ? VG_SC_TGSIGQUEUE : VG_SC_NONE;
+	case 424:
+		return VG_SC_PIDFD_SIGNAL;
+	case 9:
+		return VG_SC_MMAP;
+	}
+	return VG_SC_NONE;
+}
 
 /* arch/x86/entry/syscalls/syscall_32.tbl */
 static __always_inline int ia32_syscall(long nr)
@@ -504,39 +444,6 @@ static __always_inline int ia32_syscall(long nr)
 	return VG_SC_NONE;
 }
 
-/* arch/x86/entry/syscalls/syscall_64.tbl, x32 numbers (without the bit). */
-static __always_inline int x32_syscall(long nr)
-{
-	switch (nr) {
-	case 2:   /* open */
-	case 85:  /* creat */
-	case 240: /* mq_open */
-	case 257: /* openat */
-	case 304: /* open_by_handle_at */
-	case 437: /* openat2 */
-		return VG_SC_OPEN;
-	case 42:
-		return VG_SC_CONNECT;
-	case 49:
-		return VG_SC_BIND;
-	case 62:
-		return VG_SC_KILL;
-	case 200:
-		return VG_SC_TKILL;
-	case 234:
-		return VG_SC_TGKILL;
-	case 524:
-		return VG_SC_SIGQUEUE;
-	case 536:
-		return VG_SC_TGSIGQUEUE;
-	case 424:
-		return VG_SC_PIDFD_SIGNAL;
-	case 9:
-		return VG_SC_MMAP;
-	}
-	return VG_SC_NONE;
-}
-
 /* in_ia32: the current syscall came through the 32-bit entry. */
 static __always_inline int in_ia32(void)
 {
@@ -547,30 +454,33 @@ static __always_inline int in_ia32(void)
 	return task->thread_info.status & VG_TS_COMPAT;
 }
 
-/* compat_syscall classifies syscall id of the current task: VG_SC_NONE
- * for every native one (the common case, decided without a read). */
-static __always_inline int compat_syscall(long id, int *ia32)
+/* syscall_kind classifies syscall id of the current task. A number no
+ * table names (nearly every syscall) is decided without reading the task
+ * (whether the syscall is a 32-bit one). */
+static __always_inline int syscall_kind(long id)
 {
-	*ia32 = 0;
+	int native;
+
 	if (id & VG_X32_BIT)
-		return x32_syscall(id & ~VG_X32_BIT);
-	if (!in_ia32())
+		return native_syscall(id & ~VG_X32_BIT, 1);
+	native = native_syscall(id, 0);
+	if (native == VG_SC_NONE && ia32_syscall(id) == VG_SC_NONE)
 		return VG_SC_NONE;
-	*ia32 = 1;
-	return ia32_syscall(id);
+	return in_ia32() ? ia32_syscall(id) : native;
 }
 
 SEC("raw_tracepoint/sys_enter")
-int vg_compat_enter(struct bpf_raw_tracepoint_args *ctx)
+int vg_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct pt_regs *regs = (void *)ctx->args[0];
 	__u32 u[6] = {};
 	__u64 a[6];
 	int ia32, sc;
 
-	sc = compat_syscall(ctx->args[1], &ia32);
+	sc = syscall_kind(ctx->args[1]);
 	if (sc == VG_SC_NONE || sc == VG_SC_OPEN)
 		return 0;
+	ia32 = in_ia32();
 	if (ia32) {
 		/* ebx, ecx, edx, esi, edi, ebp: 32-bit values */
 		a[0] = (__u32)BPF_CORE_READ(regs, bx);
@@ -633,19 +543,9 @@ static __always_inline long regs_syscall(struct pt_regs *regs)
 }
 
 SEC("raw_tracepoint/sys_exit")
-int vg_compat_exit(struct bpf_raw_tracepoint_args *ctx)
+int vg_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct pt_regs *regs = (void *)ctx->args[0];
-	long id;
-
-	if (in_ia32()) {
-		if (ia32_syscall(regs_syscall(regs)) != VG_SC_OPEN)
-			return 0;
-	} else {
-		id = regs_syscall(regs);
-		if (!(id & VG_X32_BIT) || x32_syscall(id & ~VG_X32_BIT) != VG_SC_OPEN)
-			return 0;
-	}
-	/* ia32: the descriptor is a 32-bit value */
+	if (syscall_kind(regs_syscall((void *)ctx->args[0])) != VG_SC_OPEN)
+		return 0;
 	return open_exit((long)ctx->args[1]);
 }

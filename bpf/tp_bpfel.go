@@ -190,69 +190,54 @@ type tpVgTask struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tpMapAllow                    = "allow"
-	tpMapCfgEpochNow              = "cfg_epoch_now"
-	tpMapEvents                   = "events"
-	tpMapIgnoreTgid               = "ignore_tgid"
-	tpMapLoss                     = "loss"
-	tpMapLossOverflow             = "loss_overflow"
-	tpMapNsConfig                 = "ns_config"
-	tpMapPending                  = "pending"
-	tpMapRepGen                   = "rep_gen"
-	tpMapRepeats                  = "repeats"
-	tpMapRidCounter               = "rid_counter"
-	tpMapRvalScratch              = "rval_scratch"
-	tpMapScratch                  = "scratch"
-	tpMapTaskMemo                 = "task_memo"
-	tpMapTaskState                = "task_state"
-	tpMapTtdCounter               = "ttd_counter"
-	tpProgVgCollect               = "vg_collect"
-	tpProgVgCompatEnter           = "vg_compat_enter"
-	tpProgVgCompatExit            = "vg_compat_exit"
-	tpProgVgEnterBind             = "vg_enter_bind"
-	tpProgVgEnterConnect          = "vg_enter_connect"
-	tpProgVgEnterKill             = "vg_enter_kill"
-	tpProgVgEnterMmap             = "vg_enter_mmap"
-	tpProgVgEnterPidfdSendSignal  = "vg_enter_pidfd_send_signal"
-	tpProgVgEnterRtSigqueueinfo   = "vg_enter_rt_sigqueueinfo"
-	tpProgVgEnterRtTgsigqueueinfo = "vg_enter_rt_tgsigqueueinfo"
-	tpProgVgEnterTgkill           = "vg_enter_tgkill"
-	tpProgVgEnterTkill            = "vg_enter_tkill"
-	tpProgVgExec                  = "vg_exec"
-	tpProgVgExit                  = "vg_exit"
-	tpProgVgExitCreat             = "vg_exit_creat"
-	tpProgVgExitMqOpen            = "vg_exit_mq_open"
-	tpProgVgExitOpen              = "vg_exit_open"
-	tpProgVgExitOpenByHandleAt    = "vg_exit_open_by_handle_at"
-	tpProgVgExitOpenat            = "vg_exit_openat"
-	tpProgVgExitOpenat2           = "vg_exit_openat2"
-	tpProgVgFindFput              = "vg_find_fput"
-	tpProgVgFork                  = "vg_fork"
-	tpProgVgFree                  = "vg_free"
-	tpVarFputWorkFn               = "fput_work_fn"
-	tpVarUnusedRecBpf             = "unused_rec_bpf"
-	tpVarUnusedRecCapable         = "unused_rec_capable"
-	tpVarUnusedRecExec            = "unused_rec_exec"
-	tpVarUnusedRecExit            = "unused_rec_exit"
-	tpVarUnusedRecFile            = "unused_rec_file"
-	tpVarUnusedRecFork            = "unused_rec_fork"
-	tpVarUnusedRecInodeCreate     = "unused_rec_inode_create"
-	tpVarUnusedRecInodeRename     = "unused_rec_inode_rename"
-	tpVarUnusedRecInodeSetattr    = "unused_rec_inode_setattr"
-	tpVarUnusedRecInodeUnlink     = "unused_rec_inode_unlink"
-	tpVarUnusedRecIoctl           = "unused_rec_ioctl"
-	tpVarUnusedRecKmod            = "unused_rec_kmod"
-	tpVarUnusedRecKread           = "unused_rec_kread"
-	tpVarUnusedRecMmap            = "unused_rec_mmap"
-	tpVarUnusedRecPtrace          = "unused_rec_ptrace"
-	tpVarUnusedRecSbMount         = "unused_rec_sb_mount"
-	tpVarUnusedRecSockAddr        = "unused_rec_sock_addr"
-	tpVarUnusedRecSockCreate      = "unused_rec_sock_create"
-	tpVarUnusedRecTaskKill        = "unused_rec_task_kill"
-	tpVarUnusedVgMemoOut          = "unused_vg_memo_out"
-	tpVarUnusedVgRhkey            = "unused_vg_rhkey"
-	tpVarUnusedVgRkey             = "unused_vg_rkey"
-	tpVarWakeupBytes              = "wakeup_bytes"
+	tpMapAllow                 = "allow"
+	tpMapCfgEpochNow           = "cfg_epoch_now"
+	tpMapEvents                = "events"
+	tpMapIgnoreTgid            = "ignore_tgid"
+	tpMapLoss                  = "loss"
+	tpMapLossOverflow          = "loss_overflow"
+	tpMapNsConfig              = "ns_config"
+	tpMapPending               = "pending"
+	tpMapRepGen                = "rep_gen"
+	tpMapRepeats               = "repeats"
+	tpMapRidCounter            = "rid_counter"
+	tpMapRvalScratch           = "rval_scratch"
+	tpMapScratch               = "scratch"
+	tpMapTaskMemo              = "task_memo"
+	tpMapTaskState             = "task_state"
+	tpMapTtdCounter            = "ttd_counter"
+	tpProgVgCollect            = "vg_collect"
+	tpProgVgExec               = "vg_exec"
+	tpProgVgExit               = "vg_exit"
+	tpProgVgFindFput           = "vg_find_fput"
+	tpProgVgFork               = "vg_fork"
+	tpProgVgFree               = "vg_free"
+	tpProgVgSysEnter           = "vg_sys_enter"
+	tpProgVgSysExit            = "vg_sys_exit"
+	tpVarFputWorkFn            = "fput_work_fn"
+	tpVarUnusedRecBpf          = "unused_rec_bpf"
+	tpVarUnusedRecCapable      = "unused_rec_capable"
+	tpVarUnusedRecExec         = "unused_rec_exec"
+	tpVarUnusedRecExit         = "unused_rec_exit"
+	tpVarUnusedRecFile         = "unused_rec_file"
+	tpVarUnusedRecFork         = "unused_rec_fork"
+	tpVarUnusedRecInodeCreate  = "unused_rec_inode_create"
+	tpVarUnusedRecInodeRename  = "unused_rec_inode_rename"
+	tpVarUnusedRecInodeSetattr = "unused_rec_inode_setattr"
+	tpVarUnusedRecInodeUnlink  = "unused_rec_inode_unlink"
+	tpVarUnusedRecIoctl        = "unused_rec_ioctl"
+	tpVarUnusedRecKmod         = "unused_rec_kmod"
+	tpVarUnusedRecKread        = "unused_rec_kread"
+	tpVarUnusedRecMmap         = "unused_rec_mmap"
+	tpVarUnusedRecPtrace       = "unused_rec_ptrace"
+	tpVarUnusedRecSbMount      = "unused_rec_sb_mount"
+	tpVarUnusedRecSockAddr     = "unused_rec_sock_addr"
+	tpVarUnusedRecSockCreate   = "unused_rec_sock_create"
+	tpVarUnusedRecTaskKill     = "unused_rec_task_kill"
+	tpVarUnusedVgMemoOut       = "unused_vg_memo_out"
+	tpVarUnusedVgRhkey         = "unused_vg_rhkey"
+	tpVarUnusedVgRkey          = "unused_vg_rkey"
+	tpVarWakeupBytes           = "wakeup_bytes"
 )
 
 // loadTp returns the embedded CollectionSpec for tp.
@@ -297,29 +282,14 @@ type tpSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tpProgramSpecs struct {
-	VgCollect               *ebpf.ProgramSpec `ebpf:"vg_collect"`
-	VgCompatEnter           *ebpf.ProgramSpec `ebpf:"vg_compat_enter"`
-	VgCompatExit            *ebpf.ProgramSpec `ebpf:"vg_compat_exit"`
-	VgEnterBind             *ebpf.ProgramSpec `ebpf:"vg_enter_bind"`
-	VgEnterConnect          *ebpf.ProgramSpec `ebpf:"vg_enter_connect"`
-	VgEnterKill             *ebpf.ProgramSpec `ebpf:"vg_enter_kill"`
-	VgEnterMmap             *ebpf.ProgramSpec `ebpf:"vg_enter_mmap"`
-	VgEnterPidfdSendSignal  *ebpf.ProgramSpec `ebpf:"vg_enter_pidfd_send_signal"`
-	VgEnterRtSigqueueinfo   *ebpf.ProgramSpec `ebpf:"vg_enter_rt_sigqueueinfo"`
-	VgEnterRtTgsigqueueinfo *ebpf.ProgramSpec `ebpf:"vg_enter_rt_tgsigqueueinfo"`
-	VgEnterTgkill           *ebpf.ProgramSpec `ebpf:"vg_enter_tgkill"`
-	VgEnterTkill            *ebpf.ProgramSpec `ebpf:"vg_enter_tkill"`
-	VgExec                  *ebpf.ProgramSpec `ebpf:"vg_exec"`
-	VgExit                  *ebpf.ProgramSpec `ebpf:"vg_exit"`
-	VgExitCreat             *ebpf.ProgramSpec `ebpf:"vg_exit_creat"`
-	VgExitMqOpen            *ebpf.ProgramSpec `ebpf:"vg_exit_mq_open"`
-	VgExitOpen              *ebpf.ProgramSpec `ebpf:"vg_exit_open"`
-	VgExitOpenByHandleAt    *ebpf.ProgramSpec `ebpf:"vg_exit_open_by_handle_at"`
-	VgExitOpenat            *ebpf.ProgramSpec `ebpf:"vg_exit_openat"`
-	VgExitOpenat2           *ebpf.ProgramSpec `ebpf:"vg_exit_openat2"`
-	VgFindFput              *ebpf.ProgramSpec `ebpf:"vg_find_fput"`
-	VgFork                  *ebpf.ProgramSpec `ebpf:"vg_fork"`
-	VgFree                  *ebpf.ProgramSpec `ebpf:"vg_free"`
+	VgCollect  *ebpf.ProgramSpec `ebpf:"vg_collect"`
+	VgExec     *ebpf.ProgramSpec `ebpf:"vg_exec"`
+	VgExit     *ebpf.ProgramSpec `ebpf:"vg_exit"`
+	VgFindFput *ebpf.ProgramSpec `ebpf:"vg_find_fput"`
+	VgFork     *ebpf.ProgramSpec `ebpf:"vg_fork"`
+	VgFree     *ebpf.ProgramSpec `ebpf:"vg_free"`
+	VgSysEnter *ebpf.ProgramSpec `ebpf:"vg_sys_enter"`
+	VgSysExit  *ebpf.ProgramSpec `ebpf:"vg_sys_exit"`
 }
 
 // tpMapSpecs contains maps before they are loaded into the kernel.
@@ -467,56 +437,26 @@ type tpVariables struct {
 //
 // It can be passed to loadTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tpPrograms struct {
-	VgCollect               *ebpf.Program `ebpf:"vg_collect"`
-	VgCompatEnter           *ebpf.Program `ebpf:"vg_compat_enter"`
-	VgCompatExit            *ebpf.Program `ebpf:"vg_compat_exit"`
-	VgEnterBind             *ebpf.Program `ebpf:"vg_enter_bind"`
-	VgEnterConnect          *ebpf.Program `ebpf:"vg_enter_connect"`
-	VgEnterKill             *ebpf.Program `ebpf:"vg_enter_kill"`
-	VgEnterMmap             *ebpf.Program `ebpf:"vg_enter_mmap"`
-	VgEnterPidfdSendSignal  *ebpf.Program `ebpf:"vg_enter_pidfd_send_signal"`
-	VgEnterRtSigqueueinfo   *ebpf.Program `ebpf:"vg_enter_rt_sigqueueinfo"`
-	VgEnterRtTgsigqueueinfo *ebpf.Program `ebpf:"vg_enter_rt_tgsigqueueinfo"`
-	VgEnterTgkill           *ebpf.Program `ebpf:"vg_enter_tgkill"`
-	VgEnterTkill            *ebpf.Program `ebpf:"vg_enter_tkill"`
-	VgExec                  *ebpf.Program `ebpf:"vg_exec"`
-	VgExit                  *ebpf.Program `ebpf:"vg_exit"`
-	VgExitCreat             *ebpf.Program `ebpf:"vg_exit_creat"`
-	VgExitMqOpen            *ebpf.Program `ebpf:"vg_exit_mq_open"`
-	VgExitOpen              *ebpf.Program `ebpf:"vg_exit_open"`
-	VgExitOpenByHandleAt    *ebpf.Program `ebpf:"vg_exit_open_by_handle_at"`
-	VgExitOpenat            *ebpf.Program `ebpf:"vg_exit_openat"`
-	VgExitOpenat2           *ebpf.Program `ebpf:"vg_exit_openat2"`
-	VgFindFput              *ebpf.Program `ebpf:"vg_find_fput"`
-	VgFork                  *ebpf.Program `ebpf:"vg_fork"`
-	VgFree                  *ebpf.Program `ebpf:"vg_free"`
+	VgCollect  *ebpf.Program `ebpf:"vg_collect"`
+	VgExec     *ebpf.Program `ebpf:"vg_exec"`
+	VgExit     *ebpf.Program `ebpf:"vg_exit"`
+	VgFindFput *ebpf.Program `ebpf:"vg_find_fput"`
+	VgFork     *ebpf.Program `ebpf:"vg_fork"`
+	VgFree     *ebpf.Program `ebpf:"vg_free"`
+	VgSysEnter *ebpf.Program `ebpf:"vg_sys_enter"`
+	VgSysExit  *ebpf.Program `ebpf:"vg_sys_exit"`
 }
 
 func (p *tpPrograms) Close() error {
 	return _TpClose(
 		p.VgCollect,
-		p.VgCompatEnter,
-		p.VgCompatExit,
-		p.VgEnterBind,
-		p.VgEnterConnect,
-		p.VgEnterKill,
-		p.VgEnterMmap,
-		p.VgEnterPidfdSendSignal,
-		p.VgEnterRtSigqueueinfo,
-		p.VgEnterRtTgsigqueueinfo,
-		p.VgEnterTgkill,
-		p.VgEnterTkill,
 		p.VgExec,
 		p.VgExit,
-		p.VgExitCreat,
-		p.VgExitMqOpen,
-		p.VgExitOpen,
-		p.VgExitOpenByHandleAt,
-		p.VgExitOpenat,
-		p.VgExitOpenat2,
 		p.VgFindFput,
 		p.VgFork,
 		p.VgFree,
+		p.VgSysEnter,
+		p.VgSysExit,
 	)
 }
 
