@@ -150,7 +150,10 @@ agent keeps it a minute for 'vigil ns'). --agent auto (the default) uses an
 agent when one answers on --socket and runs standalone otherwise; always
 requires one, never ignores it. Standard error says which. --backend,
 --ring-buffer and --log/--register are standalone flags: with an agent they
-are refused.
+are refused. Runs through an agent are also cheap: standalone, loading,
+verifying and attaching the programs costs about 0.1-0.15 s before CMD
+starts and detaching them about 0.1 s after it ends; an agent has them
+loaded already.
 
 The exit status is CMD's (128+N when a signal N killed it); 127 when CMD is
 not found, 126 when it cannot be executed. Vigil's own failures exit 1 (2
