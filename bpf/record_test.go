@@ -294,7 +294,7 @@ func TestParseCaptured(t *testing.T) {
 				t.Fatalf("ParseRecord: %v", err)
 			}
 			h := r.Head()
-			if want := strings.TrimSuffix(strings.SplitN(filepath.Base(f), "-", 2)[1], ".bin"); h.Type.String() != want {
+			if want := strings.TrimSuffix(strings.SplitN(filepath.Base(f), "-", 2)[1], ".bin"); seedName(h.Type) != want {
 				t.Errorf("type %s; file says %s", h.Type, want)
 			}
 			if h.PID == 0 || h.TGID == 0 || h.TTD == 0 || h.NS == 0 || h.KTime == 0 || h.Process() == "" {
@@ -307,6 +307,10 @@ func TestParseCaptured(t *testing.T) {
 			case *FileOpen:
 				if !r.File.Present || !strings.HasPrefix(r.File.Path.Name, "/") || r.File.Inode.Ino == 0 {
 					t.Errorf("file_open %+v", r.File)
+				}
+			case *ExecScript:
+				if !r.File.Present || !strings.HasPrefix(r.File.Path.Name, "/") || r.File.Flags&0x20 == 0 {
+					t.Errorf("exec script %+v", r.File)
 				}
 			case *Exec:
 				if !strings.HasPrefix(r.File.Path.Name, "/") || r.TTD == r.PrevTTD {

@@ -136,6 +136,7 @@ func testExecScript(t *testing.T, b Backend) {
 	if err := os.WriteFile(script, []byte("#!"+bin+"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	raw := keepRaw(c)
 	col := collect(t, c)
 	ns := nextNS()
 	run := runEnrolled(t, c, ns, workload{next: "open", bin: bin, env: []string{envExec + "=" + script}})
@@ -154,6 +155,9 @@ func testExecScript(t *testing.T, b Backend) {
 	}
 	if ex.File.Path.Name != bin {
 		t.Errorf("exec file %q; want the interpreter %q", ex.File.Path.Name, bin)
+	}
+	if b == BackendTracepoint {
+		raw.save(t, ns, b)
 	}
 	var open *File
 	var ttd uint64
