@@ -73,7 +73,7 @@ func BenchmarkOpenClose(b *testing.B) {
 	// Interleaved: rounds alternate outside and inside so that the
 	// machine's drift hits both; reports the medians and the added time.
 	// bpf-ns/open is the kernel's own accounting (bpf_stats) of the
-	// sys_exit_openat program's run time per call, inside the namespace.
+	// syscall programs' run time per open, inside the namespace.
 	for _, cache := range []bool{true, false} {
 		name := "interleaved"
 		if !cache {
@@ -220,27 +220,29 @@ func TestTracepointLossCounted(t *testing.T) {
 
 // interleaved alternates rounds outside and inside a namespace configured
 // with cfg so that the machine's drift hits both; it reports the medians
-// and the added time (also paired per round). bpf-ns/open is the kernel's own accounting
-// (bpf_stats) of the sys_exit_openat program's run time per call, inside
-// the namespace; bpf-out-ns/open the same outside it.
+// and the added time (also paired per round). bpf-ns/open is the kernel's
+// own accounting (bpf_stats) of the run time of the syscall programs
+// (vg_sys_enter, vg_sys_exit) during the inside rounds, per open of the
+// loop; bpf-out-ns/open the same outside. Both programs run for every
+// syscall of the machine, so each also holds the loop's close and what
+// other processes did meanwhile (the same share in both).
 func interleaved(b *testing.B, c *Capture, bin, path string, cfg NamespaceConfig) {
 	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
 	if err != nil {
 		b.Fatalf("enable bpf stats: %v", err)
 	}
 	defer stats.Close()
-	prog := c.coll.Programs["vg_exit_openat"]
-	measure := func(run func() float64) (float64, time.Duration, uint64) {
-		s0, err := prog.Stats()
-		if err != nil {
-			b.Fatal(err)
+	progs := []*ebpf.Program{c.coll.Programs["vg_sys_enter"], c.coll.Programs["vg_sys_exit"]}
+	runtime := func() time.Duration {
+		var t time.Duration
+		for _, p := range progs {
+			s, err := p.Stats()
+			if err != nil {
+				b.Fatal(err)
+			}
+			t += s.Runtime
 		}
-		v := run()
-		s1, err := prog.Stats()
-		if err != nil {
-			b.Fatal(err)
-		}
-		return v, s1.Runtime - s0.Runtime, s1.RunCount - s0.RunCount
+		return t
 	}
 	// Rounds of at least 20,000 opens (about 0.1 s each): with -benchtime
 	// 1s the framework stops after b.N=1, and rounds of a few milliseconds
@@ -254,13 +256,14 @@ func interleaved(b *testing.B, c *Capture, bin, path string, cfg NamespaceConfig
 	var (
 		out, in         []float64
 		inTime, outTime time.Duration
-		inRuns, outRuns uint64
 	)
 	for range rounds {
-		v, t, r := measure(func() float64 { return runOpenLoop(b, nil, 0, bin, path, n) })
-		out, outTime, outRuns = append(out, v), outTime+t, outRuns+r
-		v, t, r = measure(func() float64 { return runOpenLoop(b, c, ns, bin, path, n) })
-		in, inTime, inRuns = append(in, v), inTime+t, inRuns+r
+		t0 := runtime()
+		out = append(out, runOpenLoop(b, nil, 0, bin, path, n))
+		t1 := runtime()
+		in = append(in, runOpenLoop(b, c, ns, bin, path, n))
+		t2 := runtime()
+		outTime, inTime = outTime+t1-t0, inTime+t2-t1
 	}
 	mo, mi := median(out), median(in)
 	b.ReportMetric(mo, "outside-ns/open")
@@ -273,10 +276,8 @@ func interleaved(b *testing.B, c *Capture, bin, path string, cfg NamespaceConfig
 		ratios[i] = 100 * (in[i] - out[i]) / out[i]
 	}
 	b.ReportMetric(median(ratios), "paired-added-%")
-	if inRuns > 0 && outRuns > 0 {
-		b.ReportMetric(float64(inTime.Nanoseconds())/float64(inRuns), "bpf-ns/open")
-		b.ReportMetric(float64(outTime.Nanoseconds())/float64(outRuns), "bpf-out-ns/open")
-	}
+	b.ReportMetric(float64(inTime.Nanoseconds())/float64(rounds*n), "bpf-ns/open")
+	b.ReportMetric(float64(outTime.Nanoseconds())/float64(rounds*n), "bpf-out-ns/open")
 }
 
 // opensOf returns a Run function that adds to events the opens of path
@@ -316,4 +317,78 @@ func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// BenchmarkCaptureOpen measures what a standalone `vigil run` pays before
+// its command starts and after it ends: Open (parse the object, create
+// the maps, load and verify the programs, attach) and Close (detach, free)
+// of the tracepoint backend, and of BackendAuto (which probes the BPF LSM
+// first and falls back to tracepoints where it is refused). cpu-ms is the
+// CPU time of this process (the kernel's verifier included), which a busy
+// machine disturbs less than the wall-clock open-ms and close-ms.
+func BenchmarkCaptureOpen(b *testing.B) {
+	for _, be := range []Backend{BackendTracepoint, BackendAuto} {
+		b.Run(string(be), func(b *testing.B) {
+			var open, closing time.Duration
+			cpu0 := cpuTime(b)
+			for range b.N {
+				t0 := time.Now()
+				c := openCaptureWith(b, Options{Backend: be, RingBufferBytes: 16 << 20})
+				t1 := time.Now()
+				if err := c.Close(); err != nil {
+					b.Fatal(err)
+				}
+				open, closing = open+t1.Sub(t0), closing+time.Since(t1)
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(open)/1e6/n, "open-ms")
+			b.ReportMetric(float64(closing)/1e6/n, "close-ms")
+			b.ReportMetric(float64(cpuTime(b)-cpu0)/1e6/n, "cpu-ms")
+		})
+	}
+}
+
+// cpuTime is the user and system time this process has used.
+func cpuTime(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkSyscall measures a syscall that makes no event (getppid) with
+// no capture and with the tracepoint backend attached: the cost the
+// capture adds to every syscall of the machine, in or out of a namespace.
+func BenchmarkSyscall(b *testing.B) {
+	b.Run("no-capture", func(b *testing.B) {
+		for range b.N {
+			unix.Getppid()
+		}
+	})
+	b.Run("tracepoint", func(b *testing.B) {
+		c := openCapture(b, BackendTracepoint)
+		stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+		if err != nil {
+			b.Fatalf("enable bpf stats: %v", err)
+		}
+		defer stats.Close()
+		enter, exit := c.coll.Programs["vg_sys_enter"], c.coll.Programs["vg_sys_exit"]
+		e0, _ := enter.Stats()
+		x0, _ := exit.Stats()
+		b.ResetTimer()
+		for range b.N {
+			unix.Getppid()
+		}
+		b.StopTimer()
+		e1, _ := enter.Stats()
+		x1, _ := exit.Stats()
+		// The programs' own time per syscall, over every syscall of
+		// the machine meanwhile (bpf_stats; the tracepoint dispatch
+		// around them is not counted).
+		if n := x1.RunCount - x0.RunCount; n > 0 {
+			b.ReportMetric(float64((e1.Runtime-e0.Runtime+x1.Runtime-x0.Runtime).Nanoseconds())/float64(n), "bpf-ns/syscall")
+		}
+	})
 }

@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -162,6 +161,10 @@ type Options struct {
 	// TracefsDir is where tracefs is mounted when it is not yet; "" means
 	// /sys/kernel/tracing.
 	TracefsDir string
+	// SecurityDir is where securityfs is mounted ("" means
+	// /sys/kernel/security): BackendAuto skips the LSM programs at once
+	// when its lsm file does not list bpf.
+	SecurityDir string
 	// RepeatWindow is how often Run replaces the kernel's repeat cache
 	// and delivers its counts (see NamespaceConfig.NoRepeatCache): every
 	// cached event makes a record at least once per window. 0 means one
@@ -200,8 +203,10 @@ var (
 type Capture struct {
 	backend Backend
 	coll    *ebpf.Collection
-	links   []link.Link
-	rd      *ringbuf.Reader
+	// scriptFiles: the tracepoint backend found ____fput (findFput).
+	scriptFiles bool
+	links       []link.Link
+	rd          *ringbuf.Reader
 	// fillMu orders RingFill against Close, which unmaps the ring.
 	fillMu     sync.RWMutex
 	fillClosed bool
@@ -270,17 +275,24 @@ func Open(opts Options) (*Capture, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("open capture: remove memlock limit: %w", err)
 	}
+	// The kernel's BTF is decoded once for everything loaded here.
+	cache := btf.NewCache()
 	switch opts.Backend {
 	case BackendLSM:
-		return openBackend(BackendLSM, opts)
+		return openBackend(BackendLSM, opts, cache)
 	case BackendTracepoint:
-		return openBackend(BackendTracepoint, opts)
+		return openBackend(BackendTracepoint, opts, cache)
 	case BackendAuto:
-		c, lerr := openBackend(BackendLSM, opts)
+		// A cheap probe first: loading the whole LSM object only to be
+		// refused costs a large part of a short `vigil run`.
+		lerr := probeLSM(opts.SecurityDir, cache)
 		if lerr == nil {
-			return c, nil
+			var c *Capture
+			if c, lerr = openBackend(BackendLSM, opts, cache); lerr == nil {
+				return c, nil
+			}
 		}
-		c, terr := openBackend(BackendTracepoint, opts)
+		c, terr := openBackend(BackendTracepoint, opts, cache)
 		if terr == nil {
 			return c, nil
 		}
@@ -300,7 +312,7 @@ func collectionSpec(b Backend) (*ebpf.CollectionSpec, error) {
 	return nil, fmt.Errorf("backend %q has no programs", b)
 }
 
-func openBackend(b Backend, opts Options) (c *Capture, err error) {
+func openBackend(b Backend, opts Options, cache *btf.Cache) (c *Capture, err error) {
 	spec, err := collectionSpec(b)
 	if err != nil {
 		return nil, fmt.Errorf("load %s spec: %w", b, err)
@@ -310,6 +322,11 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	}
 	if opts.AllowEntries != 0 {
 		spec.Maps["allow"].MaxEntries = opts.AllowEntries
+	}
+	if b == BackendTracepoint {
+		// No allow set without enforcement: its preallocated
+		// entries would only cost time and memory.
+		spec.Maps["allow"].MaxEntries = 1
 	}
 	repSpec := spec.Maps["repeats"].InnerMap.Copy()
 	if opts.RepeatEntries != 0 {
@@ -348,7 +365,7 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 			return nil, err
 		}
 	}
-	coll, err := ebpf.NewCollection(spec)
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Cache: cache})
 	if err != nil {
 		err = fmt.Errorf("load %s programs: %w", b, err)
 		if b == BackendLSM {
@@ -387,6 +404,7 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach %s repeat memo collector: %w", b, err)
 	}
+	c.scriptFiles = findFput(coll)
 	var zero uint32
 	if err := coll.Maps["ttd_counter"].Update(zero, uint64(0), ebpf.UpdateAny); err != nil {
 		return nil, fmt.Errorf("reset ttd counter: %w", err)
@@ -397,20 +415,12 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	if err := c.bumpEpoch(); err != nil {
 		return nil, err
 	}
-	for _, name := range sortedPrograms(spec) {
-		ps := spec.Programs[name]
-		if ps.AttachType == ebpf.AttachTraceIter {
-			continue // the collector, run by rotateRepeats
+	if c.links, err = attachAll(spec, coll); err != nil {
+		err = fmt.Errorf("attach %s %w", b, err)
+		if b == BackendLSM {
+			err = fmt.Errorf("%w: %w", ErrNoBPFLSM, err)
 		}
-		l, err := attach(ps, coll.Programs[name])
-		if err != nil {
-			err = fmt.Errorf("attach %s program %s (%s): %w", b, name, ps.SectionName, err)
-			if b == BackendLSM {
-				err = fmt.Errorf("%w: %w", ErrNoBPFLSM, err)
-			}
-			return nil, err
-		}
-		c.links = append(c.links, l)
+		return nil, err
 	}
 	if c.poll <= 0 {
 		c.poll = 20 * time.Millisecond
@@ -422,36 +432,10 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 	return c, nil
 }
 
-func attach(ps *ebpf.ProgramSpec, p *ebpf.Program) (link.Link, error) {
-	switch ps.Type {
-	case ebpf.LSM:
-		return link.AttachLSM(link.LSMOptions{Program: p})
-	case ebpf.TracePoint:
-		// "tracepoint/<group>/<name>"
-		parts := strings.Split(ps.SectionName, "/")
-		if len(parts) != 3 {
-			return nil, fmt.Errorf("section %q: want tracepoint/GROUP/NAME", ps.SectionName)
-		}
-		return link.Tracepoint(parts[1], parts[2], p, nil)
-	}
-	return nil, fmt.Errorf("program type %s not attachable here", ps.Type)
-}
-
-// ensureTracefs mounts tracefs when neither usual place has it.
-func ensureTracefs(dir string) error {
-	for _, p := range []string{"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"} {
-		if _, err := os.Stat(p); err == nil {
-			return nil
-		}
-	}
-	if dir == "" {
-		dir = "/sys/kernel/tracing"
-	}
-	if err := unix.Mount("tracefs", dir, "tracefs", 0, ""); err != nil {
-		return fmt.Errorf("mount tracefs at %s: %w", dir, err)
-	}
-	return nil
-}
+// ScriptFiles reports whether the tracepoint backend can describe the
+// script file of an interpreter exec (ExecScript.File.Present); the LSM
+// backend reports the script's open itself.
+func (c *Capture) ScriptFiles() bool { return c.backend == BackendLSM || c.scriptFiles }
 
 // Backend returns the backend in use.
 func (c *Capture) Backend() Backend { return c.backend }
@@ -1284,9 +1268,7 @@ func (c *Capture) Close() error {
 			c.repCur.Close()
 		}
 		c.repMu.Unlock()
-		for _, l := range c.links {
-			errs = append(errs, l.Close())
-		}
+		errs = append(errs, closeLinks(c.links))
 		if c.collect != nil {
 			errs = append(errs, c.collect.Close())
 		}
@@ -1298,13 +1280,4 @@ func (c *Capture) Close() error {
 		}
 	})
 	return c.closeErr
-}
-
-func sortedPrograms(spec *ebpf.CollectionSpec) []string {
-	names := make([]string, 0, len(spec.Programs))
-	for n := range spec.Programs {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
 }

@@ -16,18 +16,33 @@
 //     ptrace_access_check, kernel_module_request, kernel_read_file, bpf and
 //     capable. It can enforce.
 //   - BackendTracepoint: for kernels where BPF LSM programs cannot be
-//     loaded. Syscall and scheduler tracepoints (open/openat/openat2 exits,
-//     mmap with PROT_EXEC, connect, bind, kill, tgkill, sched_process_exec)
-//     produce the same records after the fact, flagged FlagObserved. It
+//     loaded. Raw syscall and scheduler tracepoints produce the same
+//     records after the fact, flagged FlagObserved. One raw sys_enter
+//     and one raw sys_exit program (vg_sys_enter, vg_sys_exit) see every
+//     syscall of every ABI (64-bit, 32-bit through int $0x80, x32; the
+//     syscalls:* tracepoints skip the last two on x86-64) and report the
+//     exits of the syscalls that open a file and return it (open, openat,
+//     openat2, creat, open_by_handle_at, mq_open), mmap with PROT_EXEC,
+//     connect, bind and the signal syscalls (kill, tkill, tgkill,
+//     rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_send_signal); a raw
+//     sched_process_exec program reports execs and the script of an
+//     interpreter exec (RecExecScript). An O_PATH open makes no record
+//     (the kernel opens nothing, TSEM's file_open does not see it). It
 //     never denies anything; SetNamespace with ModeEnforce returns
 //     ErrObserveOnly.
+//
+// The README's "Capture backends" table lists, per backend, each syscall
+// or hook and the TSEM event it becomes.
 //
 // Both attach sched_process_fork and sched_process_exit, which carry
 // membership to children and report task lifecycle, sched_process_free,
 // which ends a process's Ignore, and cgroup_attach_task, which enrols a
 // task moved into a watched container cgroup (WatchCgroup). Open picks the backend
 // by a real load and attach (BackendAuto: LSM, else tracepoints, else
-// ErrNoBackend naming both reasons).
+// ErrNoBackend naming both reasons); it first tries a minimal LSM program
+// (and reads securityfs's lsm list), so that a kernel that refuses LSM
+// programs costs no full load of the LSM object. Programs are attached and
+// detached concurrently: a tracepoint detach waits for an RCU grace period.
 //
 // # Records
 //
@@ -37,6 +52,20 @@
 // decodes one into the matching *FileOpen, *Exec, ... value. Sizes are fixed per type (paths
 // are PathMax-byte buffers, flagged PathTruncated when cut) and are checked
 // against the compiled objects' BTF by the tests.
+//
+// Scripts. TSEM sees a "#!" script exec as file_open of the script (exec
+// flags, by the task before the exec), file_open of the interpreter, and
+// the exec of the interpreter (bprm_committed_creds). The LSM backend's
+// file_open hook sees both opens. The tracepoint backend sees only the
+// completed exec, so its exec program looks for the script: the kernel
+// released the script's file before loading the interpreter, and a task's
+// last release of a file waits on its task work list until the exec
+// returns to user space, where the program finds it (the address of the
+// kernel's release function comes from vg_find_fput, a syscall program
+// the loader runs once; Capture.ScriptFiles says whether it was found).
+// It reports it as an *ExecScript before the *Exec record; without the
+// file, the record names the script by the path the exec was given
+// (File.Present false).
 //
 // Task identity: the kernel cannot hash, so it numbers. Every task in a
 // namespace has a TTD, a number handed out at each exec (and at the first

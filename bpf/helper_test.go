@@ -47,6 +47,11 @@ import (
 //	signal-threads  start VIGIL_BPF_N threads (goroutines locked to new
 //	           threads, blocked before any event of their own), send each
 //	           SIGURG with tgkill, print "tid TID ERRNO-NAME" per thread
+//	open-via   act on VIGIL_BPF_FILES (one file) the way VIGIL_BPF_VIA
+//	           names (see openVia), print "ok" or the error
+//
+// In wait-exec, VIGIL_BPF_EXEC names a file to exec instead of this binary
+// (a script whose interpreter is this binary).
 const (
 	envHelper = "VIGIL_BPF_HELPER"
 	envNext   = "VIGIL_BPF_NEXT"
@@ -54,6 +59,8 @@ const (
 	envAddr   = "VIGIL_BPF_ADDR"
 	envN      = "VIGIL_BPF_N"
 	envDorm   = "VIGIL_BPF_DORMANT"
+	envVia    = "VIGIL_BPF_VIA"
+	envExec   = "VIGIL_BPF_EXEC"
 )
 
 func init() {
@@ -91,6 +98,9 @@ func helperMain(mode string) int {
 			}
 		}
 		env = append(env, envHelper+"="+os.Getenv(envNext))
+		if p := os.Getenv(envExec); p != "" {
+			self = p
+		}
 		err := syscall.Exec(self, []string{self}, env)
 		fmt.Fprintln(os.Stderr, "helper: exec:", err)
 		return 3
@@ -184,6 +194,9 @@ func helperMain(mode string) int {
 		}
 		close(release)
 		os.Stdout.WriteString(out.String())
+		return 0
+	case "open-via":
+		fmt.Println(errName(openVia(os.Getenv(envVia), os.Getenv(envFiles))))
 		return 0
 	case "connect":
 		conn, err := net.Dial("tcp", os.Getenv(envAddr))

@@ -55,7 +55,8 @@ const (
 	RecCapable             RecordType = 20 // capable
 	RecTaskFork            RecordType = 21 // (lifecycle) a task forked
 	RecTaskExit            RecordType = 22 // (lifecycle) a task exited
-	recTypeEnd             RecordType = 23
+	RecExecScript          RecordType = 23 // file_open of the script of an interpreter exec (tracepoint)
+	recTypeEnd             RecordType = 24
 
 	// RecRepeatCount is made by Capture.Run, not by the kernel: the
 	// suppressed repeats of a repeat cache entry (*RepeatCount).
@@ -85,6 +86,7 @@ var recordNames = [recTypeEnd]string{
 	RecCapable:             "capable",
 	RecTaskFork:            "task_fork",
 	RecTaskExit:            "task_exit",
+	RecExecScript:          "file_open",
 }
 
 // String returns the TSEM event name of the record type ("file_open"), or
@@ -123,6 +125,7 @@ var recordSizes = [recTypeEnd]int{
 	RecCapable:             HeaderSize + 8,
 	RecTaskFork:            HeaderSize + 16,
 	RecTaskExit:            HeaderSize + 8,
+	RecExecScript:          HeaderSize + fileSize,
 }
 
 // RecordSize returns the size in bytes of a record of type t, header
@@ -309,6 +312,21 @@ type Exec struct {
 	Header
 	PrevTTD uint64
 	File    File
+}
+
+// ExecScript is the file_open of a script (a "#!" file, or a file
+// binfmt_misc hands to an interpreter) that an exec ran through its
+// interpreter, as the tracepoint backend reports it: the header is the
+// task's before the exec (its TTD; the process name and credentials are
+// already the new ones), and the Exec record that follows names the
+// interpreter. The kernel opened the script with exec flags before the
+// interpreter, as TSEM's file_open reports it; the LSM backend reports
+// that open as a FileOpen. File.Present is false when the kernel could
+// not find the script's file: Path.Name is then the path the exec was
+// given and the inode is zero.
+type ExecScript struct {
+	Header
+	File File
 }
 
 // MmapFile is an mmap_file record (the tracepoint backend reports only
@@ -508,6 +526,10 @@ func ParseRecord(raw []byte) (Record, error) {
 	switch h.Type {
 	case RecFileOpen:
 		r := &FileOpen{Header: h}
+		d.file(&r.File)
+		return r, nil
+	case RecExecScript:
+		r := &ExecScript{Header: h}
 		d.file(&r.File)
 		return r, nil
 	case RecExec:

@@ -256,7 +256,7 @@ func TestParseRecordErrors(t *testing.T) {
 		{"short header", good[:HeaderSize-1], ErrShortRecord, "119 bytes"},
 		{"short payload", good[:HeaderSize+4], ErrShortRecord, "capable: 124 bytes, want 128"},
 		{"type 0", withType(0, 128), ErrUnknownRecord, "type 0"},
-		{"type past the end", withType(uint16(recTypeEnd), 128), ErrUnknownRecord, "type 23"},
+		{"type past the end", withType(uint16(recTypeEnd), 128), ErrUnknownRecord, "type 24"},
 		{"user-space type", withType(uint16(RecRepeatCount), 128), ErrUnknownRecord, "type 256"},
 		{"size field", withType(uint16(RecCapable), 127), ErrRecordSize, "size field 127, want 128"},
 	}
@@ -294,7 +294,7 @@ func TestParseCaptured(t *testing.T) {
 				t.Fatalf("ParseRecord: %v", err)
 			}
 			h := r.Head()
-			if want := strings.TrimSuffix(strings.SplitN(filepath.Base(f), "-", 2)[1], ".bin"); h.Type.String() != want {
+			if want := strings.TrimSuffix(strings.SplitN(filepath.Base(f), "-", 2)[1], ".bin"); seedName(h.Type) != want {
 				t.Errorf("type %s; file says %s", h.Type, want)
 			}
 			if h.PID == 0 || h.TGID == 0 || h.TTD == 0 || h.NS == 0 || h.KTime == 0 || h.Process() == "" {
@@ -307,6 +307,10 @@ func TestParseCaptured(t *testing.T) {
 			case *FileOpen:
 				if !r.File.Present || !strings.HasPrefix(r.File.Path.Name, "/") || r.File.Inode.Ino == 0 {
 					t.Errorf("file_open %+v", r.File)
+				}
+			case *ExecScript:
+				if !r.File.Present || !strings.HasPrefix(r.File.Path.Name, "/") || r.File.Flags&0x20 == 0 {
+					t.Errorf("exec script %+v", r.File)
 				}
 			case *Exec:
 				if !strings.HasPrefix(r.File.Path.Name, "/") || r.TTD == r.PrevTTD {

@@ -53,7 +53,7 @@ func (r *rawRecords) save(t *testing.T, ns uint64, b Backend) {
 			continue
 		}
 		seen[typ] = true
-		name := filepath.Join("testdata", "records", fmt.Sprintf("%s-%s.bin", b, typ))
+		name := filepath.Join("testdata", "records", fmt.Sprintf("%s-%s.bin", b, seedName(typ)))
 		if *dumpRecords {
 			t.Logf("RECORD %s %x", filepath.Base(name), raw)
 			continue
@@ -63,4 +63,14 @@ func (r *rawRecords) save(t *testing.T, ns uint64, b Backend) {
 		}
 		t.Logf("wrote %s (%d bytes)", name, len(raw))
 	}
+}
+
+// seedName names a record type in seed file names: its String, but for
+// the tracepoint backend's script record, whose TSEM name (file_open) is
+// taken.
+func seedName(t RecordType) string {
+	if t == RecExecScript {
+		return "exec_script"
+	}
+	return t.String()
 }

@@ -3,6 +3,7 @@ package bpf
 import (
 	"encoding/binary"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -14,10 +15,9 @@ import (
 func TestSpecPrograms(t *testing.T) {
 	tests := []struct {
 		backend  Backend
-		progType ebpf.ProgramType
 		sections []string
 	}{
-		{BackendLSM, ebpf.LSM, []string{
+		{BackendLSM, []string{
 			"lsm/bpf", "lsm/bprm_check_security", "lsm/bprm_committed_creds", "lsm/capable",
 			"lsm/file_ioctl", "lsm/file_open", "lsm/inode_create", "lsm/inode_mkdir",
 			"lsm/inode_rename", "lsm/inode_setattr", "lsm/inode_unlink", "lsm/kernel_module_request",
@@ -27,14 +27,10 @@ func TestSpecPrograms(t *testing.T) {
 			"tracepoint/sched/sched_process_exit", "tracepoint/sched/sched_process_fork",
 			"tracepoint/sched/sched_process_free", "tracepoint/cgroup/cgroup_attach_task",
 		}},
-		{BackendTracepoint, ebpf.TracePoint, []string{
-			"iter/task", "tracepoint/cgroup/cgroup_attach_task",
-			"tracepoint/sched/sched_process_exec", "tracepoint/sched/sched_process_exit",
+		{BackendTracepoint, []string{
+			"iter/task", "tracepoint/cgroup/cgroup_attach_task", "raw_tracepoint/sched_process_exec", "tracepoint/sched/sched_process_exit",
 			"tracepoint/sched/sched_process_fork", "tracepoint/sched/sched_process_free",
-			"tracepoint/syscalls/sys_enter_bind", "tracepoint/syscalls/sys_enter_connect",
-			"tracepoint/syscalls/sys_enter_kill", "tracepoint/syscalls/sys_enter_mmap",
-			"tracepoint/syscalls/sys_enter_tgkill", "tracepoint/syscalls/sys_exit_open",
-			"tracepoint/syscalls/sys_exit_openat", "tracepoint/syscalls/sys_exit_openat2",
+			"raw_tracepoint/sys_enter", "raw_tracepoint/sys_exit", "syscall",
 		}},
 	}
 	for _, tc := range tests {
@@ -46,8 +42,8 @@ func TestSpecPrograms(t *testing.T) {
 			var got []string
 			for _, p := range spec.Programs {
 				got = append(got, p.SectionName)
-				if p.Type != tc.progType && p.Type != ebpf.TracePoint && p.SectionName != "iter/task" {
-					t.Errorf("program %s: type %s; want %s", p.Name, p.Type, tc.progType)
+				if want := sectionType(p.SectionName); p.Type != want {
+					t.Errorf("program %s (%s): type %s; want %s", p.Name, p.SectionName, p.Type, want)
 				}
 			}
 			slices.Sort(got)
@@ -72,6 +68,19 @@ func TestSpecPrograms(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sectionType is the program type of an ELF section name.
+func sectionType(section string) ebpf.ProgramType {
+	for prefix, typ := range map[string]ebpf.ProgramType{
+		"lsm/": ebpf.LSM, "tracepoint/": ebpf.TracePoint, "raw_tracepoint/": ebpf.RawTracepoint,
+		"iter/": ebpf.Tracing, "syscall": ebpf.Syscall,
+	} {
+		if strings.HasPrefix(section, prefix) {
+			return typ
+		}
+	}
+	return ebpf.UnspecifiedProgram
 }
 
 // TestRecordSizes checks the C record layouts (BTF of the compiled object)

@@ -209,18 +209,14 @@ const (
 	tpMapTtdCounter            = "ttd_counter"
 	tpProgVgCgroupAttach       = "vg_cgroup_attach"
 	tpProgVgCollect            = "vg_collect"
-	tpProgVgEnterBind          = "vg_enter_bind"
-	tpProgVgEnterConnect       = "vg_enter_connect"
-	tpProgVgEnterKill          = "vg_enter_kill"
-	tpProgVgEnterMmap          = "vg_enter_mmap"
-	tpProgVgEnterTgkill        = "vg_enter_tgkill"
 	tpProgVgExec               = "vg_exec"
 	tpProgVgExit               = "vg_exit"
-	tpProgVgExitOpen           = "vg_exit_open"
-	tpProgVgExitOpenat         = "vg_exit_openat"
-	tpProgVgExitOpenat2        = "vg_exit_openat2"
+	tpProgVgFindFput           = "vg_find_fput"
 	tpProgVgFork               = "vg_fork"
 	tpProgVgFree               = "vg_free"
+	tpProgVgSysEnter           = "vg_sys_enter"
+	tpProgVgSysExit            = "vg_sys_exit"
+	tpVarFputWorkFn            = "fput_work_fn"
 	tpVarHostMntInum           = "host_mnt_inum"
 	tpVarUnusedRecBpf          = "unused_rec_bpf"
 	tpVarUnusedRecCapable      = "unused_rec_capable"
@@ -291,18 +287,13 @@ type tpSpecs struct {
 type tpProgramSpecs struct {
 	VgCgroupAttach *ebpf.ProgramSpec `ebpf:"vg_cgroup_attach"`
 	VgCollect      *ebpf.ProgramSpec `ebpf:"vg_collect"`
-	VgEnterBind    *ebpf.ProgramSpec `ebpf:"vg_enter_bind"`
-	VgEnterConnect *ebpf.ProgramSpec `ebpf:"vg_enter_connect"`
-	VgEnterKill    *ebpf.ProgramSpec `ebpf:"vg_enter_kill"`
-	VgEnterMmap    *ebpf.ProgramSpec `ebpf:"vg_enter_mmap"`
-	VgEnterTgkill  *ebpf.ProgramSpec `ebpf:"vg_enter_tgkill"`
 	VgExec         *ebpf.ProgramSpec `ebpf:"vg_exec"`
 	VgExit         *ebpf.ProgramSpec `ebpf:"vg_exit"`
-	VgExitOpen     *ebpf.ProgramSpec `ebpf:"vg_exit_open"`
-	VgExitOpenat   *ebpf.ProgramSpec `ebpf:"vg_exit_openat"`
-	VgExitOpenat2  *ebpf.ProgramSpec `ebpf:"vg_exit_openat2"`
+	VgFindFput     *ebpf.ProgramSpec `ebpf:"vg_find_fput"`
 	VgFork         *ebpf.ProgramSpec `ebpf:"vg_fork"`
 	VgFree         *ebpf.ProgramSpec `ebpf:"vg_free"`
+	VgSysEnter     *ebpf.ProgramSpec `ebpf:"vg_sys_enter"`
+	VgSysExit      *ebpf.ProgramSpec `ebpf:"vg_sys_exit"`
 }
 
 // tpMapSpecs contains maps before they are loaded into the kernel.
@@ -332,6 +323,7 @@ type tpMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tpVariableSpecs struct {
+	FputWorkFn            *ebpf.VariableSpec `ebpf:"fput_work_fn"`
 	HostMntInum           *ebpf.VariableSpec `ebpf:"host_mnt_inum"`
 	UnusedRecBpf          *ebpf.VariableSpec `ebpf:"unused_rec_bpf"`
 	UnusedRecCapable      *ebpf.VariableSpec `ebpf:"unused_rec_capable"`
@@ -423,6 +415,7 @@ func (m *tpMaps) Close() error {
 //
 // It can be passed to loadTpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tpVariables struct {
+	FputWorkFn            *ebpf.Variable `ebpf:"fput_work_fn"`
 	HostMntInum           *ebpf.Variable `ebpf:"host_mnt_inum"`
 	UnusedRecBpf          *ebpf.Variable `ebpf:"unused_rec_bpf"`
 	UnusedRecCapable      *ebpf.Variable `ebpf:"unused_rec_capable"`
@@ -455,36 +448,26 @@ type tpVariables struct {
 type tpPrograms struct {
 	VgCgroupAttach *ebpf.Program `ebpf:"vg_cgroup_attach"`
 	VgCollect      *ebpf.Program `ebpf:"vg_collect"`
-	VgEnterBind    *ebpf.Program `ebpf:"vg_enter_bind"`
-	VgEnterConnect *ebpf.Program `ebpf:"vg_enter_connect"`
-	VgEnterKill    *ebpf.Program `ebpf:"vg_enter_kill"`
-	VgEnterMmap    *ebpf.Program `ebpf:"vg_enter_mmap"`
-	VgEnterTgkill  *ebpf.Program `ebpf:"vg_enter_tgkill"`
 	VgExec         *ebpf.Program `ebpf:"vg_exec"`
 	VgExit         *ebpf.Program `ebpf:"vg_exit"`
-	VgExitOpen     *ebpf.Program `ebpf:"vg_exit_open"`
-	VgExitOpenat   *ebpf.Program `ebpf:"vg_exit_openat"`
-	VgExitOpenat2  *ebpf.Program `ebpf:"vg_exit_openat2"`
+	VgFindFput     *ebpf.Program `ebpf:"vg_find_fput"`
 	VgFork         *ebpf.Program `ebpf:"vg_fork"`
 	VgFree         *ebpf.Program `ebpf:"vg_free"`
+	VgSysEnter     *ebpf.Program `ebpf:"vg_sys_enter"`
+	VgSysExit      *ebpf.Program `ebpf:"vg_sys_exit"`
 }
 
 func (p *tpPrograms) Close() error {
 	return _TpClose(
 		p.VgCgroupAttach,
 		p.VgCollect,
-		p.VgEnterBind,
-		p.VgEnterConnect,
-		p.VgEnterKill,
-		p.VgEnterMmap,
-		p.VgEnterTgkill,
 		p.VgExec,
 		p.VgExit,
-		p.VgExitOpen,
-		p.VgExitOpenat,
-		p.VgExitOpenat2,
+		p.VgFindFput,
 		p.VgFork,
 		p.VgFree,
+		p.VgSysEnter,
+		p.VgSysExit,
 	)
 }
 

@@ -41,6 +41,9 @@ enum vg_type {
 	VG_CAPABLE = 20,
 	VG_TASK_FORK = 21,
 	VG_TASK_EXIT = 22,
+	/* The script of an interpreter exec, by the task before the exec
+	 * (tracepoint backend; a struct rec_file). */
+	VG_EXEC_SCRIPT = 23,
 };
 
 enum vg_hdr_flags {

@@ -20,16 +20,18 @@ import (
 var EmptyDigest = SHA256.Empty()
 
 // Conclusive reasons a file's digest is not known. The event still gets a
-// description; its digest is all zero bytes, which no content hashes to, so
-// a model learned from it will not match the file's real content later.
+// description; its digest is the namespace hash's unhashable digest
+// (Hash.Unhashable), which stands for no content: such an event is never
+// learned and is always forensics once the model is sealed (see the
+// package documentation, "Unhashable files").
 var (
 	// ErrFileChanged: the file was modified or replaced between the event
 	// and the moment userspace read it, so its content at the event is
 	// lost.
 	ErrFileChanged = errors.New("file changed since the event")
 	// ErrFileUnreachable: no path userspace can open leads to the file the
-	// kernel reported (deleted, detached, another mount namespace whose
-	// tasks are gone).
+	// kernel reported (deleted and closed, detached, another mount
+	// namespace whose tasks are gone).
 	ErrFileUnreachable = errors.New("file not reachable from userspace")
 )
 
@@ -128,8 +130,12 @@ type DigestStats struct {
 	Hits, Misses, Hashed uint64
 	// Empty counts files that got EmptyDigest without being read.
 	Empty uint64
-	// Failed counts files whose digest could not be known.
+	// Failed counts files whose digest could not be known (they got
+	// the unhashable digest).
 	Failed uint64
+	// FromOpenFile counts misses hashed through a task's open file
+	// descriptor (/proc/PID/fd) because no path led to the file any more.
+	FromOpenFile uint64
 }
 
 // DigestCache computes the content digests of file cells: the namespace
@@ -145,7 +151,7 @@ type DigestCache struct {
 	m    map[FileKey][32]byte
 	wide map[wideKey]Digest // SHA-384 and SHA-512
 
-	hits, misses, hashed, empty, failed atomic.Uint64
+	hits, misses, hashed, empty, failed, fromFd atomic.Uint64
 }
 
 // NewDigestCache returns an empty cache.
@@ -169,7 +175,7 @@ type wideKey struct {
 func (c *DigestCache) Stats() DigestStats {
 	return DigestStats{
 		Hits: c.hits.Load(), Misses: c.misses.Load(), Hashed: c.hashed.Load(),
-		Empty: c.empty.Load(), Failed: c.failed.Load(),
+		Empty: c.empty.Load(), Failed: c.failed.Load(), FromOpenFile: c.fromFd.Load(),
 	}
 }
 
@@ -189,10 +195,24 @@ func (c *DigestCache) Digest(f *bpf.File, tgid uint32) (Digest, error) {
 // DigestHash returns the digest of the file f that task tgid opened, as
 // TSEM puts it in a file cell of a namespace whose hash is alg: alg.Empty()
 // for a file that is not regular, is empty or lives on a pseudo
-// filesystem, else alg's digest of its content. On error the digest is all
-// zero bytes of alg's length and the error wraps ErrFileChanged or
+// filesystem, else alg's digest of its content. On error the digest is
+// alg.Unhashable() and the error wraps ErrFileChanged or
 // ErrFileUnreachable.
 func (c *DigestCache) DigestHash(f *bpf.File, tgid uint32, alg Hash) (Digest, error) {
+	return c.DigestFrom(f, []uint32{tgid}, alg)
+}
+
+// DigestFrom is DigestHash for a file that tasks[0] opened, where tasks[1:]
+// are other live tasks of its namespace whose view of the filesystem (root
+// directory, open files) may still reach the file once tasks[0] has exited.
+//
+// The content is read by path (as the host sees it, then through each
+// task's root), else through an open file descriptor of one of the tasks
+// that still refers to the file (a file deleted while open), and is used
+// only when the file read is the version the kernel reported: the same
+// device, inode, size, ctime and mtime (nanoseconds) before and after the
+// read.
+func (c *DigestCache) DigestFrom(f *bpf.File, tasks []uint32, alg Hash) (Digest, error) {
 	in := &f.Inode
 	if in.Mode&sIFMT != sIFREG || in.Size == 0 || IsPseudoFS(in.SMagic) {
 		c.empty.Add(1)
@@ -205,10 +225,10 @@ func (c *DigestCache) DigestHash(f *bpf.File, tgid uint32, alg Hash) (Digest, er
 		return d, nil
 	}
 	c.misses.Add(1)
-	d, err := c.hash(f, key, tgid, alg)
+	d, err := c.hash(f, key, tasks, alg)
 	if err != nil {
 		c.failed.Add(1)
-		return alg.Zero(), err
+		return alg.Unhashable(), err
 	}
 	return d, nil
 }
@@ -226,28 +246,72 @@ func (c *DigestCache) lookup(key FileKey, alg Hash) (Digest, bool) {
 	return d, ok
 }
 
-// hash finds the file by its path, directly or through the task's root,
-// and hashes it if it is still the version the kernel reported.
-func (c *DigestCache) hash(f *bpf.File, key FileKey, tgid uint32, alg Hash) (Digest, error) {
+// hash finds the file by its path (directly, then through each task's
+// root), else among the tasks' open files, and hashes it if it is still
+// the version the kernel reported.
+func (c *DigestCache) hash(f *bpf.File, key FileKey, tasks []uint32, alg Hash) (Digest, error) {
 	name := f.Path.Name
-	if len(name) == 0 || name[0] != '/' || f.Path.Flags&(bpf.PathTruncated|bpf.PathDetached|bpf.PathNoMount) != 0 {
-		return Digest{}, fmt.Errorf("digest %q: %w", name, ErrFileUnreachable)
-	}
-	candidates := [2]string{name, c.procRoot + "/" + strconv.FormatUint(uint64(tgid), 10) + "/root" + name}
 	changed := false
-	for _, p := range candidates {
+	try := func(p string) (Digest, bool) {
 		d, err := c.hashPath(p, key, alg)
 		if err == nil {
-			return d, nil
+			return d, true
 		}
 		if errors.Is(err, ErrFileChanged) {
 			changed = true
+		}
+		return Digest{}, false
+	}
+	if len(name) > 0 && name[0] == '/' && f.Path.Flags&(bpf.PathTruncated|bpf.PathDetached|bpf.PathNoMount) == 0 {
+		if d, ok := try(name); ok {
+			return d, nil
+		}
+		for _, t := range tasks {
+			if d, ok := try(c.procRoot + "/" + strconv.FormatUint(uint64(t), 10) + "/root" + name); ok {
+				return d, nil
+			}
+		}
+	}
+	for _, t := range tasks {
+		if p, ok := c.openFile(t, key); ok {
+			if d, ok := try(p); ok {
+				c.fromFd.Add(1)
+				return d, nil
+			}
 		}
 	}
 	if changed {
 		return Digest{}, fmt.Errorf("digest %q: %w", name, ErrFileChanged)
 	}
 	return Digest{}, fmt.Errorf("digest %q: %w", name, ErrFileUnreachable)
+}
+
+// maxOpenFiles bounds how many of a task's descriptors openFile looks at.
+const maxOpenFiles = 4096
+
+// openFile returns a /proc/PID/fd/N link of task tgid that refers to the
+// file of key (its device and inode), if the task holds it open. Opening
+// the link opens that file even when no path leads to it any more.
+func (c *DigestCache) openFile(tgid uint32, key FileKey) (string, bool) {
+	dir := c.procRoot + "/" + strconv.FormatUint(uint64(tgid), 10) + "/fd"
+	d, err := os.Open(dir)
+	if err != nil {
+		return "", false
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(maxOpenFiles)
+	for _, n := range names {
+		p := dir + "/" + n
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) != nil {
+			continue
+		}
+		got := keyOfStat(&st)
+		if got.DevMajor == key.DevMajor && got.DevMinor == key.DevMinor && got.Ino == key.Ino {
+			return p, true
+		}
+	}
+	return "", false
 }
 
 func (c *DigestCache) hashPath(path string, want FileKey, alg Hash) (Digest, error) {

@@ -61,27 +61,27 @@ func TestDigest(t *testing.T) {
 			f := recFileOf(t, p)
 			f.Inode.Ino++
 			return f
-		}, SHA256.Zero(), ErrFileUnreachable},
+		}, SHA256.Unhashable(), ErrFileUnreachable},
 		{"changed since the event", func() *bpf.File {
 			f := recFileOf(t, p)
 			f.Inode.MTimeSec--
 			return f
-		}, SHA256.Zero(), ErrFileChanged},
+		}, SHA256.Unhashable(), ErrFileChanged},
 		{"relative path", func() *bpf.File {
 			f := recFileOf(t, p)
 			f.Path.Name = "f"
 			return f
-		}, SHA256.Zero(), ErrFileUnreachable},
+		}, SHA256.Unhashable(), ErrFileUnreachable},
 		{"truncated path", func() *bpf.File {
 			f := recFileOf(t, p)
 			f.Path.Flags = bpf.PathTruncated
 			return f
-		}, SHA256.Zero(), ErrFileUnreachable},
+		}, SHA256.Unhashable(), ErrFileUnreachable},
 		{"gone", func() *bpf.File {
 			f := recFileOf(t, p)
 			f.Path.Name = filepath.Join(dir, "nonexistent")
 			return f
-		}, SHA256.Zero(), ErrFileUnreachable},
+		}, SHA256.Unhashable(), ErrFileUnreachable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -94,6 +94,62 @@ func TestDigest(t *testing.T) {
 				t.Errorf("Digest = %x; want %x", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestDigestOpenFile: a file no path leads to (here a path the kernel
+// cut) is hashed through a descriptor a task of the namespace holds; a
+// file deleted since the event is not (unlinking changed its ctime, so
+// nothing shows its content is still the one the event saw) and gets the
+// unhashable digest, never zero or another version's.
+func TestDigestOpenFile(t *testing.T) {
+	dir := t.TempDir()
+	content := []byte("read then deleted\n")
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec := recFileOf(t, p)
+	rec.Path.Flags = bpf.PathTruncated
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := NewDigestCache(DigestOptions{})
+	self := uint32(os.Getpid())
+	got, err := c.DigestFrom(rec, []uint32{1 << 30, self}, SHA256) // the acting task gone, another holds it
+	if want := Digest32(sha256.Sum256(content)); err != nil || got != want {
+		t.Errorf("DigestFrom(open, no path) = %x, %v; want %x", got, err, want)
+	}
+	if st := c.Stats(); st.FromOpenFile != 1 {
+		t.Errorf("stats %+v; want one digest from an open file", st)
+	}
+
+	rec = recFileOf(t, p)
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	got, err = NewDigestCache(DigestOptions{}).DigestFrom(rec, []uint32{self}, SHA384)
+	if !errors.Is(err, ErrFileChanged) || got != SHA384.Unhashable() || !got.IsUnhashable() {
+		t.Errorf("DigestFrom(deleted, still open) = %x, %v; want the unhashable sha384 digest and ErrFileChanged", got, err)
+	}
+}
+
+func TestUnhashableDigest(t *testing.T) {
+	for _, h := range []Hash{SHA256, SHA384, SHA512} {
+		u := h.Unhashable()
+		if u.Len() != h.Size() || !u.IsUnhashable() {
+			t.Errorf("%s: Unhashable() = %x (%d bytes); want %d bytes 0xff", h, u, u.Len(), h.Size())
+		}
+		for _, d := range []Digest{h.Zero(), h.Empty(), h.Sum([]byte{0xff})} {
+			if d.IsUnhashable() || d == u {
+				t.Errorf("%s: %x is taken for unhashable", h, d)
+			}
+		}
+	}
+	if (Digest{}).IsUnhashable() {
+		t.Error("the zero Digest is taken for unhashable")
 	}
 }
 

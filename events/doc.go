@@ -80,6 +80,36 @@
 // Files named record*.go, enrich*.go and digest*.go hold the decoding of
 // kernel ring-buffer records into Events.
 //
+// # Unhashable files
+//
+// TSEM hashes a file's content in the kernel when the event happens.
+// Vigil's kernel programs cannot read file content, so the kernel records
+// the file's content stamps with the event (device, inode number, size,
+// ctime and mtime in nanoseconds; see bpf.Inode) and userspace hashes
+// afterwards (DigestCache): by path (as the host sees it, then through
+// the roots of the namespace's processes), else through a descriptor a
+// process of the namespace still holds (/proc/PID/fd), and keeps the
+// digest only when the file it read has the event's stamps before and
+// after reading. ctime cannot be set from user space and changes with
+// every write, truncate, chmod, chown, link, unlink or rename, so equal
+// stamps mean the content read is the content the event saw; a cached
+// digest is reused only for equal stamps.
+//
+// A file whose content Vigil cannot read that way (changed, deleted or
+// renamed before userspace read it, or unreachable) gets the unhashable
+// digest, Hash.Unhashable: every byte 0xff, of the namespace hash's
+// length. It is a marked state, not a digest of anything: no content
+// hashes to it in practice, and an event that carries it
+// (Event.HasUnhashableFile) is never learned. A learning namespace counts
+// it apart, a sealed one records it as forensics even when the same
+// event occurred while learning, so a workload that reads a file and
+// deletes or rewrites it at once cannot have any content accepted under
+// that name. Metrics count such files per namespace
+// (vigil_unhashable_files_total), and `vigil run` reports them. A digest
+// taken in the kernel at open time, or a reference to the file held
+// until userspace hashed it, would avoid the state altogether; neither is
+// available to tracepoint programs on the kernels Vigil supports.
+//
 // # Concurrency
 //
 // Parse, AppendTSEM, AppendECS and the encoders are safe for concurrent use

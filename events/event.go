@@ -377,3 +377,20 @@ type Field struct {
 	Object bool
 	Fields []Field
 }
+
+// HasUnhashableFile reports whether a file of e's payload carries the
+// unhashable digest (Digest.IsUnhashable): Vigil could not hash its
+// content, so the event cannot be vouched for by any model.
+func (e *Event) HasUnhashableFile() bool {
+	switch p := e.Payload.(type) {
+	case *FileEvent:
+		return p.File.Digest.IsUnhashable()
+	case *FileCmd:
+		return p.File.Digest.IsUnhashable()
+	case *MmapFile:
+		return p.HasFile && p.File.Digest.IsUnhashable()
+	case *KernelReadFile:
+		return p.File.Digest.IsUnhashable()
+	}
+	return false
+}

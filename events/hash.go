@@ -126,6 +126,31 @@ func (h Hash) Empty() Digest { return emptyDigests[h] }
 
 var emptyDigests = [...]Digest{SHA256: SHA256.Sum(nil), SHA384: SHA384.Sum(nil), SHA512: SHA512.Sum(nil)}
 
+// Unhashable returns the digest Vigil gives a file whose content it could
+// not hash (see the package documentation, "Unhashable files"): every byte
+// 0xff, of h's length. It stands for no content; an event that carries it
+// is never part of a model.
+func (h Hash) Unhashable() Digest {
+	d := Digest{n: uint8(h.Size())}
+	for i := range d.n {
+		d.b[i] = 0xff
+	}
+	return d
+}
+
+// IsUnhashable reports whether d is the unhashable digest of its length.
+func (d Digest) IsUnhashable() bool {
+	if d.n == 0 {
+		return false
+	}
+	for _, b := range d.b[:d.n] {
+		if b != 0xff {
+			return false
+		}
+	}
+	return true
+}
+
 // Digest is a SHA-256, SHA-384 or SHA-512 digest: a task id, a file
 // content digest, a coefficient. It is a comparable value (usable as a
 // map key) of 65 bytes that never points to the heap: a fixed array big

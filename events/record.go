@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/vigil-tsem/vigil/bpf"
@@ -38,10 +39,23 @@ type Converter struct {
 	HashOf func(ns uint64) Hash
 
 	digestFailures atomic.Uint64
+
+	// The processes of each namespace seen last (recentTasks of them),
+	// through which a file may still be reached once the process that
+	// opened it has exited (its container's root, an open descriptor).
+	recentMu sync.Mutex
+	recent   map[uint64]*[recentTasks]uint32
 }
 
+// recentTasks is how many processes per namespace Converter remembers,
+// for up to maxRecentNamespaces namespaces (then it starts over).
+const (
+	recentTasks         = 4
+	maxRecentNamespaces = 4096
+)
+
 // DigestFailures counts files whose digest could not be known (their cell
-// carries a zero digest).
+// carries the unhashable digest, Hash.Unhashable).
 func (c *Converter) DigestFailures() uint64 { return c.digestFailures.Load() }
 
 // Convert returns the TSEM event description of a security event record.
@@ -56,15 +70,19 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 	tgid := h.TGID
 	switch r := r.(type) {
 	case *bpf.FileOpen:
-		e.Payload = &FileEvent{File: c.file(&r.File, tgid, alg)}
+		e.Payload = &FileEvent{File: c.file(&r.File, h.NS, tgid, alg)}
+	case *bpf.ExecScript:
+		// The open of the script, by the task before the exec: its name
+		// then is the namespace layer's to set (see ExecScriptOpen).
+		e.Payload = &FileEvent{File: c.scriptFile(r, alg)}
 	case *bpf.MmapFile:
 		p := &MmapFile{HasFile: r.File.Present, Prot: r.Prot, Flags: r.MmapFlags}
 		if r.File.Present {
-			p.File = c.file(&r.File, tgid, alg)
+			p.File = c.file(&r.File, h.NS, tgid, alg)
 		}
 		e.Payload = p
 	case *bpf.FileIoctl:
-		e.Payload = &FileCmd{File: c.file(&r.File, tgid, alg), Cmd: r.Cmd}
+		e.Payload = &FileCmd{File: c.file(&r.File, h.NS, tgid, alg), Cmd: r.Cmd}
 	case *bpf.SocketCreate:
 		e.Payload = &SocketCreate{Family: r.Family, Type: r.Type, Protocol: r.Protocol, Kern: r.Kern}
 	case *bpf.SocketAddr:
@@ -102,7 +120,7 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 		e.Payload = &Generic{Fields: []Field{{Key: "kmod_name", Value: r.Name}}}
 	case *bpf.KernelReadFile:
 		if r.File.Present {
-			e.Payload = &KernelReadFile{File: c.file(&r.File, tgid, alg), ID: int32(r.ID), Contents: int32(r.Contents)}
+			e.Payload = &KernelReadFile{File: c.file(&r.File, h.NS, tgid, alg), ID: int32(r.ID), Contents: int32(r.Contents)}
 			break
 		}
 		// A read that names no file has no file cell: kept generic,
@@ -123,6 +141,29 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 // O_LARGEFILE|__FMODE_EXEC (x86-64), and TSEM prints them as 32800.
 const ExecFlags = 0x8000 | 0x20
 
+// ExecScriptOpen returns the file_open event of the script of an
+// interpreter exec as TSEM reports it: made by the task before the exec
+// (the record's TTD), named process (its name before the exec), with the
+// exec's credentials as for ExecOpen. A script the kernel could not find
+// (File.Present false) is named by the path the exec was given and
+// carries the unhashable digest.
+func (c *Converter) ExecScriptOpen(r *bpf.ExecScript, process string) *Event {
+	alg := c.hashOf(r.NS)
+	e := &Event{Header: c.header(&r.Header, r.TTD, r.PTTD, alg), COE: COE(r.COE)}
+	e.Header.Type = "file_open"
+	e.Header.Process = process
+	e.Payload = &FileEvent{File: c.scriptFile(r, alg)}
+	return e
+}
+
+func (c *Converter) scriptFile(r *bpf.ExecScript, alg Hash) File {
+	if r.File.Present {
+		return c.file(&r.File, r.NS, r.TGID, alg)
+	}
+	c.digestFailures.Add(1)
+	return File{Flags: r.File.Flags, Path: Path{Type: pathTypeRoot, Pathname: r.File.Path.Name}, Digest: alg.Unhashable()}
+}
+
 // ExecFile returns the file cell of the file an exec record says the task
 // executed, as the TSEM kernel prints it: the cell model.TaskID hashes into
 // the task's new identity. Both backends report the file the kernel holds
@@ -130,7 +171,7 @@ const ExecFlags = 0x8000 | 0x20
 // interpreter. Its flags are ExecFlags whatever the record read from the
 // struct file, and its path has the path type of any other file.
 func (c *Converter) ExecFile(r *bpf.Exec) File {
-	f := c.file(&r.File, r.TGID, c.hashOf(r.NS))
+	f := c.file(&r.File, r.NS, r.TGID, c.hashOf(r.NS))
 	f.Flags = ExecFlags
 	return f
 }
@@ -189,17 +230,47 @@ func (c *Converter) target(t *bpf.TaskTarget, alg Hash) Digest {
 	return c.taskID(t.TTD, alg)
 }
 
-func (c *Converter) file(f *bpf.File, tgid uint32, alg Hash) File {
+func (c *Converter) file(f *bpf.File, ns uint64, tgid uint32, alg Hash) File {
 	out := File{Flags: f.Flags, Inode: inode(&f.Inode), Path: path(&f.Path, &f.Inode, tgid)}
 	if c.Digests == nil {
 		out.Digest = alg.Empty()
 		return out
 	}
-	d, err := c.Digests.DigestHash(f, tgid, alg)
+	var tasks [1 + recentTasks]uint32
+	d, err := c.Digests.DigestFrom(f, c.tasksOf(ns, tgid, tasks[:0]), alg)
 	if err != nil {
 		c.digestFailures.Add(1)
 	}
 	out.Digest = d
+	return out
+}
+
+// tasksOf appends tgid and the other processes of namespace ns seen
+// lately to out, and remembers tgid among them.
+func (c *Converter) tasksOf(ns uint64, tgid uint32, out []uint32) []uint32 {
+	out = append(out, tgid)
+	c.recentMu.Lock()
+	defer c.recentMu.Unlock()
+	if c.recent == nil || len(c.recent) >= maxRecentNamespaces {
+		c.recent = make(map[uint64]*[recentTasks]uint32)
+	}
+	r := c.recent[ns]
+	if r == nil {
+		r = new([recentTasks]uint32)
+		c.recent[ns] = r
+	}
+	seen := false
+	for _, t := range r {
+		if t == tgid {
+			seen = true
+		} else if t != 0 {
+			out = append(out, t)
+		}
+	}
+	if !seen {
+		copy(r[1:], r[:recentTasks-1])
+		r[0] = tgid
+	}
 	return out
 }
 

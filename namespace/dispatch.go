@@ -75,20 +75,19 @@ func (d *Dispatcher) Dispatch(r bpf.Record) error {
 	case *bpf.Exec:
 		file := d.conv.ExecFile(r)
 		// The name before the exec, for the open the exec made.
-		process, ok := tasks.Process(r.PrevTTD)
-		switch {
-		case ok:
-		case r.PTTD == 0 && d.RootProcess != "":
-			process = d.RootProcess
-		default:
-			process = r.Process()
-		}
+		process := d.processBefore(r.PrevTTD, r.PTTD, r.Process())
 		tasks.Exec(r, &file, n.Model().Mapping())
 		if h.Flags&bpf.FlagObserved == 0 {
 			// The LSM backend reports the exec's open itself.
 			return nil
 		}
 		_, err := d.add(n, d.conv.ExecOpen(r, file, process))
+		return err
+	case *bpf.ExecScript:
+		// The script's open, made by the task before the exec (r.TTD)
+		// under its name then; not a record of the exec'd program, so
+		// the task table does not see it.
+		_, err := d.add(n, d.conv.ExecScriptOpen(r, d.processBefore(r.TTD, r.PTTD, r.Process())))
 		return err
 	}
 	tasks.Seen(h)
@@ -98,9 +97,23 @@ func (d *Dispatcher) Dispatch(r bpf.Record) error {
 	}
 	res, err := d.add(n, e)
 	if h.RepeatID != 0 {
-		d.repeats.record(h.RepeatID, repeatTarget{ns: n.ID(), point: res.Ref, rt: h.Type, unmodeled: res.Unmodeled})
+		d.repeats.record(h.RepeatID, repeatTarget{ns: n.ID(), point: res.Ref, rt: h.Type, unmodeled: res.Unmodeled, unlearned: res.Unlearned})
 	}
 	return err
+}
+
+// processBefore is the name a task of TTD ttd had (for the opens an exec
+// makes before the task takes the new program's name): the name the task
+// table knows, else RootProcess for an enrolled root (pttd 0), else
+// fallback.
+func (d *Dispatcher) processBefore(ttd, pttd uint64, fallback string) string {
+	if process, ok := d.reg.tasks.Process(ttd); ok {
+		return process
+	}
+	if pttd == 0 && d.RootProcess != "" {
+		return d.RootProcess
+	}
+	return fallback
 }
 
 func (d *Dispatcher) add(n *Namespace, e *events.Event) (Result, error) {

@@ -73,7 +73,7 @@ type Namespace struct {
 	number atomic.Uint64
 	mode   atomic.Uint32
 
-	events, forensicEvents, unmodeled, lost atomic.Uint64
+	events, forensicEvents, unmodeled, unlearned, lost atomic.Uint64
 
 	mu             sync.Mutex
 	untrusted      map[uint64]struct{} // TTDs that caused forensics
@@ -143,13 +143,21 @@ type Result struct {
 	// Unmodeled is set for an event whose type has no coefficient layout;
 	// it is counted but not part of the model.
 	Unmodeled bool
+	// Unlearned is set for an event a learning namespace did not learn:
+	// a file of it has the unhashable digest (events.Hash.Unhashable),
+	// so nothing vouches for its content. It is counted (Stats.Unlearned)
+	// but is no model point; once sealed, the same event is forensics.
+	Unlearned bool
 }
 
 // Add numbers e in the namespace (event.context, event.number, ts from the
 // namespace's start), maps it to its coefficient and adds it to the model
 // with its TSEM description. An event outside a sealed model marks its TTD
-// untrusted. The error, if any, comes from the model's observer (the
-// measurement); the event is recorded anyway.
+// untrusted. An event with an unhashable file (its content could not be
+// read as the event saw it) is never learned: while learning it is only
+// counted (Result.Unlearned); once sealed it is outside the model, as no
+// model Vigil builds holds it. The error, if any, comes from the model's
+// observer (the measurement); the event is recorded anyway.
 func (n *Namespace) Add(e *events.Event) (Result, error) {
 	e.Header.Context = n.id
 	e.Header.Number = n.number.Add(1)
@@ -163,6 +171,10 @@ func (n *Namespace) Add(e *events.Event) (Result, error) {
 		n.unmodeledTypes[e.Header.Type]++
 		n.mu.Unlock()
 		return Result{Unmodeled: true}, nil
+	}
+	if e.HasUnhashableFile() && !n.model.Sealed() {
+		n.unlearned.Add(1)
+		return Result{Unlearned: true, Coefficient: c}, nil
 	}
 	var res model.AddResult
 	if n.model.Contains(c) {
@@ -226,6 +238,9 @@ type Stats struct {
 	// type in UnmodeledTypes.
 	Unmodeled      uint64
 	UnmodeledTypes map[string]uint64
+	// Unlearned counts events not learned because a file of theirs had
+	// the unhashable digest (Result.Unlearned).
+	Unlearned uint64
 	// Lost counts records the kernel could not deliver.
 	Lost uint64
 	// UntrustedTasks counts the trust domains marked untrusted.
@@ -242,7 +257,7 @@ func (n *Namespace) Stats() Stats {
 	}
 	return Stats{
 		Events: n.events.Load(), ForensicEvents: n.forensicEvents.Load(),
-		Unmodeled: n.unmodeled.Load(), UnmodeledTypes: types,
+		Unmodeled: n.unmodeled.Load(), UnmodeledTypes: types, Unlearned: n.unlearned.Load(),
 		Lost: n.lost.Load(), UntrustedTasks: len(n.untrusted),
 	}
 }

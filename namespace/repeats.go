@@ -51,8 +51,9 @@ type Repeats struct {
 	Type        string // the event's TSEM type
 	Count       uint64
 	// Forensic: the event is outside the sealed model. Unmodeled: its
-	// type has no coefficient layout (counted, not modeled).
-	Forensic, Unmodeled bool
+	// type has no coefficient layout (counted, not modeled). Unlearned:
+	// it was not learned (Result.Unlearned; counted, not modeled).
+	Forensic, Unmodeled, Unlearned bool
 }
 
 // repeatTable maps the kernel's repeat cache entries (bpf.Header.RepeatID)
@@ -90,6 +91,7 @@ type repeatTarget struct {
 	point     model.PointRef // in the namespace's model: 4 bytes, not a coefficient
 	rt        bpf.RecordType // its TSEM type, RecordType.String (kept small: one per cached record)
 	unmodeled bool
+	unlearned bool
 	skip      bool // the record was dropped (Dispatcher.Skip)
 	set       bool // the slot holds an entry
 }
@@ -224,9 +226,14 @@ func (target repeatTarget) apply(n *Namespace, count uint64) (r Repeats, ok bool
 	if count == 0 || target.skip {
 		return Repeats{}, false
 	}
-	r = Repeats{Type: target.rt.String(), Count: count, Unmodeled: target.unmodeled}
+	r = Repeats{Type: target.rt.String(), Count: count, Unmodeled: target.unmodeled, Unlearned: target.unlearned}
 	if target.unmodeled {
 		n.unmodeled.Add(count)
+		return r, true
+	}
+	if target.unlearned {
+		n.number.Add(count)
+		n.unlearned.Add(count)
 		return r, true
 	}
 	r.Coefficient, _ = n.model.CoefficientOf(target.point)

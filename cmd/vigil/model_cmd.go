@@ -137,7 +137,12 @@ extended into a measurement register (see 'vigil verify').`,
 			if err != nil {
 				return err
 			}
-			err = mapLines(cmd, args, "learned", d, m.IsPseudonym, func(l lineio.Line, _ *events.Event, c model.Coefficient) error {
+			var unlearned int
+			err = mapLines(cmd, args, "learned", d, m.IsPseudonym, func(l lineio.Line, e *events.Event, c model.Coefficient) error {
+				if e.HasUnhashableFile() {
+					unlearned++ // no content to vouch for: never a model point
+					return nil
+				}
 				if _, err := m.Add(c, l.Bytes); err != nil {
 					return fmt.Errorf("%s:%d: add point: %w", l.Name, l.Number, err)
 				}
@@ -148,6 +153,9 @@ extended into a measurement register (see 'vigil verify').`,
 			}
 			if err != nil {
 				return err
+			}
+			if unlearned > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "vigil: %d events were not learned: a file of theirs has the unhashable digest (its content was never read)\n", unlearned)
 			}
 			if seal {
 				m.Seal()
@@ -194,9 +202,9 @@ when there are none, 1 when there are some, 2 for bad input.`,
 			m.Seal()
 			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
 			var total, forensics int
-			err = mapLines(cmd, args, "checked", m.Dialect(), m.IsPseudonym, func(l lineio.Line, _ *events.Event, c model.Coefficient) error {
+			err = mapLines(cmd, args, "checked", m.Dialect(), m.IsPseudonym, func(l lineio.Line, e *events.Event, c model.Coefficient) error {
 				total++
-				if m.Contains(c) {
+				if m.Contains(c) && !e.HasUnhashableFile() {
 					return nil
 				}
 				forensics++

@@ -206,3 +206,47 @@ func TestBrokenTrajectoryRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestModelUnhashable: a description whose file carries the unhashable
+// digest is never learned by model build, and model check reports it
+// even against a model that holds its coefficient.
+func TestModelUnhashable(t *testing.T) {
+	lines := testLines(t, "process_1.json")
+	var i int
+	for i = range lines {
+		if strings.Contains(lines[i], `"type": "file_open"`) {
+			break
+		}
+	}
+	d := strings.Index(lines[i], `"digest": "`) + len(`"digest": "`)
+	bad := lines[i][:d] + strings.Repeat("f", 64) + lines[i][d+64:]
+	dir := t.TempDir()
+	traj := filepath.Join(dir, "t.json")
+	if err := os.WriteFile(traj, []byte(lines[0]+"\n"+bad+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := filepath.Join(dir, "m.model")
+	_, msg, code := vigilCLI(t, "model", "build", "-o", m, traj)
+	if code != 0 || !strings.Contains(msg, "1 events were not learned") {
+		t.Fatalf("build: exit %d, %q; want 0 and one event not learned", code, msg)
+	}
+	if loaded, err := model.LoadFile(m); err != nil || loaded.Len() != 1 {
+		t.Fatalf("built model: %v points, %v; want 1", loaded, err)
+	}
+	// Even a model holding the coefficient (built by hand from the
+	// points) does not vouch for it.
+	pts, _, _ := vigilCLI(t, "model", "points", traj)
+	hand := filepath.Join(dir, "hand.model")
+	var b strings.Builder
+	for _, c := range strings.Fields(pts) {
+		b.WriteString("state " + c + "\n")
+	}
+	b.WriteString("seal\nend\n")
+	if err := os.WriteFile(hand, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, msg, code := vigilCLI(t, "model", "check", "--model", hand, traj)
+	if code != 1 || out != bad+"\n" {
+		t.Errorf("check: exit %d, output %q (%s); want 1 and the unhashable line", code, out, msg)
+	}
+}

@@ -183,7 +183,7 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	a.disp.OnEvent = a.onEvent
 	a.met.CountRepeatErrors(a.disp.RepeatErrors)
 	a.disp.OnRepeats = func(n *namespace.Namespace, r namespace.Repeats) {
-		if !r.Unmodeled {
+		if !r.Unmodeled && !r.Unlearned {
 			a.met.Repeats(n.Name(), r.Type, r.Count, r.Forensic)
 		}
 	}
@@ -587,7 +587,10 @@ func (a *Agent) beginRun() error {
 func (a *Agent) onEvent(n *namespace.Namespace, e *events.Event, res namespace.Result) {
 	name := n.Name()
 	a.relatives.See(e)
-	if !res.Unmodeled {
+	if e.HasUnhashableFile() {
+		a.met.Unhashable(name)
+	}
+	if !res.Unmodeled && !res.Unlearned {
 		a.met.Event(name, e.Header.Type)
 		if res.New && !res.Forensic {
 			a.met.SetPoints(name, n.Model().Len())

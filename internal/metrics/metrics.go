@@ -47,6 +47,7 @@ type Metrics struct {
 	logWaiting      prometheus.Gauge
 	pipelineLatency prometheus.Histogram
 	digestCache     *prometheus.CounterVec
+	unhashable      *prometheus.CounterVec
 	ringFill        prometheus.Gauge
 	backend         *prometheus.GaugeVec
 }
@@ -104,6 +105,10 @@ func New(opts Options) *Metrics {
 			// 1µs to ~4s.
 			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12),
 		}),
+		unhashable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_unhashable_files_total",
+			Help: "File cells whose content could not be hashed as the event saw it (changed, deleted or unreachable before Vigil read it), by namespace; they carry the unhashable digest, are never learned and are forensics in a sealed namespace.",
+		}, []string{"namespace"}),
 		digestCache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_digest_cache_lookups_total",
 			Help: "File digest cache lookups, by result (hit or miss).",
@@ -118,7 +123,7 @@ func New(opts Options) *Metrics {
 		}, []string{"backend"}),
 	}
 	m.reg.MustRegister(m.events, m.lost, m.forensics, m.denials, m.points, m.namespaces,
-		m.extends, m.extendLatency, m.unrecorded, m.logWaiting, m.pipelineLatency, m.digestCache, m.ringFill, m.backend)
+		m.extends, m.extendLatency, m.unrecorded, m.logWaiting, m.pipelineLatency, m.digestCache, m.unhashable, m.ringFill, m.backend)
 	// Both results exist from the start so rate() works before the first miss.
 	m.digestCache.WithLabelValues("hit")
 	m.digestCache.WithLabelValues("miss")
@@ -252,6 +257,10 @@ func (m *Metrics) SetLogWaiting(n int) { m.logWaiting.Set(float64(n)) }
 // PipelineLatency records the time from capture to model for one event.
 func (m *Metrics) PipelineLatency(took time.Duration) { m.pipelineLatency.Observe(took.Seconds()) }
 
+// Unhashable counts an event of namespace with a file whose content could
+// not be hashed.
+func (m *Metrics) Unhashable(namespace string) { m.unhashable.WithLabelValues(namespace).Inc() }
+
 // DigestCache counts one file digest cache lookup.
 func (m *Metrics) DigestCache(hit bool) {
 	if hit {
@@ -279,6 +288,7 @@ func (m *Metrics) RemoveNamespace(namespace string) {
 	m.denials.DeletePartialMatch(l)
 	m.points.DeletePartialMatch(l)
 	m.unrecorded.DeletePartialMatch(l)
+	m.unhashable.DeletePartialMatch(l)
 }
 
 // Handler serves the registry in the Prometheus exposition formats.

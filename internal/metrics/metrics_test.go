@@ -49,6 +49,8 @@ func populated() *Metrics {
 	m.DigestCache(true)
 	m.DigestCache(true)
 	m.DigestCache(false)
+	m.Unhashable("containerd-1a2b")
+	m.Unhashable("run-7")
 	m.SetRingFill(0.25)
 	m.SetBackend("lsm")
 	m.SetBackend("tracepoint")

@@ -24,10 +24,25 @@ import (
 )
 
 // envConnect makes the test binary a client that connects to the address
-// it names and exits: the workload of the socket test.
-const envConnect = "VIGIL_E2E_CONNECT"
+// it names and exits: the workload of the socket test. envReadDelete makes
+// it read the file it names and delete it at once.
+const (
+	envConnect    = "VIGIL_E2E_CONNECT"
+	envReadDelete = "VIGIL_E2E_READ_DELETE"
+)
 
 func TestMain(m *testing.M) {
+	if p := os.Getenv(envReadDelete); p != "" {
+		if _, err := os.ReadFile(p); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := os.Remove(p); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if addr := os.Getenv(envConnect); addr != "" {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
