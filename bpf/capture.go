@@ -114,8 +114,12 @@ const (
 	LossRingBuffer LossReason = 1 // the ring buffer was full
 	LossTaskState  LossReason = 2 // no task storage for a member task
 	LossPending    LossReason = 3 // fork inheritance table full
-	LossOverflow   LossReason = 100
-	LossDecode     LossReason = 101
+	// LossCreated: a file a namespace task created could not be tagged
+	// (no room for the process's counters or the tag), so its events
+	// name it by its path.
+	LossCreated  LossReason = 4
+	LossOverflow LossReason = 100
+	LossDecode   LossReason = 101
 )
 
 func (r LossReason) String() string {
@@ -126,6 +130,8 @@ func (r LossReason) String() string {
 		return "task_storage"
 	case LossPending:
 		return "fork_table_full"
+	case LossCreated:
+		return "created_tag"
 	case LossOverflow:
 		return "unattributed"
 	case LossDecode:
@@ -199,6 +205,9 @@ type Capture struct {
 	fillClosed bool
 
 	events, taskState, nsConfig, allow, loss, lossOverflow, ignore *ebpf.Map
+	// createdIno holds the created-file tags of the tracepoint backend
+	// (nil on the LSM backend, where they live with the inodes).
+	createdIno *ebpf.Map
 
 	// The repeat cache: repeats holds the current table (repCur) in slot
 	// 0; repMu orders its replacement against Close. ridCounter holds the
@@ -340,6 +349,7 @@ func openBackend(b Backend, opts Options) (c *Capture, err error) {
 		loss:         coll.Maps["loss"],
 		lossOverflow: coll.Maps["loss_overflow"],
 		ignore:       coll.Maps["ignore_tgid"],
+		createdIno:   coll.Maps["created_ino"],
 		repeats:      coll.Maps["repeats"],
 		cfgEpochNow:  coll.Maps["cfg_epoch_now"],
 		ridCounter:   coll.Maps["rid_counter"],
@@ -640,7 +650,7 @@ type repeatKey struct {
 }
 
 // repeatKeySize is sizeof(struct vg_rkey), the whole key an entry holds.
-const repeatKeySize = 152
+const repeatKeySize = 168
 
 // repeatBatch is how many entries one batch lookup of the old repeat
 // cache table reads (49 KiB of buffers).
@@ -1091,7 +1101,8 @@ func (c *Capture) bumpGen(ns uint64) error {
 	return c.bumpEpoch()
 }
 
-// DropNamespace removes the configuration and the allow set of ns.
+// DropNamespace removes the configuration, the allow set and the
+// created-file tags of ns.
 func (c *Capture) DropNamespace(ns uint64) error {
 	c.nsMu.Lock()
 	err := c.nsConfig.Delete(ns)
@@ -1102,7 +1113,71 @@ func (c *Capture) DropNamespace(ns uint64) error {
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("drop namespace %d: %w", ns, err)
 	}
-	return c.ClearAllow(ns)
+	if err := c.ClearAllow(ns); err != nil {
+		return err
+	}
+	return c.dropCreated(ns)
+}
+
+// createdKey and createdTag mirror struct vg_ckey and struct vg_ctag.
+type createdKey struct {
+	Ino      uint64
+	Dev, Gen uint32
+}
+
+type createdTag struct {
+	NS, OwnerTTD, Instance uint64
+}
+
+// dropCreated deletes the created-file tags of namespace ns (tracepoint
+// backend): no event of ns names those files any more, and the table is
+// bounded.
+func (c *Capture) dropCreated(ns uint64) error {
+	if c.createdIno == nil {
+		return nil
+	}
+	var (
+		k    createdKey
+		v    createdTag
+		dead []createdKey
+	)
+	it := c.createdIno.Iterate()
+	for it.Next(&k, &v) {
+		if v.NS == ns {
+			dead = append(dead, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("drop created-file tags of namespace %d: %w", ns, err)
+	}
+	for _, k := range dead {
+		if err := c.createdIno.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("drop created-file tags of namespace %d: %w", ns, err)
+		}
+	}
+	return nil
+}
+
+// CreatedTags returns the number of created-file tags the tracepoint
+// backend holds (at most 65,536: created_ino in bpf/created.h); 0 on the
+// LSM backend, whose tags live with their inodes.
+func (c *Capture) CreatedTags() (int, error) {
+	if c.createdIno == nil {
+		return 0, nil
+	}
+	var (
+		k createdKey
+		v createdTag
+		n int
+	)
+	it := c.createdIno.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("count created-file tags: %w", err)
+	}
+	return n, nil
 }
 
 type allowKey struct {

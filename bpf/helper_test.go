@@ -38,6 +38,8 @@ import (
 //	           print "child PID"
 //	openloop   open and close VIGIL_BPF_FILES (one file) VIGIL_BPF_N times,
 //	           print the nanoseconds the loop took
+//	create     make files with random names in VIGIL_BPF_DIR and use them
+//	           (helperCreate)
 //	connect    connect a TCP socket to VIGIL_BPF_ADDR, print "ok" or the error
 //	signal-threads  start VIGIL_BPF_N threads (goroutines locked to new
 //	           threads, blocked before any event of their own), send each
@@ -177,6 +179,8 @@ func helperMain(mode string) int {
 		close(release)
 		os.Stdout.WriteString(out.String())
 		return 0
+	case "create":
+		return helperCreate()
 	case "connect":
 		conn, err := net.Dial("tcp", os.Getenv(envAddr))
 		if err == nil {

@@ -51,6 +51,7 @@ type lsmRecExec struct {
 			DevMinor  uint32
 			S_id      [32]uint8
 			S_uuid    [16]uint8
+			Created   lsmVgCtag
 		}
 		Path struct {
 			_     structs.HostLayout
@@ -91,6 +92,7 @@ type lsmRecFile struct {
 			DevMinor  uint32
 			S_id      [32]uint8
 			S_uuid    [16]uint8
+			Created   lsmVgCtag
 		}
 		Path struct {
 			_     structs.HostLayout
@@ -128,10 +130,12 @@ type lsmRecInodeCreate struct {
 		DevMinor  uint32
 		S_id      [32]uint8
 		S_uuid    [16]uint8
+		Created   lsmVgCtag
 	}
-	Mode uint32
-	Pad  uint32
-	Path struct {
+	Mode    uint32
+	Pad     uint32
+	Created lsmVgCtag
+	Path    struct {
 		_     structs.HostLayout
 		Len   uint32
 		Flags uint32
@@ -158,6 +162,7 @@ type lsmRecInodeRename struct {
 		DevMinor  uint32
 		S_id      [32]uint8
 		S_uuid    [16]uint8
+		Created   lsmVgCtag
 	}
 	NewDir struct {
 		_         structs.HostLayout
@@ -175,9 +180,46 @@ type lsmRecInodeRename struct {
 		DevMinor  uint32
 		S_id      [32]uint8
 		S_uuid    [16]uint8
+		Created   lsmVgCtag
+	}
+	OldInode struct {
+		_         structs.HostLayout
+		Ino       uint64
+		Size      uint64
+		CtimeSec  int64
+		MtimeSec  int64
+		CtimeNsec uint32
+		MtimeNsec uint32
+		Uid       uint32
+		Gid       uint32
+		Mode      uint32
+		S_magic   uint32
+		DevMajor  uint32
+		DevMinor  uint32
+		S_id      [32]uint8
+		S_uuid    [16]uint8
+		Created   lsmVgCtag
+	}
+	NewInode struct {
+		_         structs.HostLayout
+		Ino       uint64
+		Size      uint64
+		CtimeSec  int64
+		MtimeSec  int64
+		CtimeNsec uint32
+		MtimeNsec uint32
+		Uid       uint32
+		Gid       uint32
+		Mode      uint32
+		S_magic   uint32
+		DevMajor  uint32
+		DevMinor  uint32
+		S_id      [32]uint8
+		S_uuid    [16]uint8
+		Created   lsmVgCtag
 	}
 	Flags   uint32
-	Pad     uint32
+	Present uint32
 	OldPath struct {
 		_     structs.HostLayout
 		Len   uint32
@@ -211,6 +253,7 @@ type lsmRecInodeSetattr struct {
 		DevMinor  uint32
 		S_id      [32]uint8
 		S_uuid    [16]uint8
+		Created   lsmVgCtag
 	}
 	Valid uint32
 	Mode  uint32
@@ -244,6 +287,7 @@ type lsmRecInodeUnlink struct {
 		DevMinor  uint32
 		S_id      [32]uint8
 		S_uuid    [16]uint8
+		Created   lsmVgCtag
 	}
 	Inode struct {
 		_         structs.HostLayout
@@ -261,6 +305,7 @@ type lsmRecInodeUnlink struct {
 		DevMinor  uint32
 		S_id      [32]uint8
 		S_uuid    [16]uint8
+		Created   lsmVgCtag
 	}
 	Path struct {
 		_     structs.HostLayout
@@ -296,6 +341,7 @@ type lsmRecIoctl struct {
 			DevMinor  uint32
 			S_id      [32]uint8
 			S_uuid    [16]uint8
+			Created   lsmVgCtag
 		}
 		Path struct {
 			_     structs.HostLayout
@@ -337,6 +383,7 @@ type lsmRecKread struct {
 			DevMinor  uint32
 			S_id      [32]uint8
 			S_uuid    [16]uint8
+			Created   lsmVgCtag
 		}
 		Path struct {
 			_     structs.HostLayout
@@ -372,6 +419,7 @@ type lsmRecMmap struct {
 			DevMinor  uint32
 			S_id      [32]uint8
 			S_uuid    [16]uint8
+			Created   lsmVgCtag
 		}
 		Path struct {
 			_     structs.HostLayout
@@ -464,6 +512,33 @@ type lsmVgAllowKey struct {
 	Key uint64
 }
 
+type lsmVgCctr struct {
+	_ structs.HostLayout
+	S [8]struct {
+		_     structs.HostLayout
+		Dir   uint64
+		Ttd   uint64
+		Count uint64
+		Used  uint64
+	}
+	Tick uint64
+}
+
+type lsmVgCpend struct {
+	_      structs.HostLayout
+	Dentry [2]uint64
+	Tag    [2]lsmVgCtag
+	Next   uint32
+	Pad    uint32
+}
+
+type lsmVgCtag struct {
+	_        structs.HostLayout
+	Ns       uint64
+	OwnerTtd uint64
+	Instance uint64
+}
+
 type lsmVgHdr struct {
 	_     structs.HostLayout
 	Size  uint16
@@ -502,27 +577,29 @@ type lsmVgLossKey struct {
 type lsmVgMemo struct {
 	_ structs.HostLayout
 	K struct {
-		_         structs.HostLayout
-		Ns        uint64
-		Ttd       uint64
-		P_ttd     uint64
-		Inode     uint64
-		Mnt       uint64
-		Dentry    uint64
-		Ino       uint64
-		Size      uint64
-		CtimeSec  int64
-		MtimeSec  int64
-		CtimeNsec uint32
-		MtimeNsec uint32
-		Dev       uint32
-		Mode      uint32
-		Uid       uint32
-		Gid       uint32
-		F_flags   uint32
-		Type      uint16
-		Tflags    uint16
-		Coe       struct {
+		_          structs.HostLayout
+		Ns         uint64
+		Ttd        uint64
+		P_ttd      uint64
+		Inode      uint64
+		Mnt        uint64
+		Dentry     uint64
+		Ino        uint64
+		Size       uint64
+		CtimeSec   int64
+		MtimeSec   int64
+		C_owner    uint64
+		C_instance uint64
+		CtimeNsec  uint32
+		MtimeNsec  uint32
+		Dev        uint32
+		Mode       uint32
+		Uid        uint32
+		Gid        uint32
+		F_flags    uint32
+		Type       uint16
+		Tflags     uint16
+		Coe        struct {
 			_      structs.HostLayout
 			Uid    uint32
 			Euid   uint32
@@ -557,27 +634,29 @@ type lsmVgRval struct {
 	Allowed uint16
 	Valid   uint16
 	K       struct {
-		_         structs.HostLayout
-		Ns        uint64
-		Ttd       uint64
-		P_ttd     uint64
-		Inode     uint64
-		Mnt       uint64
-		Dentry    uint64
-		Ino       uint64
-		Size      uint64
-		CtimeSec  int64
-		MtimeSec  int64
-		CtimeNsec uint32
-		MtimeNsec uint32
-		Dev       uint32
-		Mode      uint32
-		Uid       uint32
-		Gid       uint32
-		F_flags   uint32
-		Type      uint16
-		Tflags    uint16
-		Coe       struct {
+		_          structs.HostLayout
+		Ns         uint64
+		Ttd        uint64
+		P_ttd      uint64
+		Inode      uint64
+		Mnt        uint64
+		Dentry     uint64
+		Ino        uint64
+		Size       uint64
+		CtimeSec   int64
+		MtimeSec   int64
+		C_owner    uint64
+		C_instance uint64
+		CtimeNsec  uint32
+		MtimeNsec  uint32
+		Dev        uint32
+		Mode       uint32
+		Uid        uint32
+		Gid        uint32
+		F_flags    uint32
+		Type       uint16
+		Tflags     uint16
+		Coe        struct {
 			_      structs.HostLayout
 			Uid    uint32
 			Euid   uint32
@@ -608,27 +687,29 @@ type lsmVgScratch struct {
 		Pad        uint32
 	}
 	Rk struct {
-		_         structs.HostLayout
-		Ns        uint64
-		Ttd       uint64
-		P_ttd     uint64
-		Inode     uint64
-		Mnt       uint64
-		Dentry    uint64
-		Ino       uint64
-		Size      uint64
-		CtimeSec  int64
-		MtimeSec  int64
-		CtimeNsec uint32
-		MtimeNsec uint32
-		Dev       uint32
-		Mode      uint32
-		Uid       uint32
-		Gid       uint32
-		F_flags   uint32
-		Type      uint16
-		Tflags    uint16
-		Coe       struct {
+		_          structs.HostLayout
+		Ns         uint64
+		Ttd        uint64
+		P_ttd      uint64
+		Inode      uint64
+		Mnt        uint64
+		Dentry     uint64
+		Ino        uint64
+		Size       uint64
+		CtimeSec   int64
+		MtimeSec   int64
+		C_owner    uint64
+		C_instance uint64
+		CtimeNsec  uint32
+		MtimeNsec  uint32
+		Dev        uint32
+		Mode       uint32
+		Uid        uint32
+		Gid        uint32
+		F_flags    uint32
+		Type       uint16
+		Tflags     uint16
+		Coe        struct {
 			_      structs.HostLayout
 			Uid    uint32
 			Euid   uint32
@@ -665,6 +746,9 @@ type lsmVgTask struct {
 const (
 	lsmMapAllow                  = "allow"
 	lsmMapCfgEpochNow            = "cfg_epoch_now"
+	lsmMapCreatedCtr             = "created_ctr"
+	lsmMapCreatedPend            = "created_pend"
+	lsmMapCreatedTag             = "created_tag"
 	lsmMapEvents                 = "events"
 	lsmMapExecScratch            = "exec_scratch"
 	lsmMapIgnoreTgid             = "ignore_tgid"
@@ -685,6 +769,7 @@ const (
 	lsmProgVgBprmCommittedCreds  = "vg_bprm_committed_creds"
 	lsmProgVgCapable             = "vg_capable"
 	lsmProgVgCollect             = "vg_collect"
+	lsmProgVgD_instantiate       = "vg_d_instantiate"
 	lsmProgVgExit                = "vg_exit"
 	lsmProgVgFileIoctl           = "vg_file_ioctl"
 	lsmProgVgFileOpen            = "vg_file_open"
@@ -777,6 +862,7 @@ type lsmProgramSpecs struct {
 	VgBprmCommittedCreds  *ebpf.ProgramSpec `ebpf:"vg_bprm_committed_creds"`
 	VgCapable             *ebpf.ProgramSpec `ebpf:"vg_capable"`
 	VgCollect             *ebpf.ProgramSpec `ebpf:"vg_collect"`
+	VgD_instantiate       *ebpf.ProgramSpec `ebpf:"vg_d_instantiate"`
 	VgExit                *ebpf.ProgramSpec `ebpf:"vg_exit"`
 	VgFileIoctl           *ebpf.ProgramSpec `ebpf:"vg_file_ioctl"`
 	VgFileOpen            *ebpf.ProgramSpec `ebpf:"vg_file_open"`
@@ -805,6 +891,9 @@ type lsmProgramSpecs struct {
 type lsmMapSpecs struct {
 	Allow        *ebpf.MapSpec `ebpf:"allow"`
 	CfgEpochNow  *ebpf.MapSpec `ebpf:"cfg_epoch_now"`
+	CreatedCtr   *ebpf.MapSpec `ebpf:"created_ctr"`
+	CreatedPend  *ebpf.MapSpec `ebpf:"created_pend"`
+	CreatedTag   *ebpf.MapSpec `ebpf:"created_tag"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExecScratch  *ebpf.MapSpec `ebpf:"exec_scratch"`
 	IgnoreTgid   *ebpf.MapSpec `ebpf:"ignore_tgid"`
@@ -873,6 +962,9 @@ func (o *lsmObjects) Close() error {
 type lsmMaps struct {
 	Allow        *ebpf.Map `ebpf:"allow"`
 	CfgEpochNow  *ebpf.Map `ebpf:"cfg_epoch_now"`
+	CreatedCtr   *ebpf.Map `ebpf:"created_ctr"`
+	CreatedPend  *ebpf.Map `ebpf:"created_pend"`
+	CreatedTag   *ebpf.Map `ebpf:"created_tag"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExecScratch  *ebpf.Map `ebpf:"exec_scratch"`
 	IgnoreTgid   *ebpf.Map `ebpf:"ignore_tgid"`
@@ -894,6 +986,9 @@ func (m *lsmMaps) Close() error {
 	return _LsmClose(
 		m.Allow,
 		m.CfgEpochNow,
+		m.CreatedCtr,
+		m.CreatedPend,
+		m.CreatedTag,
 		m.Events,
 		m.ExecScratch,
 		m.IgnoreTgid,
@@ -950,6 +1045,7 @@ type lsmPrograms struct {
 	VgBprmCommittedCreds  *ebpf.Program `ebpf:"vg_bprm_committed_creds"`
 	VgCapable             *ebpf.Program `ebpf:"vg_capable"`
 	VgCollect             *ebpf.Program `ebpf:"vg_collect"`
+	VgD_instantiate       *ebpf.Program `ebpf:"vg_d_instantiate"`
 	VgExit                *ebpf.Program `ebpf:"vg_exit"`
 	VgFileIoctl           *ebpf.Program `ebpf:"vg_file_ioctl"`
 	VgFileOpen            *ebpf.Program `ebpf:"vg_file_open"`
@@ -979,6 +1075,7 @@ func (p *lsmPrograms) Close() error {
 		p.VgBprmCommittedCreds,
 		p.VgCapable,
 		p.VgCollect,
+		p.VgD_instantiate,
 		p.VgExit,
 		p.VgFileIoctl,
 		p.VgFileOpen,

@@ -5,6 +5,7 @@
  * scheduler tracepoints and emits the same records (flagged observed). It
  * never denies anything. */
 #include "vigil.h"
+#include "created.h"
 #include "lifecycle.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -92,6 +93,26 @@ static __always_inline struct file *fd_file_btf(long fd)
 	return bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
 }
 
+/* open_exit_old is open_exit for kernels without bpf_rdonly_cast: no
+ * repeat cache. */
+static __always_inline int open_exit_old(struct sys_exit_ctx *ctx, struct vg_task *st)
+{
+	struct file *file = fd_file(ctx->ret);
+	struct rec_file *r;
+
+	if (!file)
+		return 0;
+	if (BPF_CORE_READ(file, f_mode) & VG_FMODE_CREATED)
+		created_open(st, file);
+	r = new_record(VG_FILE_OPEN, sizeof(*r), st);
+	if (!r)
+		return 0;
+	fill_file(&r->file, file);
+	r->hdr.flags |= VG_F_OBSERVED;
+	bpf_ringbuf_submit(r, wake_flags());
+	return 0;
+}
+
 static __always_inline int open_exit(struct sys_exit_ctx *ctx)
 {
 	struct vg_rstate rs = {};
@@ -107,33 +128,27 @@ static __always_inline int open_exit(struct sys_exit_ctx *ctx)
 	st = current_state();
 	if (!st)
 		return 0;
+	if (!vg_ksym_exists(bpf_rdonly_cast))
+		return open_exit_old(ctx, st);
 	cfg = ns_cfg(st);
-	if (repeat_on(cfg) && vg_ksym_exists(bpf_rdonly_cast)) {
+	file = fd_file_btf(ctx->ret);
+	if (!file)
+		return 0;
+	/* The open made the file: tag it before anything reads its tag. */
+	if (file->f_mode & VG_FMODE_CREATED)
+		created_open(st, file);
+	if (repeat_on(cfg)) {
 		s = bpf_map_lookup_elem(&scratch, &zero);
-		file = fd_file_btf(ctx->ret);
-		if (!s || !file)
+		if (!s)
 			return 0;
 		rkey_file(&s->rk, st, VG_FILE_OPEN, file);
 		if (repeat_begin(&s->rk, cfg, &rs))
 			return 0;
 	}
-	if (vg_ksym_exists(bpf_rdonly_cast)) {
-		file = fd_file_btf(ctx->ret);
-		if (!file)
-			return 0;
-		r = new_record(VG_FILE_OPEN, sizeof(*r), st);
-		if (!r)
-			return 0;
-		fill_file_btf(&r->file, file);
-	} else {
-		file = fd_file(ctx->ret);
-		if (!file)
-			return 0;
-		r = new_record(VG_FILE_OPEN, sizeof(*r), st);
-		if (!r)
-			return 0;
-		fill_file(&r->file, file);
-	}
+	r = new_record(VG_FILE_OPEN, sizeof(*r), st);
+	if (!r)
+		return 0;
+	fill_file_btf(&r->file, file);
 	r->hdr.flags |= VG_F_OBSERVED;
 	repeat_reserved(&r->hdr, &rs, &s->rk);
 	bpf_ringbuf_submit(r, wake_flags());
@@ -158,6 +173,12 @@ int vg_exit_openat2(struct sys_exit_ctx *ctx)
 	return open_exit(ctx);
 }
 
+SEC("tracepoint/syscalls/sys_exit_creat")
+int vg_exit_creat(struct sys_exit_ctx *ctx)
+{
+	return open_exit(ctx);
+}
+
 SEC("tracepoint/sched/sched_process_exec")
 int vg_exec(void *ctx)
 {
@@ -167,7 +188,7 @@ int vg_exec(void *ctx)
 
 	if (!st)
 		return 0;
-	r = exec_record(st, BPF_CORE_READ(task, mm, exe_file));
+	r = exec_record(st, BPF_CORE_READ(task, mm, exe_file), 0);
 	if (!r)
 		return 0;
 	r->hdr.flags |= VG_F_OBSERVED;

@@ -72,6 +72,13 @@ func (w *recWriter) inode(in bpf.Inode) {
 	}
 	w.b = append(w.b, in.SID[:]...)
 	w.b = append(w.b, in.SUUID[:]...)
+	w.ctag(in.Created)
+}
+
+func (w *recWriter) ctag(t bpf.CreatedTag) {
+	w.u64(t.NS)
+	w.u64(t.OwnerTTD)
+	w.u64(t.Instance)
 }
 
 func (w *recWriter) path(p bpf.Path) {
