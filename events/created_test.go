@@ -181,3 +181,47 @@ func TestConvertCreatedInode(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelKeysCreated: the allow key rebuilt from the description of an
+// event on a created file (what a sealed model pushes to the kernel) is
+// the key of its record, and holds for another random name.
+func TestKernelKeysCreated(t *testing.T) {
+	const ns = 3
+	tag := bpf.CreatedTag{NS: ns, OwnerTTD: 5, Instance: 2}
+	hdr := func(typ bpf.RecordType) bpf.Header {
+		return bpf.Header{Type: typ, NS: ns, PID: 9, TGID: 9, TTD: 6, PTTD: 5, COE: bpf.COE{CapEff: 0x1ff}}
+	}
+	file := func(name string, flags uint32) bpf.File {
+		return bpf.File{Present: true, Flags: flags, Inode: bpf.Inode{Mode: 0o100600, SMagic: 0x01021994, Created: tag}, Path: bpf.Path{Name: name}}
+	}
+	recs := func(name string) []bpf.Record {
+		return []bpf.Record{
+			&bpf.FileOpen{Header: hdr(bpf.RecFileOpen), File: file("/tmp/"+name, 0x8002)},
+			&bpf.FileOpen{Header: hdr(bpf.RecFileOpen), File: file("/tmp/"+name, 0x8020)}, // an exec's open
+			&bpf.MmapFile{Header: hdr(bpf.RecMmapFile), Prot: 5, MmapFlags: 2, File: file("/tmp/"+name, 0x8000)},
+			&bpf.InodeCreate{Header: hdr(bpf.RecInodeCreate), Mode: 0o100600, Created: tag, Path: bpf.Path{Name: "/" + name}},
+			&bpf.InodeUnlink{Header: hdr(bpf.RecInodeUnlink), Inode: bpf.Inode{Created: tag}, Path: bpf.Path{Name: "/" + name}},
+			&bpf.InodeSetattr{Header: hdr(bpf.RecInodeSetattr), Valid: 1, Inode: bpf.Inode{Created: tag}, Path: bpf.Path{Name: "/" + name}},
+			&bpf.InodeRename{Header: hdr(bpf.RecInodeRename), OldInode: bpf.Inode{Created: tag}, HasOld: true,
+				OldPath: bpf.Path{Name: "/" + name}, NewPath: bpf.Path{Name: "/final"}},
+		}
+	}
+	c := &Converter{Tasks: recTasks{}}
+	one, two := recs("ccAb12Cd.s"), recs("ccZz98Yx.s")
+	for i, r := range one {
+		t.Run(r.Head().Type.String(), func(t *testing.T) {
+			e, err := c.Convert(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := bpf.Key(r)
+			keys, skipped := KernelKeys([][]byte{e.AppendTSEM(nil)})
+			if skipped != 0 || len(keys) == 0 || keys[0] != want {
+				t.Errorf("KernelKeys(%s) = %#x (skipped %d); want the record's key %#x", e.AppendTSEM(nil), keys, skipped, want)
+			}
+			if other, _ := bpf.Key(two[i]); other != want {
+				t.Errorf("key of another random name %#x; want %#x", other, want)
+			}
+		})
+	}
+}
