@@ -79,6 +79,9 @@ func vigilBinary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(envCreate); dir != "" {
+		os.Exit(createMain(dir))
+	}
 	code := m.Run()
 	if builtVigil != "" {
 		os.RemoveAll(filepath.Dir(builtVigil))
