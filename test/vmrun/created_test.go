@@ -208,6 +208,8 @@ func TestRunEnforceCreated(t *testing.T) {
 				for i, e := range fevs {
 					if !byPolicy(e) && !relative(t, lm, parents, e) {
 						t.Errorf("forensics of the learned workload:\n%s", flines[i])
+					} else {
+						t.Logf("tolerated forensics: %s", summary(e))
 					}
 				}
 				return
