@@ -28,13 +28,23 @@ const envDir = "VIGIL_BPF_DIR"
 //	d.*     a directory (LSM: instance 6; the tracepoint backend does not
 //	        see mkdir)
 //
-// It prints "NAME PATH" per file and "child PID" for the executed copy.
+// and first rewrites VIGIL_BPF_FILES (existing files: an O_CREAT open
+// that creates nothing tags nothing). It prints "NAME PATH" per file and
+// "child PID" for the executed copy.
 func helperCreate() int {
 	dir := os.Getenv(envDir)
 	var out strings.Builder
 	fail := func(what string, err error) int {
 		fmt.Fprintf(os.Stderr, "helper: create: %s: %v\n", what, err)
 		return 3
+	}
+	for _, p := range strings.Split(os.Getenv(envFiles), ":") {
+		if p == "" {
+			continue
+		}
+		if err := os.WriteFile(p, []byte("rewritten\n"), 0o644); err != nil {
+			return fail("rewrite", err)
+		}
 	}
 	tmp, err := os.CreateTemp(dir, "tmp.*")
 	if err != nil {
@@ -145,10 +155,11 @@ type createdRun struct {
 	recs  []Record          // of the namespace
 }
 
-func runCreate(t *testing.T, c *Capture, col *collector, dir, bin string) createdRun {
+func runCreate(t *testing.T, c *Capture, col *collector, dir, bin string, rewrite ...string) createdRun {
 	t.Helper()
 	ns := nextNS()
-	run := runEnrolled(t, c, ns, workload{next: "create", env: []string{envDir + "=" + dir}, bin: bin})
+	env := []string{envDir + "=" + dir, envFiles + "=" + strings.Join(rewrite, ":")}
+	run := runEnrolled(t, c, ns, workload{next: "create", env: env, bin: bin})
 	cr := createdRun{ns: ns, pid: run.pid, files: map[string]string{}}
 	for _, line := range strings.Split(strings.TrimSpace(run.out), "\n") {
 		name, val, _ := strings.Cut(line, " ")
@@ -277,10 +288,12 @@ func testCreatedAcrossRuns(t *testing.T, b Backend) {
 	if err := os.Mkdir(work, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	pre := filepath.Join(dir, "pre")
+	writeFile(t, pre, "made before the namespace\n")
 	col := collect(t, c)
-	one := runCreate(t, c, col, work, bin)
+	one := runCreate(t, c, col, work, bin, pre)
 	emptyDir(t, work)
-	two := runCreate(t, c, col, work, bin)
+	two := runCreate(t, c, col, work, bin, pre)
 	if one.files["exe"] == two.files["exe"] {
 		t.Fatalf("both runs made %s: the names should be random", one.files["exe"])
 	}
@@ -331,6 +344,19 @@ func testCreatedAcrossRuns(t *testing.T, b Backend) {
 		if !found {
 			t.Errorf("no record %q among:\n  %s", w, strings.Join(s2, "\n  "))
 		}
+	}
+	// The O_CREAT open of a file that existed made no tag.
+	rewrote := false
+	for _, r := range two.recs {
+		if fo, ok := r.(*FileOpen); ok && fo.File.Path.Name == pre {
+			rewrote = true
+			if fo.File.Inode.Created != (CreatedTag{}) {
+				t.Errorf("O_CREAT open of the existing %s: tag %+v; want none", pre, fo.File.Inode.Created)
+			}
+		}
+	}
+	if !rewrote {
+		t.Errorf("no file_open of %s", pre)
 	}
 	if lost, err := c.Lost(); err != nil || len(lost) != 0 {
 		t.Errorf("Lost() = %v, %v; want none", lost, err)
