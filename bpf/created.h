@@ -122,9 +122,14 @@ struct {
 /* A thread's creations under way: inode_create and inode_mkdir give the
  * tag before the inode exists, d_instantiate puts it on the inode. Two, as
  * a stacked filesystem (overlayfs) creates its upper file inside the
- * creation of its own. */
+ * creation of its own. A creation that failed leaves its entry until the
+ * thread's next but one: d_instantiate matches the dentry, its parent and
+ * its name's hash, so that a dentry freed and reused since is not taken
+ * for it. */
 struct vg_cpend {
 	__u64 dentry[2];
+	__u64 parent[2];
+	__u64 name[2]; /* dentry_name */
 	struct vg_ctag tag[2];
 	__u32 next;
 	__u32 pad;
@@ -136,6 +141,13 @@ struct {
 	__type(key, int);
 	__type(value, struct vg_cpend);
 } created_pend SEC(".maps");
+
+/* dentry_name is a dentry's name hash and length in one word (read as two:
+ * BTF knows d_name's hash_len as the first member of a union, 4 bytes). */
+static __always_inline __u64 dentry_name(struct dentry *d)
+{
+	return (__u64)d->d_name.len << 32 | d->d_name.hash;
+}
 
 static __always_inline void ctag_read(struct vg_ctag *t, struct inode *ino)
 {
@@ -178,6 +190,8 @@ static __always_inline void created_begin(const struct vg_task *st, struct inode
 	slot = p->next & 1;
 	p->next++;
 	p->dentry[slot] = (__u64)dentry;
+	p->parent[slot] = (__u64)dentry->d_parent;
+	p->name[slot] = dentry_name(dentry);
 	p->tag[slot] = *t;
 }
 
@@ -198,7 +212,8 @@ int BPF_PROG(vg_d_instantiate, struct dentry *dentry, struct inode *inode)
 		return 0;
 #pragma unroll
 	for (i = 0; i < 2; i++) {
-		if (p->dentry[i] != (__u64)dentry)
+		if (p->dentry[i] != (__u64)dentry || p->parent[i] != (__u64)dentry->d_parent ||
+		    p->name[i] != dentry_name(dentry))
 			continue;
 		p->dentry[i] = 0;
 		v = bpf_inode_storage_get(&created_tag, inode, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);

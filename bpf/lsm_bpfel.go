@@ -527,6 +527,8 @@ type lsmVgCctr struct {
 type lsmVgCpend struct {
 	_      structs.HostLayout
 	Dentry [2]uint64
+	Parent [2]uint64
+	Name   [2]uint64
 	Tag    [2]lsmVgCtag
 	Next   uint32
 	Pad    uint32
