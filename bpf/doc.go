@@ -77,7 +77,9 @@
 // description: namespace, TTD and PTTD, COE, untrusted flag, event type,
 // open flags, the file's inode, dentry and vfsmount, inode number, device,
 // mode, owner, size, ctime and mtime, and the file's created tag when the
-// namespace created it (its owner and instance name the file). The first event of a key makes a
+// namespace created it (its owner and instance name the file; the memo
+// below compares keys without it: the rest of the key is the same inode,
+// whose tag does not change once another task can reach it). The first event of a key makes a
 // record carrying the entry's id (Header.RepeatID); its repeats only count
 // in the entry. Run replaces the table every Options.RepeatWindow (1s) and
 // when it ends, and hands the counts on as *RepeatCount records naming the

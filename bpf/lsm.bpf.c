@@ -64,7 +64,7 @@ int BPF_PROG(vg_file_open, struct file *file, int ret)
 	s->rk_cached = 0;
 	if (repeat_on(cfg) && !(st->flags & VG_T_UNTRUSTED)) {
 		rkey_file(&s->rk, st, VG_FILE_OPEN, file);
-		if (repeat_begin(&s->rk, cfg, &rs))
+		if (repeat_begin(&s->rk, cfg, &rs, file->f_inode))
 			return 0;
 	}
 	r = new_record(VG_FILE_OPEN, sizeof(*r), st);

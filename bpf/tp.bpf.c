@@ -142,7 +142,7 @@ static __always_inline int open_exit(struct sys_exit_ctx *ctx)
 		if (!s)
 			return 0;
 		rkey_file(&s->rk, st, VG_FILE_OPEN, file);
-		if (repeat_begin(&s->rk, cfg, &rs))
+		if (repeat_begin(&s->rk, cfg, &rs, file->f_inode))
 			return 0;
 	}
 	r = new_record(VG_FILE_OPEN, sizeof(*r), st);

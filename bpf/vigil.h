@@ -1492,7 +1492,6 @@ static __always_inline void rkey_file(struct vg_rkey *k, const struct vg_task *s
 	struct task_struct *task = bpf_get_current_task_btf();
 	const struct cred *cred = task->cred;
 	struct inode *ino = file->f_inode;
-	struct vg_ctag t;
 
 	/* No memset first: every field is written below and the struct has
 	 * no padding, so every byte is. */
@@ -1518,17 +1517,24 @@ static __always_inline void rkey_file(struct vg_rkey *k, const struct vg_task *s
 	k->gid = ino->i_gid.val;
 	k->dev = ino->i_sb->s_dev;
 	inode_times_btf(ino, &k->ctime_sec, &k->ctime_nsec, &k->mtime_sec, &k->mtime_nsec);
-	/* A file created in the namespace is named by its tag (a new
-	 * coefficient), one created elsewhere by its path. */
+	/* The created tag: rkey_tag, when the key goes to the table. */
+	k->c_owner = 0;
+	k->c_instance = 0;
+	fill_coe_btf(&k->coe, cred);
+}
+
+/* rkey_tag completes a key with the created tag of its file (ino, a BTF
+ * pointer): a file created in the namespace is named by its tag (a
+ * coefficient of its own), one created elsewhere by its path. */
+static __always_inline void rkey_tag(struct vg_rkey *k, struct inode *ino)
+{
+	struct vg_ctag t;
+
 	ctag_read_btf(&t, ino);
-	if (t.instance && t.ns == st->ns) {
+	if (t.instance && t.ns == k->ns) {
 		k->c_owner = t.owner_ttd;
 		k->c_instance = t.instance;
-	} else {
-		k->c_owner = 0;
-		k->c_instance = 0;
 	}
-	fill_coe_btf(&k->coe, cred);
 }
 
 /* repeat_begin returns 1 when the event with key k is a repeat to
@@ -1546,6 +1552,29 @@ static __always_inline int rkey_same(const struct vg_rkey *a, const struct vg_rk
 #pragma unroll
 	for (i = 0; i < (int)(sizeof(*a) / 8); i++)
 		d |= x[i] ^ y[i];
+	return d == 0;
+}
+
+/* rkey_same_untagged compares two keys but their created tags: for a
+ * task's memo, whose key is the same inode (address, number, device and
+ * change stamps) when the rest is. A tag never changes once another task
+ * can reach the inode (the LSM backend sets it before the inode is in
+ * the dentry cache; the tracepoint backend at the exit of the creating
+ * open, so only an open by another task in that instant is keyed without
+ * it), so the memo skips reading it on every repeat. */
+static __always_inline int rkey_same_untagged(const struct vg_rkey *a, const struct vg_rkey *b)
+{
+	const __u64 *x = (const void *)a, *y = (const void *)b;
+	__u64 d = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)(sizeof(*a) / 8); i++) {
+		if (i == __builtin_offsetof(struct vg_rkey, c_owner) / 8 ||
+		    i == __builtin_offsetof(struct vg_rkey, c_instance) / 8)
+			continue;
+		d |= x[i] ^ y[i];
+	}
 	return d == 0;
 }
 
@@ -1640,7 +1669,10 @@ static __always_inline __u64 memo_take(struct vg_memo *mo, __u32 gen, __u32 *fro
 	return 0;
 }
 
-static __always_inline int repeat_begin(struct vg_rkey *k, const struct vg_ns_cfg *cfg, struct vg_rstate *rs)
+/* repeat_begin: ino (a BTF pointer) is the key's file, whose created tag
+ * rkey_tag adds to k when the memo does not decide. */
+static __always_inline int repeat_begin(struct vg_rkey *k, const struct vg_ns_cfg *cfg, struct vg_rstate *rs,
+					struct inode *ino)
 {
 	struct vg_rhkey hk;
 	struct vg_rval *init, *e;
@@ -1661,13 +1693,14 @@ static __always_inline int repeat_begin(struct vg_rkey *k, const struct vg_ns_cf
 	if (!enforcing(cfg)) {
 		rs->memo = 1;
 		mo = bpf_task_storage_get(&task_memo, bpf_get_current_task_btf(), 0, 0);
-		if (mo && mo->gen == rs->rgen && !mo->dead && rkey_same(&mo->k, k)) {
+		if (mo && mo->gen == rs->rgen && !mo->dead && rkey_same_untagged(&mo->k, k)) {
 			/* Only this task writes a memo of the current window:
 			 * a plain add. */
 			mo->word += 1;
 			return 1;
 		}
 	}
+	rkey_tag(k, ino);
 	slot = rs->rgen & 1;
 	m = bpf_map_lookup_elem(&repeats, &slot);
 	if (!m)
