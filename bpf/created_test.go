@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -105,6 +106,19 @@ func helperCreate() int {
 	fmt.Fprintf(&out, "dir %s\n", sub)
 	os.Stdout.WriteString(out.String())
 	return 0
+}
+
+// helperCreateLoop creates its file (O_CREAT|O_EXCL), then opens it
+// VIGIL_BPF_N times as openloop does.
+func helperCreateLoop() int {
+	f, err := os.OpenFile(os.Getenv(envFiles), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper: create-loop:", err)
+		return 3
+	}
+	f.WriteString("x")
+	f.Close()
+	return helperMain("openloop")
 }
 
 // copySelf writes a copy of the running binary to a new file with a
@@ -505,3 +519,46 @@ func TestLSMCreatedEnforced(t *testing.T) {
 		t.Errorf("%d checked records name created files; want the helper's (10 or more)", created)
 	}
 }
+
+// testCreatedRepeats: a task opens a file it created many times; the
+// repeat cache suppresses most records, the counts still add up, and
+// every record of the file carries its tag (the key a repeat is counted
+// under names the created file).
+func testCreatedRepeats(t *testing.T, b Backend) {
+	const n = 2000
+	c := openCaptureWith(t, Options{Backend: b, RingBufferBytes: 16 << 20, RepeatWindow: 100 * time.Millisecond})
+	dir, bin := sharedDir(t)
+	path := filepath.Join(dir, "made")
+	ns := nextNS()
+	col := collect(t, c)
+	run := runEnrolled(t, c, ns, workload{next: "create-loop", env: []string{envFiles + "=" + path, envN + "=" + strconv.Itoa(n)}, bin: bin})
+	col.until(exitedMain(run.pid))
+	recs := col.finish(t)
+	match := fileOpens(path, run.pid)
+	if got := eventCount(recs, match); got != n+1 {
+		t.Errorf("records + repeats of %s = %d; want %d (the creating open and %d more)", path, got, n+1, n)
+	}
+	records := 0
+	for _, r := range recs {
+		if !match(r) {
+			continue
+		}
+		records++
+		if tag := r.(*FileOpen).File.Inode.Created; !tag.In(ns) || tag.Instance != 1 {
+			t.Errorf("file_open of %s: tag %+v; want instance 1 of namespace %d", path, tag, ns)
+		}
+	}
+	if records == 0 || records >= n/10 {
+		t.Errorf("%d file_open records for %d opens; want some, far fewer", records, n+1)
+	}
+	checkRepeatStream(t, recs, ns, true)
+}
+
+func TestTracepointCreatedRepeats(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("tracepoint backend: tested on the host")
+	}
+	testCreatedRepeats(t, BackendTracepoint)
+}
+
+func TestLSMCreatedRepeats(t *testing.T) { testCreatedRepeats(t, BackendLSM) }

@@ -40,6 +40,7 @@ import (
 //	           print the nanoseconds the loop took
 //	create     make files with random names in VIGIL_BPF_DIR and use them
 //	           (helperCreate)
+//	create-loop  create VIGIL_BPF_FILES (one file), then act as openloop
 //	connect    connect a TCP socket to VIGIL_BPF_ADDR, print "ok" or the error
 //	signal-threads  start VIGIL_BPF_N threads (goroutines locked to new
 //	           threads, blocked before any event of their own), send each
@@ -181,6 +182,8 @@ func helperMain(mode string) int {
 		return 0
 	case "create":
 		return helperCreate()
+	case "create-loop":
+		return helperCreateLoop()
 	case "connect":
 		conn, err := net.Dial("tcp", os.Getenv(envAddr))
 		if err == nil {
