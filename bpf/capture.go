@@ -1136,24 +1136,12 @@ func (c *Capture) dropCreated(ns uint64) error {
 	if c.createdIno == nil {
 		return nil
 	}
-	var (
-		k    createdKey
-		v    createdTag
-		dead []createdKey
-	)
-	it := c.createdIno.Iterate()
-	for it.Next(&k, &v) {
-		if v.NS == ns {
-			dead = append(dead, k)
-		}
+	dead, err := keysWhere(c.createdIno, func(_ *createdKey, v *createdTag) bool { return v.NS == ns })
+	if err == nil {
+		err = deleteKeys(c.createdIno, dead)
 	}
-	if err := it.Err(); err != nil {
+	if err != nil {
 		return fmt.Errorf("drop created-file tags of namespace %d: %w", ns, err)
-	}
-	for _, k := range dead {
-		if err := c.createdIno.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("drop created-file tags of namespace %d: %w", ns, err)
-		}
 	}
 	return nil
 }
@@ -1165,19 +1153,37 @@ func (c *Capture) CreatedTags() (int, error) {
 	if c.createdIno == nil {
 		return 0, nil
 	}
-	var (
-		k createdKey
-		v createdTag
-		n int
-	)
-	it := c.createdIno.Iterate()
-	for it.Next(&k, &v) {
-		n++
-	}
-	if err := it.Err(); err != nil {
+	all, err := keysWhere(c.createdIno, func(*createdKey, *createdTag) bool { return true })
+	if err != nil {
 		return 0, fmt.Errorf("count created-file tags: %w", err)
 	}
-	return n, nil
+	return len(all), nil
+}
+
+// keysWhere returns the keys of the entries of m that match.
+func keysWhere[K, V any](m *ebpf.Map, match func(*K, *V) bool) ([]K, error) {
+	var (
+		k   K
+		v   V
+		out []K
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if match(&k, &v) {
+			out = append(out, k)
+		}
+	}
+	return out, it.Err()
+}
+
+// deleteKeys deletes keys from m; a key already gone is no error.
+func deleteKeys[K any](m *ebpf.Map, keys []K) error {
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 type allowKey struct {
@@ -1212,18 +1218,8 @@ func (c *Capture) Allow(ns uint64, keys ...uint64) error {
 
 // ClearAllow empties the allow set of namespace ns.
 func (c *Capture) ClearAllow(ns uint64) error {
-	var (
-		k    allowKey
-		v    uint8
-		dead []allowKey
-	)
-	it := c.allow.Iterate()
-	for it.Next(&k, &v) {
-		if k.NS == ns {
-			dead = append(dead, k)
-		}
-	}
-	if err := it.Err(); err != nil {
+	dead, err := keysWhere(c.allow, func(k *allowKey, _ *uint8) bool { return k.NS == ns })
+	if err != nil {
 		return fmt.Errorf("clear allow set of namespace %d: %w", ns, err)
 	}
 	// Forget cached decisions first: from here on an event of ns is
@@ -1231,10 +1227,8 @@ func (c *Capture) ClearAllow(ns uint64) error {
 	if err := c.bumpGen(ns); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("clear allow set of namespace %d: %w", ns, err)
 	}
-	for _, k := range dead {
-		if err := c.allow.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("clear allow set of namespace %d: %w", ns, err)
-		}
+	if err := deleteKeys(c.allow, dead); err != nil {
+		return fmt.Errorf("clear allow set of namespace %d: %w", ns, err)
 	}
 	return nil
 }

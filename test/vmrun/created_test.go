@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/vigil-tsem/vigil/events"
-	"github.com/vigil-tsem/vigil/model"
 )
 
 // The created-files workload: this test binary run with envCreate set to
@@ -174,17 +173,7 @@ func TestRunEnforceCreated(t *testing.T) {
 	if out, err := exec.Command(bin, append([]string{"model", "build", "-o", m}, trajectories...)...).CombinedOutput(); err != nil {
 		t.Fatalf("vigil model build: %v\n%s", err, out)
 	}
-	lm, err := model.LoadFile(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lm.Seal()
-	parents := make(map[events.Digest]events.Digest)
-	for _, e := range learned {
-		if e.Header.PTaskID != e.Header.TaskID {
-			parents[e.Header.TaskID] = e.Header.PTaskID
-		}
-	}
+	lm, parents := sealedModel(t, m, learned)
 	tests := []struct {
 		name, extra, pathname string
 	}{
