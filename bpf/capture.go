@@ -114,8 +114,12 @@ const (
 	LossRingBuffer LossReason = 1 // the ring buffer was full
 	LossTaskState  LossReason = 2 // no task storage for a member task
 	LossPending    LossReason = 3 // fork inheritance table full
-	LossOverflow   LossReason = 100
-	LossDecode     LossReason = 101
+	// LossCreated: a file a namespace task created could not be tagged
+	// (no room for the process's counters or the tag), so its events
+	// name it by its path.
+	LossCreated  LossReason = 4
+	LossOverflow LossReason = 100
+	LossDecode   LossReason = 101
 )
 
 func (r LossReason) String() string {
@@ -126,6 +130,8 @@ func (r LossReason) String() string {
 		return "task_storage"
 	case LossPending:
 		return "fork_table_full"
+	case LossCreated:
+		return "created_tag"
 	case LossOverflow:
 		return "unattributed"
 	case LossDecode:
@@ -213,6 +219,9 @@ type Capture struct {
 
 	events, taskState, nsConfig, allow, loss, lossOverflow, ignore *ebpf.Map
 	ctrCgroup                                                      *ebpf.Map
+	// createdIno holds the created-file tags of the tracepoint backend
+	// (nil on the LSM backend, where they live with the inodes).
+	createdIno *ebpf.Map
 
 	// The repeat cache: repeats holds the current table (repCur) in slot
 	// 0; repMu orders its replacement against Close. ridCounter holds the
@@ -385,6 +394,7 @@ func openBackend(b Backend, opts Options, cache *btf.Cache) (c *Capture, err err
 		lossOverflow: coll.Maps["loss_overflow"],
 		ignore:       coll.Maps["ignore_tgid"],
 		ctrCgroup:    coll.Maps["ctr_cgroup"],
+		createdIno:   coll.Maps["created_ino"],
 		repeats:      coll.Maps["repeats"],
 		cfgEpochNow:  coll.Maps["cfg_epoch_now"],
 		ridCounter:   coll.Maps["rid_counter"],
@@ -652,7 +662,7 @@ type repeatKey struct {
 }
 
 // repeatKeySize is sizeof(struct vg_rkey), the whole key an entry holds.
-const repeatKeySize = 152
+const repeatKeySize = 168
 
 // repeatBatch is how many entries one batch lookup of the old repeat
 // cache table reads (49 KiB of buffers).
@@ -1120,7 +1130,8 @@ func (c *Capture) bumpGen(ns uint64) error {
 	return c.bumpEpoch()
 }
 
-// DropNamespace removes the configuration and the allow set of ns.
+// DropNamespace removes the configuration, the allow set and the
+// created-file tags of ns.
 func (c *Capture) DropNamespace(ns uint64) error {
 	c.nsMu.Lock()
 	err := c.nsConfig.Delete(ns)
@@ -1131,7 +1142,77 @@ func (c *Capture) DropNamespace(ns uint64) error {
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("drop namespace %d: %w", ns, err)
 	}
-	return c.ClearAllow(ns)
+	if err := c.ClearAllow(ns); err != nil {
+		return err
+	}
+	return c.dropCreated(ns)
+}
+
+// createdKey and createdTag mirror struct vg_ckey and struct vg_ctag.
+type createdKey struct {
+	Ino      uint64
+	Dev, Gen uint32
+}
+
+type createdTag struct {
+	NS, OwnerTTD, Instance uint64
+}
+
+// dropCreated deletes the created-file tags of namespace ns (tracepoint
+// backend): no event of ns names those files any more, and the table is
+// bounded.
+func (c *Capture) dropCreated(ns uint64) error {
+	if c.createdIno == nil {
+		return nil
+	}
+	dead, err := keysWhere(c.createdIno, func(_ *createdKey, v *createdTag) bool { return v.NS == ns })
+	if err == nil {
+		err = deleteKeys(c.createdIno, dead)
+	}
+	if err != nil {
+		return fmt.Errorf("drop created-file tags of namespace %d: %w", ns, err)
+	}
+	return nil
+}
+
+// CreatedTags returns the number of created-file tags the tracepoint
+// backend holds (at most 65,536: created_ino in bpf/created.h); 0 on the
+// LSM backend, whose tags live with their inodes.
+func (c *Capture) CreatedTags() (int, error) {
+	if c.createdIno == nil {
+		return 0, nil
+	}
+	all, err := keysWhere(c.createdIno, func(*createdKey, *createdTag) bool { return true })
+	if err != nil {
+		return 0, fmt.Errorf("count created-file tags: %w", err)
+	}
+	return len(all), nil
+}
+
+// keysWhere returns the keys of the entries of m that match.
+func keysWhere[K, V any](m *ebpf.Map, match func(*K, *V) bool) ([]K, error) {
+	var (
+		k   K
+		v   V
+		out []K
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if match(&k, &v) {
+			out = append(out, k)
+		}
+	}
+	return out, it.Err()
+}
+
+// deleteKeys deletes keys from m; a key already gone is no error.
+func deleteKeys[K any](m *ebpf.Map, keys []K) error {
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 type allowKey struct {
@@ -1166,18 +1247,8 @@ func (c *Capture) Allow(ns uint64, keys ...uint64) error {
 
 // ClearAllow empties the allow set of namespace ns.
 func (c *Capture) ClearAllow(ns uint64) error {
-	var (
-		k    allowKey
-		v    uint8
-		dead []allowKey
-	)
-	it := c.allow.Iterate()
-	for it.Next(&k, &v) {
-		if k.NS == ns {
-			dead = append(dead, k)
-		}
-	}
-	if err := it.Err(); err != nil {
+	dead, err := keysWhere(c.allow, func(k *allowKey, _ *uint8) bool { return k.NS == ns })
+	if err != nil {
 		return fmt.Errorf("clear allow set of namespace %d: %w", ns, err)
 	}
 	// Forget cached decisions first: from here on an event of ns is
@@ -1185,10 +1256,8 @@ func (c *Capture) ClearAllow(ns uint64) error {
 	if err := c.bumpGen(ns); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("clear allow set of namespace %d: %w", ns, err)
 	}
-	for _, k := range dead {
-		if err := c.allow.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("clear allow set of namespace %d: %w", ns, err)
-		}
+	if err := deleteKeys(c.allow, dead); err != nil {
+		return fmt.Errorf("clear allow set of namespace %d: %w", ns, err)
 	}
 	return nil
 }

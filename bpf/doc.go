@@ -5,8 +5,8 @@
 //
 // # Backends
 //
-// Two objects are compiled from C (lsm.bpf.c, tp.bpf.c; shared vigil.h
-// and lifecycle.h) with bpf2go and committed with their generated Go
+// Two objects are compiled from C (lsm.bpf.c, tp.bpf.c; shared vigil.h,
+// created.h and lifecycle.h) with bpf2go and committed with their generated Go
 // wrappers (lsm_bpfel.*, tp_bpfel.*), so building needs no clang:
 //
 //   - BackendLSM: BPF LSM programs on file_open, bprm_check_security,
@@ -14,7 +14,8 @@
 //     socket_connect, socket_bind, socket_accept, task_kill, inode_create,
 //     inode_unlink, inode_mkdir, inode_rename, inode_setattr, sb_mount,
 //     ptrace_access_check, kernel_module_request, kernel_read_file, bpf and
-//     capable. It can enforce.
+//     capable, and d_instantiate (no record: it tags created files). It
+//     can enforce.
 //   - BackendTracepoint: for kernels where BPF LSM programs cannot be
 //     loaded. Raw syscall and scheduler tracepoints produce the same
 //     records after the fact, flagged FlagObserved. One raw sys_enter
@@ -67,6 +68,28 @@
 // file, the record names the script by the path the exec was given
 // (File.Present false).
 //
+// # Created files
+//
+// A file a task of a modeling namespace creates carries a tag
+// (CreatedTag: the namespace, the creating task's TTD and an instance
+// number), and every record whose inode is that file carries the tag in
+// Inode.Created: file_open, bprm_committed_creds, mmap_file, file_ioctl,
+// kernel_read_file, inode_unlink, inode_setattr and both entries of
+// inode_rename; inode_create and inode_mkdir carry the tag they give.
+// Userspace names the file, in the events of the namespace that created
+// it, as TSEM does: directory part ‖ instance ‖ task id of the owner, with
+// the zero content digest, so that temporary files with random names
+// (mkstemp) have the same coefficients in every run. Instances count the
+// files one process created in one directory since its exec, from 1: TSEM
+// counts per task id, which makes the numbers of parallel processes of one
+// program (make -j) depend on their interleaving. The LSM backend gives the
+// number at inode_create and inode_mkdir and puts the tag on the new inode
+// (inode storage) at d_instantiate; the tracepoint backend tags a file its
+// open created (FMODE_CREATED) at the syscall's exit, in a table of 65,536
+// entries that DropNamespace empties for its namespace, and does not see
+// mkdir. A tag that cannot be given is counted as LossCreated. See
+// created.h.
+//
 // Task identity: the kernel cannot hash, so it numbers. Every task in a
 // namespace has a TTD, a number handed out at each exec (and at the first
 // event after Enroll) that never repeats while the Capture is open; a fork
@@ -83,7 +106,10 @@
 // keyed by everything that decides the event's TSEM coefficient and
 // description: namespace, TTD and PTTD, COE, untrusted flag, event type,
 // open flags, the file's inode, dentry and vfsmount, inode number, device,
-// mode, owner, size, ctime and mtime. The first event of a key makes a
+// mode, owner, size, ctime and mtime, and the file's created tag when the
+// namespace created it (its owner and instance name the file; the memo
+// below compares keys without it: the rest of the key is the same inode,
+// whose tag does not change once another task can reach it). The first event of a key makes a
 // record carrying the entry's id (Header.RepeatID); its repeats only count
 // in the entry. Run replaces the table every Options.RepeatWindow (1s) and
 // when it ends, and hands the counts on as *RepeatCount records naming the
@@ -190,7 +216,9 @@
 // mappings without PROT_EXEC, signals within the sender's own process)
 // and which are keyed coarsely (executable anonymous mappings); pathnames
 // in keys and in event descriptions are CanonicalPath's (/proc/<own
-// pid>/ as /proc/self/, pipe:/, socket:/, anon_inode:/).
+// pid>/ as /proc/self/, pipe:/, socket:/, anon_inode:/), and a file the
+// namespace created is keyed by its directory and instance, so that a
+// sealed model's keys hold in the next run.
 //
 // # Loss
 //

@@ -43,6 +43,9 @@ import (
 //	           open it again, run this binary in mode "open" as a child in
 //	           a new mount namespace and print "child PID", then exec this
 //	           binary in mode VIGIL_BPF_NEXT in a new mount namespace
+//	create     make files with random names in VIGIL_BPF_DIR and use them
+//	           (helperCreate)
+//	create-loop  create VIGIL_BPF_FILES (one file), then act as openloop
 //	connect    connect a TCP socket to VIGIL_BPF_ADDR, print "ok" or the error
 //	signal-threads  start VIGIL_BPF_N threads (goroutines locked to new
 //	           threads, blocked before any event of their own), send each
@@ -198,6 +201,10 @@ func helperMain(mode string) int {
 	case "open-via":
 		fmt.Println(errName(openVia(os.Getenv(envVia), os.Getenv(envFiles))))
 		return 0
+	case "create":
+		return helperCreate()
+	case "create-loop":
+		return helperCreateLoop()
 	case "connect":
 		conn, err := net.Dial("tcp", os.Getenv(envAddr))
 		if err == nil {

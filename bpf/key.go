@@ -17,7 +17,10 @@ import (
 // same way, then their length as one value. The order of values per type
 // is the one in Key and in the key_* functions of bpf/vigil.h and
 // bpf/lsm.bpf.c. The pathname of a file is mixed in as CanonicalPath
-// gives it, the name the event description prints too.
+// gives it, the name the event description prints too; a file created in
+// the event's namespace (CreatedTag.In) is mixed in by the directory part
+// of its name and its instance, the invariant name TSEM hashes (less the
+// owner's task id), so that a model's keys hold in the next run.
 //
 // Not every event is decided by its key: Decides says which events always
 // pass (anonymous data mappings, signals within the sender's own process)
@@ -201,8 +204,9 @@ func (h *keyHash) coe(c *COE) {
 	h.mix(c.CapEff)
 }
 
-// file mixes a file's cell as key_file does; tgid is the acting process.
-func (h *keyHash) file(f *File, tgid uint32) {
+// file mixes a file's cell as key_file does; tgid is the acting process
+// and ns its namespace.
+func (h *keyHash) file(f *File, tgid uint32, ns uint64) {
 	h.mix(uint64(f.Flags))
 	h.mix(uint64(f.Inode.UID))
 	h.mix(uint64(f.Inode.GID))
@@ -212,7 +216,33 @@ func (h *keyHash) file(f *File, tgid uint32) {
 	if len(name) > PathMax-1 {
 		name = name[:PathMax-1]
 	}
+	if f.Inode.Created.In(ns) {
+		h.created(name, f.Inode.Created.Instance)
+		return
+	}
 	h.str(CanonicalPath(name, f.Inode.SMagic, f.Inode.DevMajor, tgid))
+}
+
+// created mixes the name of a file created in the namespace as key_created
+// does: TSEM's invariant name without the owner (a task id the kernel
+// cannot know): the directory part of name (through its last '/'), its
+// length, then the instance.
+func (h *keyHash) created(name string, instance uint64) {
+	h.str(name[:strings.LastIndexByte(name, '/')+1])
+	h.mix(instance)
+}
+
+// name mixes a directory entry's name as key_name does.
+func (h *keyHash) name(p *Path, t CreatedTag, ns uint64) {
+	name := p.Name
+	if len(name) > PathMax-1 {
+		name = name[:PathMax-1]
+	}
+	if t.In(ns) {
+		h.created(name, t.Instance)
+		return
+	}
+	h.str(name)
 }
 
 // Key returns the kernel allow key of a record, the value the kernel puts
@@ -227,9 +257,9 @@ func Key(r Record) (uint64, bool) {
 	h.coe(&hd.COE)
 	switch r := r.(type) {
 	case *FileOpen:
-		h.file(&r.File, hd.TGID)
+		h.file(&r.File, hd.TGID, hd.NS)
 	case *Exec:
-		h.file(&r.File, hd.TGID)
+		h.file(&r.File, hd.TGID, hd.NS)
 	case *MmapFile:
 		if !r.File.Present {
 			// Anonymous: only the protection and the mapping type
@@ -241,14 +271,14 @@ func Key(r Record) (uint64, bool) {
 		}
 		h.mix(uint64(r.Prot))
 		h.mix(uint64(r.MmapFlags))
-		h.file(&r.File, hd.TGID)
+		h.file(&r.File, hd.TGID, hd.NS)
 	case *FileIoctl:
 		h.mix(uint64(r.Cmd))
-		h.file(&r.File, hd.TGID)
+		h.file(&r.File, hd.TGID, hd.NS)
 	case *KernelReadFile:
 		h.mix(uint64(r.ID))
 		if r.File.Present {
-			h.file(&r.File, hd.TGID)
+			h.file(&r.File, hd.TGID, hd.NS)
 		}
 	case *SocketCreate:
 		h.mix(uint64(r.Family))
@@ -279,15 +309,15 @@ func Key(r Record) (uint64, bool) {
 		h.mix(uint64(r.Mode))
 	case *InodeCreate:
 		h.mix(uint64(r.Mode))
-		h.str(r.Path.Name)
+		h.name(&r.Path, r.Created, hd.NS)
 	case *InodeUnlink:
-		h.str(r.Path.Name)
+		h.name(&r.Path, r.Inode.Created, hd.NS)
 	case *InodeRename:
-		h.str(r.OldPath.Name)
-		h.str(r.NewPath.Name)
+		h.name(&r.OldPath, r.OldInode.Created, hd.NS)
+		h.name(&r.NewPath, r.NewInode.Created, hd.NS)
 	case *InodeSetattr:
 		h.mix(uint64(r.Valid))
-		h.str(r.Path.Name)
+		h.name(&r.Path, r.Inode.Created, hd.NS)
 	case *SbMount:
 		h.mix(r.MountFlags)
 		h.str(r.Path.Name)

@@ -158,6 +158,64 @@ func TestKeyCanonical(t *testing.T) {
 	}
 }
 
+// TestKeyCreated checks that the key of an event on a file created in
+// its namespace holds from one run to the next (the random name does not
+// count, the directory and instance do), and that a file created by
+// another namespace is keyed by its name.
+func TestKeyCreated(t *testing.T) {
+	const ns = 3
+	tag := func(ns, instance uint64) CreatedTag { return CreatedTag{NS: ns, OwnerTTD: 40 + ns, Instance: instance} }
+	open := func(name string, t CreatedTag) Record {
+		return &FileOpen{Header: Header{Type: RecFileOpen, NS: ns, TGID: 7},
+			File: File{Present: true, Flags: 0x8002, Inode: Inode{Mode: 0o100600, SMagic: 0x01021994, Created: t}, Path: Path{Name: name}}}
+	}
+	exec := func(name string, t CreatedTag) Record {
+		return &Exec{Header: Header{Type: RecExec, NS: ns, TGID: 7},
+			File: File{Present: true, Flags: 0x8020, Inode: Inode{Mode: 0o100755, SMagic: 0x01021994, Created: t}, Path: Path{Name: name}}}
+	}
+	create := func(name string, t CreatedTag) Record {
+		return &InodeCreate{Header: Header{Type: RecInodeCreate, NS: ns}, Mode: 0o100600, Created: t, Path: Path{Name: name}}
+	}
+	unlink := func(name string, t CreatedTag) Record {
+		return &InodeUnlink{Header: Header{Type: RecInodeUnlink, NS: ns}, Inode: Inode{Created: t}, Path: Path{Name: name}}
+	}
+	rename := func(name string, t CreatedTag) Record {
+		return &InodeRename{Header: Header{Type: RecInodeRename, NS: ns}, OldInode: Inode{Created: t}, HasOld: true,
+			OldPath: Path{Name: name}, NewPath: Path{Name: "/w/final"}}
+	}
+	setattr := func(name string, t CreatedTag) Record {
+		return &InodeSetattr{Header: Header{Type: RecInodeSetattr, NS: ns}, Valid: 1, Inode: Inode{Created: t}, Path: Path{Name: name}}
+	}
+	tests := []struct {
+		name string
+		a, b Record
+		same bool
+	}{
+		{"two runs, two random names", open("/tmp/ccAbC123.s", tag(ns, 1)), open("/tmp/ccXyZ789.s", tag(ns, 1)), true},
+		{"another instance", open("/tmp/ccAbC123.s", tag(ns, 1)), open("/tmp/ccXyZ789.s", tag(ns, 2)), false},
+		{"another directory", open("/tmp/ccAbC123.s", tag(ns, 1)), open("/var/tmp/ccAbC123.s", tag(ns, 1)), false},
+		{"created or not", open("/tmp/ccAbC123.s", tag(ns, 1)), open("/tmp/ccAbC123.s", CreatedTag{}), false},
+		{"created elsewhere is named", open("/tmp/keep", tag(ns+1, 1)), open("/tmp/keep", CreatedTag{}), true},
+		{"created elsewhere, random names", open("/tmp/ccAbC123.s", tag(ns+1, 1)), open("/tmp/ccXyZ789.s", tag(ns+1, 1)), false},
+		{"a name without directory", open("ccAbC123.s", tag(ns, 1)), open("ccXyZ789.s", tag(ns, 1)), true},
+		{"exec", exec("/tmp/a.out.1", tag(ns, 4)), exec("/tmp/a.out.2", tag(ns, 4)), true},
+		{"inode_create", create("/ccAbC123.s", tag(ns, 1)), create("/ccXyZ789.s", tag(ns, 1)), true},
+		{"inode_unlink", unlink("/ccAbC123.s", tag(ns, 1)), unlink("/ccXyZ789.s", tag(ns, 1)), true},
+		{"inode_rename", rename("/w/tmp.1", tag(ns, 1)), rename("/w/tmp.2", tag(ns, 1)), true},
+		{"inode_setattr", setattr("/w/exe.1", tag(ns, 5)), setattr("/w/exe.2", tag(ns, 5)), true},
+		{"inode_setattr, not created", setattr("/w/exe.1", CreatedTag{}), setattr("/w/exe.2", CreatedTag{}), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ka, _ := Key(tc.a)
+			kb, _ := Key(tc.b)
+			if (ka == kb) != tc.same {
+				t.Errorf("Key(a) = %#x, Key(b) = %#x; want equal %v", ka, kb, tc.same)
+			}
+		})
+	}
+}
+
 // TestKeyVectors pins Key to values computed by hand from the hash's
 // definition (FNV-1a style over 64-bit words), so that a change of either
 // twin shows here as well as in the VM.
@@ -194,6 +252,13 @@ func TestKeyVectors(t *testing.T) {
 			fnv(words(head(RecFileOpen), []uint64{0x8000, 1, 2, 0o100444, procSuperMagic}, str("/proc/self/cgroup"))...)},
 		{&MmapFile{Header: Header{Type: RecMmapFile, TGID: 42}, Prot: 7, MmapFlags: 0x4032},
 			fnv(words(head(RecMmapFile), []uint64{7, 2})...)},
+		// A file created in the namespace: its directory part and
+		// instance, not its name.
+		{&FileOpen{Header: Header{Type: RecFileOpen, NS: 3, TGID: 42},
+			File: File{Present: true, Flags: 0x8002, Inode: Inode{Mode: 0o100600, SMagic: 0xef53, Created: CreatedTag{NS: 3, OwnerTTD: 9, Instance: 2}}, Path: Path{Name: "/tmp/ccX1y2Z3.s"}}},
+			fnv(words(head(RecFileOpen), []uint64{0x8002, 0, 0, 0o100600, 0xef53}, str("/tmp/"), []uint64{2})...)},
+		{&InodeCreate{Header: Header{Type: RecInodeCreate, NS: 3}, Mode: 0o100600, Created: CreatedTag{NS: 3, OwnerTTD: 9, Instance: 2}, Path: Path{Name: "/ccX1y2Z3.s"}},
+			fnv(words(head(RecInodeCreate), []uint64{0o100600}, str("/"), []uint64{2})...)},
 	}
 	for i, tc := range tests {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {

@@ -4,7 +4,9 @@
  * for tasks in a modeling namespace and, in an enforcing namespace,
  * returning -EPERM for events outside the namespace's allow set and for
  * every event of an untrusted task. */
+#define VG_BACKEND_LSM 1
 #include "vigil.h"
+#include "created.h"
 #include "lifecycle.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -62,7 +64,7 @@ int BPF_PROG(vg_file_open, struct file *file, int ret)
 	s->rk_cached = 0;
 	if (repeat_on(cfg) && !(st->flags & VG_T_UNTRUSTED)) {
 		rkey_file(&s->rk, st, VG_FILE_OPEN, file);
-		if (repeat_begin(&s->rk, cfg, &rs))
+		if (repeat_begin(&s->rk, cfg, &rs, file->f_inode))
 			return 0;
 	}
 	r = new_record(VG_FILE_OPEN, sizeof(*r), st);
@@ -72,7 +74,7 @@ int BPF_PROG(vg_file_open, struct file *file, int ret)
 	repeat_decide_later(s, &rs);
 	fill_file_btf(&r->file, file);
 	if (enforcing(cfg)) {
-		r->hdr.key = key_file(key_start(&r->hdr), &r->file);
+		r->hdr.key = key_file(key_start(&r->hdr), &r->file, st->ns);
 		rc = check(st, &r->hdr);
 		repeat_decided_later(rc);
 	}
@@ -115,8 +117,8 @@ int BPF_PROG(vg_bprm_check_security, struct linux_binprm *bprm, int ret)
 	fill_hdr(&r->hdr, VG_EXEC, sizeof(*r), st);
 	fill_coe(&r->hdr.coe, BPF_CORE_READ(bprm, cred));
 	r->prev_ttd = st->ttd;
-	fill_file(&r->file, BPF_CORE_READ(bprm, file));
-	r->hdr.key = key_file(key_start(&r->hdr), &r->file);
+	fill_file_btf(&r->file, bprm->file);
+	r->hdr.key = key_file(key_start(&r->hdr), &r->file, st->ns);
 	rc = check(st, &r->hdr);
 	if (rc && bpf_ringbuf_output(&events, r, sizeof(*r), wake_flags()))
 		count_loss(st->ns, VG_LOSS_RINGBUF);
@@ -133,7 +135,7 @@ int BPF_PROG(vg_bprm_committed_creds, struct linux_binprm *bprm)
 	st = current_state();
 	if (!st)
 		return 0;
-	r = exec_record(st, BPF_CORE_READ(bprm, file));
+	r = exec_record(st, bprm->file, 1);
 	if (r)
 		bpf_ringbuf_submit(r, wake_flags());
 	return 0;
@@ -147,10 +149,10 @@ int BPF_PROG(vg_mmap_file, struct file *file, unsigned long reqprot, unsigned lo
 	BEGIN(struct rec_mmap, r, VG_MMAP_FILE);
 	r->prot = prot;
 	r->flags = flags;
-	fill_file(&r->file, file);
+	fill_file_btf(&r->file, file);
 	/* Anonymous mappings are keyed by protection and mapping type only;
 	 * without PROT_EXEC they pass unchecked (key_passes). */
-	END(r, r->file.present ? key_file(mix(mix(key_start(&r->hdr), r->prot), r->flags), &r->file)
+	END(r, r->file.present ? key_file(mix(mix(key_start(&r->hdr), r->prot), r->flags), &r->file, st->ns)
 			       : mix(mix(key_start(&r->hdr), r->prot & VG_PROT_MASK), r->flags & VG_MAP_TYPE_MASK));
 }
 
@@ -163,8 +165,8 @@ int BPF_PROG(vg_file_ioctl, struct file *file, unsigned int cmd, unsigned long a
 	r->cmd = cmd;
 	r->pad = 0;
 	r->arg = arg;
-	fill_file(&r->file, file);
-	END(r, key_file(mix(key_start(&r->hdr), r->cmd), &r->file));
+	fill_file_btf(&r->file, file);
+	END(r, key_file(mix(key_start(&r->hdr), r->cmd), &r->file, st->ns));
 }
 
 SEC("lsm/socket_create")
@@ -286,15 +288,30 @@ int BPF_PROG(vg_ptrace_access_check, struct task_struct *child, unsigned int mod
 	END(r, mix(key_start(&r->hdr), r->mode));
 }
 
+/* inode_create and inode_mkdir give the new file its created tag
+ * (created.h) whether or not the record can be made, so that the
+ * instance numbers do not depend on the ring buffer. */
 static __always_inline int inode_create_event(__u16 type, struct inode *dir, struct dentry *dentry, umode_t mode)
 {
-	BEGIN(struct rec_inode_create, r, type);
+	struct vg_task *st = current_state();
+	struct rec_inode_create *r;
+	struct vg_ns_cfg *cfg;
+	struct vg_ctag tag;
+
+	if (!st)
+		return 0;
+	cfg = ns_cfg(st);
+	created_begin(st, dir, dentry, &tag);
+	r = new_record(type, sizeof(*r), st);
+	if (!r)
+		return lost(st, cfg);
 	__builtin_memset(&r->dir, 0, sizeof(r->dir));
 	fill_inode(&r->dir, dir);
 	r->mode = mode;
 	r->pad = 0;
+	r->created = tag;
 	walk_path(&r->path, dentry, NULL);
-	END(r, mix_str(mix(key_start(&r->hdr), r->mode), r->path.name, r->path.len, VG_PATH_MAX - 1));
+	END(r, key_name(mix(key_start(&r->hdr), r->mode), &r->path, &r->created, st->ns));
 }
 
 SEC("lsm/inode_create")
@@ -321,9 +338,9 @@ int BPF_PROG(vg_inode_unlink, struct inode *dir, struct dentry *dentry, int ret)
 	BEGIN(struct rec_inode_unlink, r, VG_INODE_UNLINK);
 	__builtin_memset(&r->dir, 0, 2 * sizeof(r->dir));
 	fill_inode(&r->dir, dir);
-	fill_inode(&r->inode, BPF_CORE_READ(dentry, d_inode));
+	fill_inode_btf(&r->inode, dentry->d_inode);
 	walk_path(&r->path, dentry, NULL);
-	END(r, mix_str(key_start(&r->hdr), r->path.name, r->path.len, VG_PATH_MAX - 1));
+	END(r, key_name(key_start(&r->hdr), &r->path, &r->inode.created, st->ns));
 }
 
 SEC("lsm/inode_rename")
@@ -332,41 +349,51 @@ int BPF_PROG(vg_inode_rename, struct inode *old_dir, struct dentry *old_dentry, 
 {
 	if (ret)
 		return ret;
+	struct inode *old_inode = old_dentry->d_inode, *new_inode = new_dentry->d_inode;
+
 	BEGIN(struct rec_inode_rename, r, VG_INODE_RENAME);
-	__builtin_memset(&r->old_dir, 0, 2 * sizeof(r->old_dir));
+	__builtin_memset(&r->old_dir, 0, 4 * sizeof(r->old_dir));
 	fill_inode(&r->old_dir, old_dir);
 	fill_inode(&r->new_dir, new_dir);
+	fill_inode_btf(&r->old_inode, old_inode);
+	fill_inode_btf(&r->new_inode, new_inode);
 	r->flags = 0;
-	r->pad = 0;
+	r->present = (old_inode ? VG_REN_OLD : 0) | (new_inode ? VG_REN_NEW : 0);
 	walk_path(&r->old_path, old_dentry, NULL);
 	walk_path(&r->new_path, new_dentry, NULL);
-	END(r, mix_str(mix_str(key_start(&r->hdr), r->old_path.name, r->old_path.len, VG_PATH_MAX - 1),
-		       r->new_path.name, r->new_path.len, VG_PATH_MAX - 1));
+	END(r, key_name(key_name(key_start(&r->hdr), &r->old_path, &r->old_inode.created, st->ns), &r->new_path,
+			&r->new_inode.created, st->ns));
 }
 
 /* inode_setattr gained a leading mnt_idmap argument in 6.3; the dentry
- * and the iattr are the last two arguments on every kernel. */
+ * and the iattr are the last two arguments on every kernel. The dentry is
+ * read from the context at its constant place (struct mnt_idmap exists
+ * from 6.3 on), which gives a BTF pointer: its inode's created tag needs
+ * one. */
 SEC("lsm/inode_setattr")
 int vg_inode_setattr(unsigned long long *ctx)
 {
-	__u64 n = bpf_get_func_arg_cnt(ctx), a = 0, b = 0;
+	__u64 n = bpf_get_func_arg_cnt(ctx), b = 0;
 	struct dentry *dentry;
 	struct iattr *attr;
 
-	if (n < 2 || bpf_get_func_arg(ctx, n - 2, &a) || bpf_get_func_arg(ctx, n - 1, &b))
+	if (n < 2 || bpf_get_func_arg(ctx, n - 1, &b))
 		return 0;
-	dentry = (void *)a;
+	if (bpf_core_type_exists(struct mnt_idmap))
+		dentry = (void *)ctx[1];
+	else
+		dentry = (void *)ctx[0];
 	attr = (void *)b;
 	BEGIN(struct rec_inode_setattr, r, VG_INODE_SETATTR);
 	__builtin_memset(&r->inode, 0, sizeof(r->inode));
-	fill_inode(&r->inode, BPF_CORE_READ(dentry, d_inode));
+	fill_inode_btf(&r->inode, dentry->d_inode);
 	r->valid = BPF_CORE_READ(attr, ia_valid);
 	r->mode = BPF_CORE_READ(attr, ia_mode);
 	r->uid = BPF_CORE_READ(attr, ia_uid.val);
 	r->gid = BPF_CORE_READ(attr, ia_gid.val);
 	r->size = BPF_CORE_READ(attr, ia_size);
 	walk_path(&r->path, dentry, NULL);
-	END(r, mix_str(mix(key_start(&r->hdr), r->valid), r->path.name, r->path.len, VG_PATH_MAX - 1));
+	END(r, key_name(mix(key_start(&r->hdr), r->valid), &r->path, &r->inode.created, st->ns));
 }
 
 SEC("lsm/sb_mount")
@@ -407,8 +434,8 @@ int BPF_PROG(vg_kernel_read_file, struct file *file, enum kernel_read_file_id id
 	BEGIN(struct rec_kread, r, VG_KERNEL_READ_FILE);
 	r->id = id;
 	r->contents = contents;
-	fill_file(&r->file, file);
-	END(r, r->file.present ? key_file(mix(key_start(&r->hdr), r->id), &r->file) : mix(key_start(&r->hdr), r->id));
+	fill_file_btf(&r->file, file);
+	END(r, r->file.present ? key_file(mix(key_start(&r->hdr), r->id), &r->file, st->ns) : mix(key_start(&r->hdr), r->id));
 }
 
 /* bpf gained a trailing argument in 6.16; cmd and size keep their place. */

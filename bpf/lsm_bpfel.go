@@ -51,6 +51,7 @@ type lsmRecExec struct {
 			DevMinor  uint32
 			S_id      [32]uint8
 			S_uuid    [16]uint8
+			Created   lsmVgCtag
 		}
 		Path struct {
 			_     structs.HostLayout
@@ -91,6 +92,7 @@ type lsmRecFile struct {
 			DevMinor  uint32
 			S_id      [32]uint8
 			S_uuid    [16]uint8
+			Created   lsmVgCtag
 		}
 		Path struct {
 			_     structs.HostLayout
@@ -128,10 +130,12 @@ type lsmRecInodeCreate struct {
 		DevMinor  uint32
 		S_id      [32]uint8
 		S_uuid    [16]uint8
+		Created   lsmVgCtag
 	}
-	Mode uint32
-	Pad  uint32
-	Path struct {
+	Mode    uint32
+	Pad     uint32
+	Created lsmVgCtag
+	Path    struct {
 		_     structs.HostLayout
 		Len   uint32
 		Flags uint32
@@ -158,6 +162,7 @@ type lsmRecInodeRename struct {
 		DevMinor  uint32
 		S_id      [32]uint8
 		S_uuid    [16]uint8
+		Created   lsmVgCtag
 	}
 	NewDir struct {
 		_         structs.HostLayout
@@ -175,9 +180,46 @@ type lsmRecInodeRename struct {
 		DevMinor  uint32
 		S_id      [32]uint8
 		S_uuid    [16]uint8
+		Created   lsmVgCtag
+	}
+	OldInode struct {
+		_         structs.HostLayout
+		Ino       uint64
+		Size      uint64
+		CtimeSec  int64
+		MtimeSec  int64
+		CtimeNsec uint32
+		MtimeNsec uint32
+		Uid       uint32
+		Gid       uint32
+		Mode      uint32
+		S_magic   uint32
+		DevMajor  uint32
+		DevMinor  uint32
+		S_id      [32]uint8
+		S_uuid    [16]uint8
+		Created   lsmVgCtag
+	}
+	NewInode struct {
+		_         structs.HostLayout
+		Ino       uint64
+		Size      uint64
+		CtimeSec  int64
+		MtimeSec  int64
+		CtimeNsec uint32
+		MtimeNsec uint32
+		Uid       uint32
+		Gid       uint32
+		Mode      uint32
+		S_magic   uint32
+		DevMajor  uint32
+		DevMinor  uint32
+		S_id      [32]uint8
+		S_uuid    [16]uint8
+		Created   lsmVgCtag
 	}
 	Flags   uint32
-	Pad     uint32
+	Present uint32
 	OldPath struct {
 		_     structs.HostLayout
 		Len   uint32
@@ -211,6 +253,7 @@ type lsmRecInodeSetattr struct {
 		DevMinor  uint32
 		S_id      [32]uint8
 		S_uuid    [16]uint8
+		Created   lsmVgCtag
 	}
 	Valid uint32
 	Mode  uint32
@@ -244,6 +287,7 @@ type lsmRecInodeUnlink struct {
 		DevMinor  uint32
 		S_id      [32]uint8
 		S_uuid    [16]uint8
+		Created   lsmVgCtag
 	}
 	Inode struct {
 		_         structs.HostLayout
@@ -261,6 +305,7 @@ type lsmRecInodeUnlink struct {
 		DevMinor  uint32
 		S_id      [32]uint8
 		S_uuid    [16]uint8
+		Created   lsmVgCtag
 	}
 	Path struct {
 		_     structs.HostLayout
@@ -296,6 +341,7 @@ type lsmRecIoctl struct {
 			DevMinor  uint32
 			S_id      [32]uint8
 			S_uuid    [16]uint8
+			Created   lsmVgCtag
 		}
 		Path struct {
 			_     structs.HostLayout
@@ -337,6 +383,7 @@ type lsmRecKread struct {
 			DevMinor  uint32
 			S_id      [32]uint8
 			S_uuid    [16]uint8
+			Created   lsmVgCtag
 		}
 		Path struct {
 			_     structs.HostLayout
@@ -372,6 +419,7 @@ type lsmRecMmap struct {
 			DevMinor  uint32
 			S_id      [32]uint8
 			S_uuid    [16]uint8
+			Created   lsmVgCtag
 		}
 		Path struct {
 			_     structs.HostLayout
@@ -464,6 +512,35 @@ type lsmVgAllowKey struct {
 	Key uint64
 }
 
+type lsmVgCctr struct {
+	_ structs.HostLayout
+	S [8]struct {
+		_     structs.HostLayout
+		Dir   uint64
+		Ttd   uint64
+		Count uint64
+		Used  uint64
+	}
+	Tick uint64
+}
+
+type lsmVgCpend struct {
+	_      structs.HostLayout
+	Dentry [2]uint64
+	Parent [2]uint64
+	Name   [2]uint64
+	Tag    [2]lsmVgCtag
+	Next   uint32
+	Pad    uint32
+}
+
+type lsmVgCtag struct {
+	_        structs.HostLayout
+	Ns       uint64
+	OwnerTtd uint64
+	Instance uint64
+}
+
 type lsmVgHdr struct {
 	_     structs.HostLayout
 	Size  uint16
@@ -502,27 +579,29 @@ type lsmVgLossKey struct {
 type lsmVgMemo struct {
 	_ structs.HostLayout
 	K struct {
-		_         structs.HostLayout
-		Ns        uint64
-		Ttd       uint64
-		P_ttd     uint64
-		Inode     uint64
-		Mnt       uint64
-		Dentry    uint64
-		Ino       uint64
-		Size      uint64
-		CtimeSec  int64
-		MtimeSec  int64
-		CtimeNsec uint32
-		MtimeNsec uint32
-		Dev       uint32
-		Mode      uint32
-		Uid       uint32
-		Gid       uint32
-		F_flags   uint32
-		Type      uint16
-		Tflags    uint16
-		Coe       struct {
+		_          structs.HostLayout
+		Ns         uint64
+		Ttd        uint64
+		P_ttd      uint64
+		Inode      uint64
+		Mnt        uint64
+		Dentry     uint64
+		Ino        uint64
+		Size       uint64
+		CtimeSec   int64
+		MtimeSec   int64
+		C_owner    uint64
+		C_instance uint64
+		CtimeNsec  uint32
+		MtimeNsec  uint32
+		Dev        uint32
+		Mode       uint32
+		Uid        uint32
+		Gid        uint32
+		F_flags    uint32
+		Type       uint16
+		Tflags     uint16
+		Coe        struct {
 			_      structs.HostLayout
 			Uid    uint32
 			Euid   uint32
@@ -557,27 +636,29 @@ type lsmVgRval struct {
 	Allowed uint16
 	Valid   uint16
 	K       struct {
-		_         structs.HostLayout
-		Ns        uint64
-		Ttd       uint64
-		P_ttd     uint64
-		Inode     uint64
-		Mnt       uint64
-		Dentry    uint64
-		Ino       uint64
-		Size      uint64
-		CtimeSec  int64
-		MtimeSec  int64
-		CtimeNsec uint32
-		MtimeNsec uint32
-		Dev       uint32
-		Mode      uint32
-		Uid       uint32
-		Gid       uint32
-		F_flags   uint32
-		Type      uint16
-		Tflags    uint16
-		Coe       struct {
+		_          structs.HostLayout
+		Ns         uint64
+		Ttd        uint64
+		P_ttd      uint64
+		Inode      uint64
+		Mnt        uint64
+		Dentry     uint64
+		Ino        uint64
+		Size       uint64
+		CtimeSec   int64
+		MtimeSec   int64
+		C_owner    uint64
+		C_instance uint64
+		CtimeNsec  uint32
+		MtimeNsec  uint32
+		Dev        uint32
+		Mode       uint32
+		Uid        uint32
+		Gid        uint32
+		F_flags    uint32
+		Type       uint16
+		Tflags     uint16
+		Coe        struct {
 			_      structs.HostLayout
 			Uid    uint32
 			Euid   uint32
@@ -608,27 +689,29 @@ type lsmVgScratch struct {
 		Pad        uint32
 	}
 	Rk struct {
-		_         structs.HostLayout
-		Ns        uint64
-		Ttd       uint64
-		P_ttd     uint64
-		Inode     uint64
-		Mnt       uint64
-		Dentry    uint64
-		Ino       uint64
-		Size      uint64
-		CtimeSec  int64
-		MtimeSec  int64
-		CtimeNsec uint32
-		MtimeNsec uint32
-		Dev       uint32
-		Mode      uint32
-		Uid       uint32
-		Gid       uint32
-		F_flags   uint32
-		Type      uint16
-		Tflags    uint16
-		Coe       struct {
+		_          structs.HostLayout
+		Ns         uint64
+		Ttd        uint64
+		P_ttd      uint64
+		Inode      uint64
+		Mnt        uint64
+		Dentry     uint64
+		Ino        uint64
+		Size       uint64
+		CtimeSec   int64
+		MtimeSec   int64
+		C_owner    uint64
+		C_instance uint64
+		CtimeNsec  uint32
+		MtimeNsec  uint32
+		Dev        uint32
+		Mode       uint32
+		Uid        uint32
+		Gid        uint32
+		F_flags    uint32
+		Type       uint16
+		Tflags     uint16
+		Coe        struct {
 			_      structs.HostLayout
 			Uid    uint32
 			Euid   uint32
@@ -665,6 +748,9 @@ type lsmVgTask struct {
 const (
 	lsmMapAllow                  = "allow"
 	lsmMapCfgEpochNow            = "cfg_epoch_now"
+	lsmMapCreatedCtr             = "created_ctr"
+	lsmMapCreatedPend            = "created_pend"
+	lsmMapCreatedTag             = "created_tag"
 	lsmMapCtrCgroup              = "ctr_cgroup"
 	lsmMapEvents                 = "events"
 	lsmMapExecScratch            = "exec_scratch"
@@ -687,6 +773,7 @@ const (
 	lsmProgVgCapable             = "vg_capable"
 	lsmProgVgCgroupAttach        = "vg_cgroup_attach"
 	lsmProgVgCollect             = "vg_collect"
+	lsmProgVgD_instantiate       = "vg_d_instantiate"
 	lsmProgVgExit                = "vg_exit"
 	lsmProgVgFileIoctl           = "vg_file_ioctl"
 	lsmProgVgFileOpen            = "vg_file_open"
@@ -781,6 +868,7 @@ type lsmProgramSpecs struct {
 	VgCapable             *ebpf.ProgramSpec `ebpf:"vg_capable"`
 	VgCgroupAttach        *ebpf.ProgramSpec `ebpf:"vg_cgroup_attach"`
 	VgCollect             *ebpf.ProgramSpec `ebpf:"vg_collect"`
+	VgD_instantiate       *ebpf.ProgramSpec `ebpf:"vg_d_instantiate"`
 	VgExit                *ebpf.ProgramSpec `ebpf:"vg_exit"`
 	VgFileIoctl           *ebpf.ProgramSpec `ebpf:"vg_file_ioctl"`
 	VgFileOpen            *ebpf.ProgramSpec `ebpf:"vg_file_open"`
@@ -809,6 +897,9 @@ type lsmProgramSpecs struct {
 type lsmMapSpecs struct {
 	Allow        *ebpf.MapSpec `ebpf:"allow"`
 	CfgEpochNow  *ebpf.MapSpec `ebpf:"cfg_epoch_now"`
+	CreatedCtr   *ebpf.MapSpec `ebpf:"created_ctr"`
+	CreatedPend  *ebpf.MapSpec `ebpf:"created_pend"`
+	CreatedTag   *ebpf.MapSpec `ebpf:"created_tag"`
 	CtrCgroup    *ebpf.MapSpec `ebpf:"ctr_cgroup"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExecScratch  *ebpf.MapSpec `ebpf:"exec_scratch"`
@@ -879,6 +970,9 @@ func (o *lsmObjects) Close() error {
 type lsmMaps struct {
 	Allow        *ebpf.Map `ebpf:"allow"`
 	CfgEpochNow  *ebpf.Map `ebpf:"cfg_epoch_now"`
+	CreatedCtr   *ebpf.Map `ebpf:"created_ctr"`
+	CreatedPend  *ebpf.Map `ebpf:"created_pend"`
+	CreatedTag   *ebpf.Map `ebpf:"created_tag"`
 	CtrCgroup    *ebpf.Map `ebpf:"ctr_cgroup"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExecScratch  *ebpf.Map `ebpf:"exec_scratch"`
@@ -901,6 +995,9 @@ func (m *lsmMaps) Close() error {
 	return _LsmClose(
 		m.Allow,
 		m.CfgEpochNow,
+		m.CreatedCtr,
+		m.CreatedPend,
+		m.CreatedTag,
 		m.CtrCgroup,
 		m.Events,
 		m.ExecScratch,
@@ -960,6 +1057,7 @@ type lsmPrograms struct {
 	VgCapable             *ebpf.Program `ebpf:"vg_capable"`
 	VgCgroupAttach        *ebpf.Program `ebpf:"vg_cgroup_attach"`
 	VgCollect             *ebpf.Program `ebpf:"vg_collect"`
+	VgD_instantiate       *ebpf.Program `ebpf:"vg_d_instantiate"`
 	VgExit                *ebpf.Program `ebpf:"vg_exit"`
 	VgFileIoctl           *ebpf.Program `ebpf:"vg_file_ioctl"`
 	VgFileOpen            *ebpf.Program `ebpf:"vg_file_open"`
@@ -990,6 +1088,7 @@ func (p *lsmPrograms) Close() error {
 		p.VgCapable,
 		p.VgCgroupAttach,
 		p.VgCollect,
+		p.VgD_instantiate,
 		p.VgExit,
 		p.VgFileIoctl,
 		p.VgFileOpen,

@@ -19,7 +19,8 @@ const (
 	// CommLen is the size of the task name (TASK_COMM_LEN).
 	CommLen = 16
 
-	inodeSize = 112
+	inodeSize = 136
+	ctagSize  = 24
 	pathSize  = 8 + PathMax
 	fileSize  = 8 + inodeSize + pathSize
 	sockSize  = 24
@@ -112,10 +113,10 @@ var recordSizes = [recTypeEnd]int{
 	RecSocketBind:          HeaderSize + sockSize + addrSize,
 	RecSocketAccept:        HeaderSize + sockSize + addrSize,
 	RecTaskKill:            HeaderSize + 32,
-	RecInodeCreate:         HeaderSize + inodeSize + 8 + pathSize,
+	RecInodeCreate:         HeaderSize + inodeSize + 8 + ctagSize + pathSize,
 	RecInodeUnlink:         HeaderSize + 2*inodeSize + pathSize,
-	RecInodeMkdir:          HeaderSize + inodeSize + 8 + pathSize,
-	RecInodeRename:         HeaderSize + 2*inodeSize + 8 + 2*pathSize,
+	RecInodeMkdir:          HeaderSize + inodeSize + 8 + ctagSize + pathSize,
+	RecInodeRename:         HeaderSize + 4*inodeSize + 8 + 2*pathSize,
 	RecInodeSetattr:        HeaderSize + inodeSize + 24 + pathSize,
 	RecSbMount:             HeaderSize + 8 + pathSize + 256 + 64,
 	RecPtraceAccessCheck:   HeaderSize + 32,
@@ -216,7 +217,28 @@ type Inode struct {
 	DevMinor  uint32
 	SID       [32]byte
 	SUUID     [16]byte
+	// Created is the inode's tag when a task of a modeling namespace
+	// created it (see CreatedTag); the LSM backend leaves it zero for the
+	// directories of inode events, whose names TSEM does not hash.
+	Created CreatedTag
 }
+
+// CreatedTag says that a task of a modeling namespace created a file:
+// TSEM names such a file in the events of that namespace by its
+// directory, Instance and the task id of its creator (OwnerTTD) instead of
+// its name, which is often random (mkstemp). Instance counts the files
+// the creating process made in that directory since its exec, from 1 (TSEM
+// counts per task id). Instance 0 means no tag.
+type CreatedTag struct {
+	NS       uint64
+	OwnerTTD uint64
+	Instance uint64
+}
+
+// In reports whether t tags a file created in namespace ns: only then do
+// ns's events name the file by its tag (a file created by an earlier
+// namespace is named by its path, as TSEM does).
+func (t CreatedTag) In(ns uint64) bool { return t.Instance != 0 && t.NS == ns }
 
 // SIDString returns s_id up to its first NUL.
 func (i *Inode) SIDString() string { return cstring(i.SID[:]) }
@@ -386,11 +408,14 @@ type PtraceAccessCheck struct {
 
 // InodeCreate is an inode_create or inode_mkdir record; Path is relative to
 // the filesystem root of Dir (PathNoMount) and its device is Dir's.
+// Created is the tag the new file gets (Instance 0 when it could not get
+// one; the loss is counted as LossCreated).
 type InodeCreate struct {
 	Header
-	Dir  Inode
-	Mode uint32
-	Path Path
+	Dir     Inode
+	Mode    uint32
+	Created CreatedTag
+	Path    Path
 }
 
 // InodeUnlink is an inode_unlink record.
@@ -401,12 +426,15 @@ type InodeUnlink struct {
 	Path  Path
 }
 
-// InodeRename is an inode_rename record.
+// InodeRename is an inode_rename record: OldInode is the inode renamed
+// (HasOld), NewInode the one the rename replaces (HasNew).
 type InodeRename struct {
 	Header
-	OldDir, NewDir   Inode
-	RenameFlags      uint32
-	OldPath, NewPath Path
+	OldDir, NewDir     Inode
+	OldInode, NewInode Inode
+	HasOld, HasNew     bool
+	RenameFlags        uint32
+	OldPath, NewPath   Path
 }
 
 // InodeSetattr is an inode_setattr record; Mode, UID, GID and Size are
@@ -575,6 +603,7 @@ func ParseRecord(raw []byte) (Record, error) {
 		d.inode(&r.Dir)
 		r.Mode = d.u32()
 		d.skip(4)
+		d.ctag(&r.Created)
 		d.path(&r.Path)
 		return r, nil
 	case RecInodeUnlink:
@@ -587,8 +616,11 @@ func ParseRecord(raw []byte) (Record, error) {
 		r := &InodeRename{Header: h}
 		d.inode(&r.OldDir)
 		d.inode(&r.NewDir)
+		d.inode(&r.OldInode)
+		d.inode(&r.NewInode)
 		r.RenameFlags = d.u32()
-		d.skip(4)
+		present := d.u32()
+		r.HasOld, r.HasNew = present&renameOld != 0, present&renameNew != 0
 		d.path(&r.OldPath)
 		d.path(&r.NewPath)
 		return r, nil
@@ -700,7 +732,18 @@ func (d *decoder) inode(i *Inode) {
 	i.DevMajor, i.DevMinor = d.u32(), d.u32()
 	d.bytes(i.SID[:])
 	d.bytes(i.SUUID[:])
+	d.ctag(&i.Created)
 }
+
+func (d *decoder) ctag(t *CreatedTag) {
+	t.NS, t.OwnerTTD, t.Instance = d.u64(), d.u64(), d.u64()
+}
+
+// enum vg_rename_present
+const (
+	renameOld = 1 << 0
+	renameNew = 1 << 1
+)
 
 func (d *decoder) path(p *Path) {
 	n := int(d.u32())

@@ -70,6 +70,7 @@ func TestParseRecordLayouts(t *testing.T) {
 			r.File.Inode.DevMajor, r.File.Inode.DevMinor = 8, 3
 			copy(r.File.Inode.S_id[:], "sda3")
 			r.File.Inode.S_uuid[15] = 0xab
+			r.File.Inode.Created = lsmVgCtag{Ns: 7, OwnerTtd: 40, Instance: 3}
 			r.File.Path.Len = uint32(len("/etc/hostname"))
 			setName(r.File.Path.Name[:], "/etc/hostname")
 			return &r
@@ -78,8 +79,36 @@ func TestParseRecordLayouts(t *testing.T) {
 			in := f.Inode
 			if !f.Present || f.Flags != 0o100000 || in.Ino != 99 || in.Size != 12 || in.Mode != 0o100644 ||
 				in.CTimeSec != 1700000000 || in.MTimeNsec != 5 || in.SMagic != 0xef53 || in.DevMajor != 8 ||
-				in.DevMinor != 3 || in.SIDString() != "sda3" || in.SUUID[15] != 0xab || f.Path.Name != "/etc/hostname" {
+				in.DevMinor != 3 || in.SIDString() != "sda3" || in.SUUID[15] != 0xab || f.Path.Name != "/etc/hostname" ||
+				in.Created != (CreatedTag{NS: 7, OwnerTTD: 40, Instance: 3}) {
 				t.Errorf("file = %+v", f)
+			}
+		}},
+		{"inode_create", RecInodeCreate, func() any {
+			var r lsmRecInodeCreate
+			r.Dir.Ino, r.Mode = 4, 0o100600
+			r.Created = lsmVgCtag{Ns: 7, OwnerTtd: 42, Instance: 9}
+			r.Path.Len, r.Path.Flags = 12, uint32(PathNoMount)
+			setName(r.Path.Name[:], "/tmp/ccA1b2")
+			return &r
+		}, func(t *testing.T, r Record) {
+			c := r.(*InodeCreate)
+			if c.Dir.Ino != 4 || c.Mode != 0o100600 || c.Created != (CreatedTag{NS: 7, OwnerTTD: 42, Instance: 9}) ||
+				c.Path.Name != "/tmp/ccA1b2" || c.Path.Flags != PathNoMount {
+				t.Errorf("inode_create = %+v", c)
+			}
+		}},
+		{"inode_unlink", RecInodeUnlink, func() any {
+			var r lsmRecInodeUnlink
+			r.Dir.Ino, r.Inode.Ino = 4, 5
+			r.Inode.Created = lsmVgCtag{Ns: 7, OwnerTtd: 42, Instance: 9}
+			r.Path.Len = 2
+			setName(r.Path.Name[:], "/u")
+			return &r
+		}, func(t *testing.T, r Record) {
+			u := r.(*InodeUnlink)
+			if u.Dir.Ino != 4 || u.Inode.Ino != 5 || u.Inode.Created != (CreatedTag{NS: 7, OwnerTTD: 42, Instance: 9}) || u.Path.Name != "/u" {
+				t.Errorf("inode_unlink = %+v", u)
 			}
 		}},
 		{"bprm_committed_creds", RecExec, func() any {
@@ -154,13 +183,17 @@ func TestParseRecordLayouts(t *testing.T) {
 		{"inode_rename", RecInodeRename, func() any {
 			var r lsmRecInodeRename
 			r.NewDir.Ino, r.Flags = 5, 1
+			r.OldInode.Ino, r.OldInode.Created = 6, lsmVgCtag{Ns: 7, OwnerTtd: 42, Instance: 2}
+			r.NewInode.Ino, r.Present = 8, renameOld
 			r.OldPath.Len, r.NewPath.Len = 2, 2
 			setName(r.OldPath.Name[:], "/a")
 			setName(r.NewPath.Name[:], "/b")
 			return &r
 		}, func(t *testing.T, r Record) {
 			n := r.(*InodeRename)
-			if n.NewDir.Ino != 5 || n.RenameFlags != 1 || n.OldPath.Name != "/a" || n.NewPath.Name != "/b" {
+			if n.NewDir.Ino != 5 || n.RenameFlags != 1 || n.OldPath.Name != "/a" || n.NewPath.Name != "/b" ||
+				n.OldInode.Ino != 6 || n.OldInode.Created != (CreatedTag{NS: 7, OwnerTTD: 42, Instance: 2}) ||
+				n.NewInode.Ino != 8 || !n.HasOld || n.HasNew {
 				t.Errorf("inode_rename = %+v", n)
 			}
 		}},

@@ -19,7 +19,7 @@ func TestSpecPrograms(t *testing.T) {
 	}{
 		{BackendLSM, []string{
 			"lsm/bpf", "lsm/bprm_check_security", "lsm/bprm_committed_creds", "lsm/capable",
-			"lsm/file_ioctl", "lsm/file_open", "lsm/inode_create", "lsm/inode_mkdir",
+			"lsm/d_instantiate", "lsm/file_ioctl", "lsm/file_open", "lsm/inode_create", "lsm/inode_mkdir",
 			"lsm/inode_rename", "lsm/inode_setattr", "lsm/inode_unlink", "lsm/kernel_module_request",
 			"lsm/kernel_read_file", "lsm/mmap_file", "lsm/ptrace_access_check", "lsm/sb_mount",
 			"lsm/socket_accept", "lsm/socket_bind", "lsm/socket_connect", "lsm/socket_create",

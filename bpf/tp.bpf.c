@@ -5,6 +5,7 @@
  * tracepoints and the scheduler's, and emits the same records (flagged
  * observed). It never denies anything. */
 #include "vigil.h"
+#include "created.h"
 #include "lifecycle.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -79,6 +80,26 @@ static __always_inline struct file *fd_file_btf(long fd)
 /* f_flags bits the open handlers look at. */
 #define VG_O_PATH 010000000 /* O_PATH: no security_file_open, so no event */
 
+/* open_exit_old is open_exit for kernels without bpf_rdonly_cast: no
+ * repeat cache. */
+static __always_inline int open_exit_old(long ret, struct vg_task *st)
+{
+	struct file *file = fd_file(ret);
+	struct rec_file *r;
+
+	if (!file || (BPF_CORE_READ(file, f_flags) & VG_O_PATH))
+		return 0;
+	if (BPF_CORE_READ(file, f_mode) & VG_FMODE_CREATED)
+		created_open(st, file);
+	r = new_record(VG_FILE_OPEN, sizeof(*r), st);
+	if (!r)
+		return 0;
+	fill_file(&r->file, file);
+	r->hdr.flags |= VG_F_OBSERVED;
+	bpf_ringbuf_submit(r, wake_flags());
+	return 0;
+}
+
 /* open_exit describes the file a successful open-like syscall returned as
  * fd ret. An O_PATH open is skipped: the kernel opens no file for it
  * (do_dentry_open returns before security_file_open), so TSEM's file_open
@@ -98,33 +119,27 @@ static __always_inline int open_exit(long ret)
 	st = current_state();
 	if (!st)
 		return 0;
+	if (!vg_ksym_exists(bpf_rdonly_cast))
+		return open_exit_old(ret, st);
 	cfg = ns_cfg(st);
-	if (repeat_on(cfg) && vg_ksym_exists(bpf_rdonly_cast)) {
+	file = fd_file_btf(ret);
+	if (!file || (file->f_flags & VG_O_PATH))
+		return 0;
+	/* The open made the file: tag it before anything reads its tag. */
+	if (file->f_mode & VG_FMODE_CREATED)
+		created_open(st, file);
+	if (repeat_on(cfg)) {
 		s = bpf_map_lookup_elem(&scratch, &zero);
-		file = fd_file_btf(ret);
-		if (!s || !file || (file->f_flags & VG_O_PATH))
+		if (!s)
 			return 0;
 		rkey_file(&s->rk, st, VG_FILE_OPEN, file);
-		if (repeat_begin(&s->rk, cfg, &rs))
+		if (repeat_begin(&s->rk, cfg, &rs, file->f_inode))
 			return 0;
 	}
-	if (vg_ksym_exists(bpf_rdonly_cast)) {
-		file = fd_file_btf(ret);
-		if (!file || (file->f_flags & VG_O_PATH))
-			return 0;
-		r = new_record(VG_FILE_OPEN, sizeof(*r), st);
-		if (!r)
-			return 0;
-		fill_file_btf(&r->file, file);
-	} else {
-		file = fd_file(ret);
-		if (!file || (BPF_CORE_READ(file, f_flags) & VG_O_PATH))
-			return 0;
-		r = new_record(VG_FILE_OPEN, sizeof(*r), st);
-		if (!r)
-			return 0;
-		fill_file(&r->file, file);
-	}
+	r = new_record(VG_FILE_OPEN, sizeof(*r), st);
+	if (!r)
+		return 0;
+	fill_file_btf(&r->file, file);
 	r->hdr.flags |= VG_F_OBSERVED;
 	repeat_reserved(&r->hdr, &rs, &s->rk);
 	bpf_ringbuf_submit(r, wake_flags());
@@ -274,7 +289,7 @@ int vg_exec(struct bpf_raw_tracepoint_args *ctx)
 	if (!st)
 		return 0;
 	exec_script(st, bprm);
-	r = exec_record(st, BPF_CORE_READ(task, mm, exe_file));
+	r = exec_record(st, BPF_CORE_READ(task, mm, exe_file), 0);
 	if (!r)
 		return 0;
 	r->hdr.flags |= VG_F_OBSERVED;

@@ -19,6 +19,32 @@ type tpVgAllowKey struct {
 	Key uint64
 }
 
+type tpVgCctr struct {
+	_ structs.HostLayout
+	S [8]struct {
+		_     structs.HostLayout
+		Dir   uint64
+		Ttd   uint64
+		Count uint64
+		Used  uint64
+	}
+	Tick uint64
+}
+
+type tpVgCkey struct {
+	_   structs.HostLayout
+	Ino uint64
+	Dev uint32
+	Gen uint32
+}
+
+type tpVgCtag struct {
+	_        structs.HostLayout
+	Ns       uint64
+	OwnerTtd uint64
+	Instance uint64
+}
+
 type tpVgLossKey struct {
 	_      structs.HostLayout
 	Ns     uint64
@@ -29,27 +55,29 @@ type tpVgLossKey struct {
 type tpVgMemo struct {
 	_ structs.HostLayout
 	K struct {
-		_         structs.HostLayout
-		Ns        uint64
-		Ttd       uint64
-		P_ttd     uint64
-		Inode     uint64
-		Mnt       uint64
-		Dentry    uint64
-		Ino       uint64
-		Size      uint64
-		CtimeSec  int64
-		MtimeSec  int64
-		CtimeNsec uint32
-		MtimeNsec uint32
-		Dev       uint32
-		Mode      uint32
-		Uid       uint32
-		Gid       uint32
-		F_flags   uint32
-		Type      uint16
-		Tflags    uint16
-		Coe       struct {
+		_          structs.HostLayout
+		Ns         uint64
+		Ttd        uint64
+		P_ttd      uint64
+		Inode      uint64
+		Mnt        uint64
+		Dentry     uint64
+		Ino        uint64
+		Size       uint64
+		CtimeSec   int64
+		MtimeSec   int64
+		C_owner    uint64
+		C_instance uint64
+		CtimeNsec  uint32
+		MtimeNsec  uint32
+		Dev        uint32
+		Mode       uint32
+		Uid        uint32
+		Gid        uint32
+		F_flags    uint32
+		Type       uint16
+		Tflags     uint16
+		Coe        struct {
 			_      structs.HostLayout
 			Uid    uint32
 			Euid   uint32
@@ -84,27 +112,29 @@ type tpVgRval struct {
 	Allowed uint16
 	Valid   uint16
 	K       struct {
-		_         structs.HostLayout
-		Ns        uint64
-		Ttd       uint64
-		P_ttd     uint64
-		Inode     uint64
-		Mnt       uint64
-		Dentry    uint64
-		Ino       uint64
-		Size      uint64
-		CtimeSec  int64
-		MtimeSec  int64
-		CtimeNsec uint32
-		MtimeNsec uint32
-		Dev       uint32
-		Mode      uint32
-		Uid       uint32
-		Gid       uint32
-		F_flags   uint32
-		Type      uint16
-		Tflags    uint16
-		Coe       struct {
+		_          structs.HostLayout
+		Ns         uint64
+		Ttd        uint64
+		P_ttd      uint64
+		Inode      uint64
+		Mnt        uint64
+		Dentry     uint64
+		Ino        uint64
+		Size       uint64
+		CtimeSec   int64
+		MtimeSec   int64
+		C_owner    uint64
+		C_instance uint64
+		CtimeNsec  uint32
+		MtimeNsec  uint32
+		Dev        uint32
+		Mode       uint32
+		Uid        uint32
+		Gid        uint32
+		F_flags    uint32
+		Type       uint16
+		Tflags     uint16
+		Coe        struct {
 			_      structs.HostLayout
 			Uid    uint32
 			Euid   uint32
@@ -135,27 +165,29 @@ type tpVgScratch struct {
 		Pad        uint32
 	}
 	Rk struct {
-		_         structs.HostLayout
-		Ns        uint64
-		Ttd       uint64
-		P_ttd     uint64
-		Inode     uint64
-		Mnt       uint64
-		Dentry    uint64
-		Ino       uint64
-		Size      uint64
-		CtimeSec  int64
-		MtimeSec  int64
-		CtimeNsec uint32
-		MtimeNsec uint32
-		Dev       uint32
-		Mode      uint32
-		Uid       uint32
-		Gid       uint32
-		F_flags   uint32
-		Type      uint16
-		Tflags    uint16
-		Coe       struct {
+		_          structs.HostLayout
+		Ns         uint64
+		Ttd        uint64
+		P_ttd      uint64
+		Inode      uint64
+		Mnt        uint64
+		Dentry     uint64
+		Ino        uint64
+		Size       uint64
+		CtimeSec   int64
+		MtimeSec   int64
+		C_owner    uint64
+		C_instance uint64
+		CtimeNsec  uint32
+		MtimeNsec  uint32
+		Dev        uint32
+		Mode       uint32
+		Uid        uint32
+		Gid        uint32
+		F_flags    uint32
+		Type       uint16
+		Tflags     uint16
+		Coe        struct {
 			_      structs.HostLayout
 			Uid    uint32
 			Euid   uint32
@@ -192,6 +224,9 @@ type tpVgTask struct {
 const (
 	tpMapAllow                 = "allow"
 	tpMapCfgEpochNow           = "cfg_epoch_now"
+	tpMapCreatedCtr            = "created_ctr"
+	tpMapCreatedHint           = "created_hint"
+	tpMapCreatedIno            = "created_ino"
 	tpMapCtrCgroup             = "ctr_cgroup"
 	tpMapEvents                = "events"
 	tpMapIgnoreTgid            = "ignore_tgid"
@@ -237,6 +272,7 @@ const (
 	tpVarUnusedRecSockAddr     = "unused_rec_sock_addr"
 	tpVarUnusedRecSockCreate   = "unused_rec_sock_create"
 	tpVarUnusedRecTaskKill     = "unused_rec_task_kill"
+	tpVarUnusedVgCkey          = "unused_vg_ckey"
 	tpVarUnusedVgMemoOut       = "unused_vg_memo_out"
 	tpVarUnusedVgRhkey         = "unused_vg_rhkey"
 	tpVarUnusedVgRkey          = "unused_vg_rkey"
@@ -302,6 +338,9 @@ type tpProgramSpecs struct {
 type tpMapSpecs struct {
 	Allow        *ebpf.MapSpec `ebpf:"allow"`
 	CfgEpochNow  *ebpf.MapSpec `ebpf:"cfg_epoch_now"`
+	CreatedCtr   *ebpf.MapSpec `ebpf:"created_ctr"`
+	CreatedHint  *ebpf.MapSpec `ebpf:"created_hint"`
+	CreatedIno   *ebpf.MapSpec `ebpf:"created_ino"`
 	CtrCgroup    *ebpf.MapSpec `ebpf:"ctr_cgroup"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	IgnoreTgid   *ebpf.MapSpec `ebpf:"ignore_tgid"`
@@ -344,6 +383,7 @@ type tpVariableSpecs struct {
 	UnusedRecSockAddr     *ebpf.VariableSpec `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.VariableSpec `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.VariableSpec `ebpf:"unused_rec_task_kill"`
+	UnusedVgCkey          *ebpf.VariableSpec `ebpf:"unused_vg_ckey"`
 	UnusedVgMemoOut       *ebpf.VariableSpec `ebpf:"unused_vg_memo_out"`
 	UnusedVgRhkey         *ebpf.VariableSpec `ebpf:"unused_vg_rhkey"`
 	UnusedVgRkey          *ebpf.VariableSpec `ebpf:"unused_vg_rkey"`
@@ -372,6 +412,9 @@ func (o *tpObjects) Close() error {
 type tpMaps struct {
 	Allow        *ebpf.Map `ebpf:"allow"`
 	CfgEpochNow  *ebpf.Map `ebpf:"cfg_epoch_now"`
+	CreatedCtr   *ebpf.Map `ebpf:"created_ctr"`
+	CreatedHint  *ebpf.Map `ebpf:"created_hint"`
+	CreatedIno   *ebpf.Map `ebpf:"created_ino"`
 	CtrCgroup    *ebpf.Map `ebpf:"ctr_cgroup"`
 	Events       *ebpf.Map `ebpf:"events"`
 	IgnoreTgid   *ebpf.Map `ebpf:"ignore_tgid"`
@@ -393,6 +436,9 @@ func (m *tpMaps) Close() error {
 	return _TpClose(
 		m.Allow,
 		m.CfgEpochNow,
+		m.CreatedCtr,
+		m.CreatedHint,
+		m.CreatedIno,
 		m.CtrCgroup,
 		m.Events,
 		m.IgnoreTgid,
@@ -436,6 +482,7 @@ type tpVariables struct {
 	UnusedRecSockAddr     *ebpf.Variable `ebpf:"unused_rec_sock_addr"`
 	UnusedRecSockCreate   *ebpf.Variable `ebpf:"unused_rec_sock_create"`
 	UnusedRecTaskKill     *ebpf.Variable `ebpf:"unused_rec_task_kill"`
+	UnusedVgCkey          *ebpf.Variable `ebpf:"unused_vg_ckey"`
 	UnusedVgMemoOut       *ebpf.Variable `ebpf:"unused_vg_memo_out"`
 	UnusedVgRhkey         *ebpf.Variable `ebpf:"unused_vg_rhkey"`
 	UnusedVgRkey          *ebpf.Variable `ebpf:"unused_vg_rkey"`

@@ -82,6 +82,7 @@ enum vg_loss_reason {
 	VG_LOSS_RINGBUF = 1,   /* ring buffer full */
 	VG_LOSS_TASK_STATE = 2, /* task storage could not be created */
 	VG_LOSS_PENDING = 3,   /* fork inheritance table full */
+	VG_LOSS_CREATED = 4,   /* a created file could not be tagged (created.h) */
 };
 
 struct vg_coe {
@@ -105,6 +106,16 @@ struct vg_hdr {
 	__u64 rid; /* repeat cache entry of the event (0: not cached) */
 };
 
+/* The tag of a file created by a task of a modeling namespace (created.h):
+ * the namespace, the creating task's TTD and the file's instance number.
+ * instance 0: the file was not created in a namespace (or its tag is
+ * unknown). */
+struct vg_ctag {
+	__u64 ns;
+	__u64 owner_ttd;
+	__u64 instance;
+};
+
 struct vg_inode {
 	__u64 ino;
 	__u64 size;
@@ -120,6 +131,7 @@ struct vg_inode {
 	__u32 dev_minor;
 	__u8 s_id[32];
 	__u8 s_uuid[16];
+	struct vg_ctag created;
 };
 
 struct vg_path {
@@ -170,16 +182,34 @@ struct rec_sock_create { struct vg_hdr hdr; __u32 family, type, protocol, kern; 
 struct rec_sock_addr { struct vg_hdr hdr; struct vg_sock sock; struct vg_addr addr; };
 struct rec_task_kill { struct vg_hdr hdr; struct vg_target target; __u32 sig; __u32 cross_ns; };
 struct rec_ptrace { struct vg_hdr hdr; struct vg_target target; __u32 mode; __u32 pad; };
-struct rec_inode_create { struct vg_hdr hdr; struct vg_inode dir; __u32 mode; __u32 pad; struct vg_path path; };
+/* created: the tag the new file gets (instance 0 when none could be
+ * given). */
+struct rec_inode_create {
+	struct vg_hdr hdr;
+	struct vg_inode dir;
+	__u32 mode;
+	__u32 pad;
+	struct vg_ctag created;
+	struct vg_path path;
+};
 struct rec_inode_unlink { struct vg_hdr hdr; struct vg_inode dir; struct vg_inode inode; struct vg_path path; };
+/* old_inode is the inode renamed, new_inode the one it replaces;
+ * present says which there are (VG_REN_OLD, VG_REN_NEW). */
 struct rec_inode_rename {
 	struct vg_hdr hdr;
 	struct vg_inode old_dir;
 	struct vg_inode new_dir;
+	struct vg_inode old_inode;
+	struct vg_inode new_inode;
 	__u32 flags;
-	__u32 pad;
+	__u32 present;
 	struct vg_path old_path;
 	struct vg_path new_path;
+};
+
+enum vg_rename_present {
+	VG_REN_OLD = 1 << 0,
+	VG_REN_NEW = 1 << 1,
 };
 struct rec_inode_setattr {
 	struct vg_hdr hdr;
@@ -233,6 +263,9 @@ struct vg_rkey {
 	__u64 size;
 	__s64 ctime_sec;
 	__s64 mtime_sec;
+	/* The file's created tag when it is of this namespace (else 0). */
+	__u64 c_owner;
+	__u64 c_instance;
 	__u32 ctime_nsec;
 	__u32 mtime_nsec;
 	__u32 dev;
@@ -739,6 +772,13 @@ static __always_inline void *new_record(__u16 type, __u16 size, const struct vg_
 	return h;
 }
 
+/* The created-file tag of an inode (created.h, one definition per
+ * backend): ctag_read takes any inode pointer, ctag_read_btf a BTF pointer
+ * (a hook argument or a field read from one). Both write zeros for an
+ * inode without a tag. */
+static __always_inline void ctag_read(struct vg_ctag *t, struct inode *ino);
+static __always_inline void ctag_read_btf(struct vg_ctag *t, struct inode *ino);
+
 static __always_inline void fill_inode(struct vg_inode *o, struct inode *ino)
 {
 	struct super_block *sb;
@@ -788,6 +828,7 @@ static __always_inline void fill_inode(struct vg_inode *o, struct inode *ino)
 		o->mtime_sec = BPF_CORE_READ(d, i_mtime.tv_sec);
 		o->mtime_nsec = BPF_CORE_READ(d, i_mtime.tv_nsec);
 	}
+	ctag_read(&o->created, ino);
 	if (!sb)
 		return;
 	o->s_magic = BPF_CORE_READ(sb, s_magic);
@@ -935,8 +976,11 @@ static __always_inline void fill_file(struct vg_file *f, struct file *file)
 
 /* exec_record: the task has executed file, its new credentials in place.
  * It gets a new TTD, and the Exec record names the one it replaces; NULL
- * (the loss counted) when the ring is full. */
-static __always_inline struct rec_exec *exec_record(struct vg_task *st, struct file *file)
+ * (the loss counted) when the ring is full. btf (a constant) says file is
+ * a BTF pointer. */
+static __always_inline void fill_file_btf(struct vg_file *f, struct file *file);
+
+static __always_inline struct rec_exec *exec_record(struct vg_task *st, struct file *file, int btf)
 {
 	__u64 prev = st->ttd;
 	struct rec_exec *r;
@@ -946,7 +990,10 @@ static __always_inline struct rec_exec *exec_record(struct vg_task *st, struct f
 	if (!r)
 		return NULL;
 	r->prev_ttd = prev;
-	fill_file(&r->file, file);
+	if (btf)
+		fill_file_btf(&r->file, file);
+	else
+		fill_file(&r->file, file);
 	return r;
 }
 
@@ -991,6 +1038,7 @@ static __always_inline void fill_inode_btf(struct vg_inode *o, struct inode *ino
 	o->uid = ino->i_uid.val;
 	o->gid = ino->i_gid.val;
 	inode_times_btf(ino, &o->ctime_sec, &o->ctime_nsec, &o->mtime_sec, &o->mtime_nsec);
+	ctag_read_btf(&o->created, ino);
 	sb = ino->i_sb;
 	if (!sb)
 		return;
@@ -1276,9 +1324,49 @@ static __noinline __u64 key_path(__u64 h, const struct vg_file *f, __u32 tgid)
 	return mix(h, len);
 }
 
+/* key_slash finds the end of a name's directory part (after its last
+ * '/'). */
+static long key_slash(__u32 k, void *data)
+{
+	struct key_scan *c = data;
+
+	if (k >= c->len)
+		return 1;
+	if (c->s[k & (VG_PATH_MAX - 1)] == '/')
+		c->end = k + 1;
+	return 0;
+}
+
+/* key_created mixes the name of a file created in the namespace as TSEM
+ * hashes it (bpf.Key: the directory part of the name, its length, then
+ * the instance; the owner is a task id the kernel cannot know). */
+static __noinline __u64 key_created(__u64 h, const char *s, __u32 len, __u64 instance)
+{
+	struct key_scan c = {.s = s};
+
+	if (len > VG_PATH_MAX - 1)
+		len = VG_PATH_MAX - 1;
+	c.len = len;
+	c.end = 0;
+	bpf_loop(VG_PATH_MAX - 1, key_slash, &c, 0);
+	h = key_bytes(h, s, 0, c.end);
+	h = mix(h, c.end);
+	return mix(h, instance);
+}
+
+/* key_name mixes a directory entry's name: the created name when t tags a
+ * file of namespace ns, else the path as it is. */
+static __always_inline __u64 key_name(__u64 h, const struct vg_path *p, const struct vg_ctag *t, __u64 ns)
+{
+	if (t->instance && t->ns == ns)
+		return key_created(h, p->name, p->len, t->instance);
+	return mix_str(h, p->name, p->len, VG_PATH_MAX - 1);
+}
+
 /* key_file mixes a file's cell. The acting process is current: its tgid
- * is the record's hdr.tgid, which bpf.Key uses. */
-static __always_inline __u64 key_file(__u64 k, const struct vg_file *f)
+ * is the record's hdr.tgid, which bpf.Key uses; ns is the record's
+ * namespace. */
+static __always_inline __u64 key_file(__u64 k, const struct vg_file *f, __u64 ns)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
@@ -1287,6 +1375,8 @@ static __always_inline __u64 key_file(__u64 k, const struct vg_file *f)
 	k = mix(k, f->inode.gid);
 	k = mix(k, f->inode.mode);
 	k = mix(k, f->inode.s_magic);
+	if (f->inode.created.instance && f->inode.created.ns == ns)
+		return key_created(k, f->path.name, f->path.len, f->inode.created.instance);
 	return key_path(k, f, tgid);
 }
 
@@ -1433,7 +1523,24 @@ static __always_inline void rkey_file(struct vg_rkey *k, const struct vg_task *s
 	k->gid = ino->i_gid.val;
 	k->dev = ino->i_sb->s_dev;
 	inode_times_btf(ino, &k->ctime_sec, &k->ctime_nsec, &k->mtime_sec, &k->mtime_nsec);
+	/* The created tag: rkey_tag, when the key goes to the table. */
+	k->c_owner = 0;
+	k->c_instance = 0;
 	fill_coe_btf(&k->coe, cred);
+}
+
+/* rkey_tag completes a key with the created tag of its file (ino, a BTF
+ * pointer): a file created in the namespace is named by its tag (a
+ * coefficient of its own), one created elsewhere by its path. */
+static __always_inline void rkey_tag(struct vg_rkey *k, struct inode *ino)
+{
+	struct vg_ctag t;
+
+	ctag_read_btf(&t, ino);
+	if (t.instance && t.ns == k->ns) {
+		k->c_owner = t.owner_ttd;
+		k->c_instance = t.instance;
+	}
 }
 
 /* repeat_begin returns 1 when the event with key k is a repeat to
@@ -1451,6 +1558,29 @@ static __always_inline int rkey_same(const struct vg_rkey *a, const struct vg_rk
 #pragma unroll
 	for (i = 0; i < (int)(sizeof(*a) / 8); i++)
 		d |= x[i] ^ y[i];
+	return d == 0;
+}
+
+/* rkey_same_untagged compares two keys but their created tags: for a
+ * task's memo, whose key is the same inode (address, number, device and
+ * change stamps) when the rest is. A tag never changes once another task
+ * can reach the inode (the LSM backend sets it before the inode is in
+ * the dentry cache; the tracepoint backend at the exit of the creating
+ * open, so only an open by another task in that instant is keyed without
+ * it), so the memo skips reading it on every repeat. */
+static __always_inline int rkey_same_untagged(const struct vg_rkey *a, const struct vg_rkey *b)
+{
+	const __u64 *x = (const void *)a, *y = (const void *)b;
+	__u64 d = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)(sizeof(*a) / 8); i++) {
+		if (i == __builtin_offsetof(struct vg_rkey, c_owner) / 8 ||
+		    i == __builtin_offsetof(struct vg_rkey, c_instance) / 8)
+			continue;
+		d |= x[i] ^ y[i];
+	}
 	return d == 0;
 }
 
@@ -1545,7 +1675,10 @@ static __always_inline __u64 memo_take(struct vg_memo *mo, __u32 gen, __u32 *fro
 	return 0;
 }
 
-static __always_inline int repeat_begin(struct vg_rkey *k, const struct vg_ns_cfg *cfg, struct vg_rstate *rs)
+/* repeat_begin: ino (a BTF pointer) is the key's file, whose created tag
+ * rkey_tag adds to k when the memo does not decide. */
+static __always_inline int repeat_begin(struct vg_rkey *k, const struct vg_ns_cfg *cfg, struct vg_rstate *rs,
+					struct inode *ino)
 {
 	struct vg_rhkey hk;
 	struct vg_rval *init, *e;
@@ -1566,13 +1699,14 @@ static __always_inline int repeat_begin(struct vg_rkey *k, const struct vg_ns_cf
 	if (!enforcing(cfg)) {
 		rs->memo = 1;
 		mo = bpf_task_storage_get(&task_memo, bpf_get_current_task_btf(), 0, 0);
-		if (mo && mo->gen == rs->rgen && !mo->dead && rkey_same(&mo->k, k)) {
+		if (mo && mo->gen == rs->rgen && !mo->dead && rkey_same_untagged(&mo->k, k)) {
 			/* Only this task writes a memo of the current window:
 			 * a plain add. */
 			mo->word += 1;
 			return 1;
 		}
 	}
+	rkey_tag(k, ino);
 	slot = rs->rgen & 1;
 	m = bpf_map_lookup_elem(&repeats, &slot);
 	if (!m)

@@ -110,6 +110,18 @@
 // until userspace hashed it, would avoid the state altogether; neither is
 // available to tracepoint programs on the kernels Vigil supports.
 //
+// # Created files
+//
+// A file a task of the record's own namespace created (its kernel tag,
+// bpf.CreatedTag.In) is described as TSEM describes it: its Path has
+// Created, Owner (the task id of the creating task's TTD) and Instance, so
+// that its coefficient hashes the directory part of the pathname, the
+// instance and the owner instead of the (often random) name, and its
+// content digest is the namespace's zero digest, H(""), without reading
+// it. inode_setattr and inode_rename name the acting task as the owner,
+// as TSEM's fill_dentry does. A file created by another namespace (an
+// earlier run) keeps its plain name and digest.
+//
 // # Concurrency
 //
 // Parse, AppendTSEM, AppendECS and the encoders are safe for concurrent use

@@ -67,10 +67,9 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 	alg := c.hashOf(h.NS)
 	e := &Event{Header: c.header(h, h.TTD, h.PTTD, alg), COE: COE(h.COE)}
 	e.Header.Type = h.Type.String()
-	tgid := h.TGID
 	switch r := r.(type) {
 	case *bpf.FileOpen:
-		e.Payload = &FileEvent{File: c.file(&r.File, h.NS, tgid, alg)}
+		e.Payload = &FileEvent{File: c.file(&r.File, h, alg)}
 	case *bpf.ExecScript:
 		// The open of the script, by the task before the exec: its name
 		// then is the namespace layer's to set (see ExecScriptOpen).
@@ -78,11 +77,11 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 	case *bpf.MmapFile:
 		p := &MmapFile{HasFile: r.File.Present, Prot: r.Prot, Flags: r.MmapFlags}
 		if r.File.Present {
-			p.File = c.file(&r.File, h.NS, tgid, alg)
+			p.File = c.file(&r.File, h, alg)
 		}
 		e.Payload = p
 	case *bpf.FileIoctl:
-		e.Payload = &FileCmd{File: c.file(&r.File, h.NS, tgid, alg), Cmd: r.Cmd}
+		e.Payload = &FileCmd{File: c.file(&r.File, h, alg), Cmd: r.Cmd}
 	case *bpf.SocketCreate:
 		e.Payload = &SocketCreate{Family: r.Family, Type: r.Type, Protocol: r.Protocol, Kern: r.Kern}
 	case *bpf.SocketAddr:
@@ -95,19 +94,26 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 	case *bpf.PtraceAccessCheck:
 		e.Payload = &PtraceAccessCheck{Child: c.target(&r.Target, alg), Mode: r.Mode}
 	case *bpf.InodeCreate:
-		e.Payload = &InodeCreate{Dir: inode(&r.Dir), Dentry: Dentry{Path: path(&r.Path, &r.Dir, 0)}, Mode: r.Mode}
+		p := &InodeCreate{Dir: inode(&r.Dir), Dentry: Dentry{Path: path(&r.Path, &r.Dir, 0)}, Mode: r.Mode}
+		c.created(&p.Dentry.Path, r.Created, h.NS, r.Created.OwnerTTD, alg)
+		e.Payload = p
 	case *bpf.InodeUnlink:
-		e.Payload = &InodeRemove{Dir: inode(&r.Dir), Dentry: Dentry{HasInode: true, Inode: inode(&r.Inode), Path: path(&r.Path, &r.Inode, 0)}}
+		p := &InodeRemove{Dir: inode(&r.Dir), Dentry: Dentry{HasInode: true, Inode: inode(&r.Inode), Path: path(&r.Path, &r.Inode, 0)}}
+		c.created(&p.Dentry.Path, r.Inode.Created, h.NS, r.Inode.Created.OwnerTTD, alg)
+		e.Payload = p
 	case *bpf.InodeRename:
 		e.Payload = &InodeRename{
-			OldDir: inode(&r.OldDir), OldDentry: Dentry{Path: path(&r.OldPath, &r.OldDir, 0)},
-			NewDir: inode(&r.NewDir), NewDentry: Dentry{Path: path(&r.NewPath, &r.NewDir, 0)},
+			OldDir: inode(&r.OldDir), OldDentry: c.dentry(&r.OldPath, &r.OldDir, &r.OldInode, r.HasOld, h, alg),
+			NewDir: inode(&r.NewDir), NewDentry: c.dentry(&r.NewPath, &r.NewDir, &r.NewInode, r.HasNew, h, alg),
 		}
 	case *bpf.InodeSetattr:
-		e.Payload = &InodeSetattr{
+		p := &InodeSetattr{
 			Dentry: Dentry{HasInode: true, Inode: inode(&r.Inode), Path: path(&r.Path, &r.Inode, 0)},
 			Valid:  r.Valid, Mode: r.Mode, UID: r.UID, GID: r.GID, Size: r.Size,
 		}
+		// TSEM's fill_dentry names the acting task as the owner here.
+		c.created(&p.Dentry.Path, r.Inode.Created, h.NS, h.TTD, alg)
+		e.Payload = p
 	case *bpf.SbMount:
 		e.Payload = &SbMount{
 			HasDevName: true, DevName: r.DevName,
@@ -120,7 +126,7 @@ func (c *Converter) Convert(r bpf.Record) (*Event, error) {
 		e.Payload = &Generic{Fields: []Field{{Key: "kmod_name", Value: r.Name}}}
 	case *bpf.KernelReadFile:
 		if r.File.Present {
-			e.Payload = &KernelReadFile{File: c.file(&r.File, h.NS, tgid, alg), ID: int32(r.ID), Contents: int32(r.Contents)}
+			e.Payload = &KernelReadFile{File: c.file(&r.File, h, alg), ID: int32(r.ID), Contents: int32(r.Contents)}
 			break
 		}
 		// A read that names no file has no file cell: kept generic,
@@ -158,7 +164,7 @@ func (c *Converter) ExecScriptOpen(r *bpf.ExecScript, process string) *Event {
 
 func (c *Converter) scriptFile(r *bpf.ExecScript, alg Hash) File {
 	if r.File.Present {
-		return c.file(&r.File, r.NS, r.TGID, alg)
+		return c.file(&r.File, &r.Header, alg)
 	}
 	c.digestFailures.Add(1)
 	return File{Flags: r.File.Flags, Path: Path{Type: pathTypeRoot, Pathname: r.File.Path.Name}, Digest: alg.Unhashable()}
@@ -171,7 +177,7 @@ func (c *Converter) scriptFile(r *bpf.ExecScript, alg Hash) File {
 // interpreter. Its flags are ExecFlags whatever the record read from the
 // struct file, and its path has the path type of any other file.
 func (c *Converter) ExecFile(r *bpf.Exec) File {
-	f := c.file(&r.File, r.NS, r.TGID, c.hashOf(r.NS))
+	f := c.file(&r.File, &r.Header, c.hashOf(r.NS))
 	f.Flags = ExecFlags
 	return f
 }
@@ -230,14 +236,18 @@ func (c *Converter) target(t *bpf.TaskTarget, alg Hash) Digest {
 	return c.taskID(t.TTD, alg)
 }
 
-func (c *Converter) file(f *bpf.File, ns uint64, tgid uint32, alg Hash) File {
-	out := File{Flags: f.Flags, Inode: inode(&f.Inode), Path: path(&f.Path, &f.Inode, tgid)}
-	if c.Digests == nil {
+// file converts the file of the record with header h. A file created in
+// h's namespace is named by its created tag and gets the zero digest,
+// H(""), as in TSEM: its content is the workload's own doing and differs
+// from run to run.
+func (c *Converter) file(f *bpf.File, h *bpf.Header, alg Hash) File {
+	out := File{Flags: f.Flags, Inode: inode(&f.Inode), Path: path(&f.Path, &f.Inode, h.TGID)}
+	if c.created(&out.Path, f.Inode.Created, h.NS, f.Inode.Created.OwnerTTD, alg) || c.Digests == nil {
 		out.Digest = alg.Empty()
 		return out
 	}
 	var tasks [1 + recentTasks]uint32
-	d, err := c.Digests.DigestFrom(f, c.tasksOf(ns, tgid, tasks[:0]), alg)
+	d, err := c.Digests.DigestFrom(f, c.tasksOf(h.NS, h.TGID, tasks[:0]), alg)
 	if err != nil {
 		c.digestFailures.Add(1)
 	}
@@ -272,6 +282,32 @@ func (c *Converter) tasksOf(ns uint64, tgid uint32, out []uint32) []uint32 {
 		r[0] = tgid
 	}
 	return out
+}
+
+// created marks p as the name of a file created in namespace ns (t.In):
+// TSEM hashes the directory part of its pathname, t.Instance and the task
+// id of owner instead of the pathname, and prints both. A file created by
+// another namespace (an earlier run) keeps its plain name.
+func (c *Converter) created(p *Path, t bpf.CreatedTag, ns, owner uint64, alg Hash) bool {
+	if !t.In(ns) {
+		return false
+	}
+	p.Created = true
+	p.Owner = c.taskID(owner, alg)
+	p.Instance = t.Instance
+	return true
+}
+
+// dentry converts a directory entry of inode_rename: with its inode when
+// the entry has one (TSEM's fill_dentry), named by the created tag with
+// the acting task as the owner, as fill_dentry does.
+func (c *Converter) dentry(p *bpf.Path, dir, in *bpf.Inode, has bool, h *bpf.Header, alg Hash) Dentry {
+	if !has {
+		return Dentry{Path: path(p, dir, 0)}
+	}
+	d := Dentry{HasInode: true, Inode: inode(in), Path: path(p, in, 0)}
+	c.created(&d.Path, in.Created, h.NS, h.TTD, alg)
+	return d
 }
 
 func inode(in *bpf.Inode) Inode {

@@ -1,26 +1,33 @@
 package events
 
-import "github.com/vigil-tsem/vigil/bpf"
+import (
+	"strconv"
+
+	"github.com/vigil-tsem/vigil/bpf"
+)
 
 // recordTypes maps the TSEM event names the kernel programs report to their
 // record types.
 var recordTypes = map[string]bpf.RecordType{
-	"file_open":           bpf.RecFileOpen,
-	"mmap_file":           bpf.RecMmapFile,
-	"file_ioctl":          bpf.RecFileIoctl,
-	"socket_create":       bpf.RecSocketCreate,
-	"socket_connect":      bpf.RecSocketConnect,
-	"socket_bind":         bpf.RecSocketBind,
-	"socket_accept":       bpf.RecSocketAccept,
-	"task_kill":           bpf.RecTaskKill,
-	"inode_create":        bpf.RecInodeCreate,
-	"inode_unlink":        bpf.RecInodeUnlink,
-	"inode_mkdir":         bpf.RecInodeMkdir,
-	"inode_rename":        bpf.RecInodeRename,
-	"inode_setattr":       bpf.RecInodeSetattr,
-	"sb_mount":            bpf.RecSbMount,
-	"ptrace_access_check": bpf.RecPtraceAccessCheck,
-	"capable":             bpf.RecCapable,
+	"file_open":             bpf.RecFileOpen,
+	"mmap_file":             bpf.RecMmapFile,
+	"file_ioctl":            bpf.RecFileIoctl,
+	"socket_create":         bpf.RecSocketCreate,
+	"socket_connect":        bpf.RecSocketConnect,
+	"socket_bind":           bpf.RecSocketBind,
+	"socket_accept":         bpf.RecSocketAccept,
+	"task_kill":             bpf.RecTaskKill,
+	"inode_create":          bpf.RecInodeCreate,
+	"inode_unlink":          bpf.RecInodeUnlink,
+	"inode_mkdir":           bpf.RecInodeMkdir,
+	"inode_rename":          bpf.RecInodeRename,
+	"inode_setattr":         bpf.RecInodeSetattr,
+	"sb_mount":              bpf.RecSbMount,
+	"ptrace_access_check":   bpf.RecPtraceAccessCheck,
+	"capable":               bpf.RecCapable,
+	"kernel_module_request": bpf.RecKernelModuleRequest,
+	"kernel_read_file":      bpf.RecKernelReadFile,
+	"bpf":                   bpf.RecBpf,
 }
 
 // fmodeExec is __FMODE_EXEC in f_flags: the open an exec makes.
@@ -34,8 +41,9 @@ const fmodeExec = 0x20
 //
 // Keys are computed from the descriptions. A file's pathname there is
 // already the one the kernel's key hashes (bpf.CanonicalPath: "/proc/self"
-// for the acting process's /proc directory, "pipe:/" for a pipe), so the
-// key of a description is the key of the record it came from.
+// for the acting process's /proc directory, "pipe:/" for a pipe), and a
+// file created in the namespace has its instance there, so the key of a
+// description is the key of the record it came from.
 func KernelKeys(trajectory [][]byte) (keys []uint64, skipped int) {
 	seen := make(map[uint64]bool, len(trajectory))
 	add := func(r bpf.Record) bool {
@@ -111,17 +119,54 @@ func RecordOf(e *Event) (bpf.Record, bool) {
 	case *PtraceAccessCheck:
 		return &bpf.PtraceAccessCheck{Header: h, Mode: p.Mode}, true
 	case *InodeCreate:
-		return &bpf.InodeCreate{Header: h, Mode: p.Mode, Path: bpf.Path{Name: p.Dentry.Path.Pathname}}, true
+		return &bpf.InodeCreate{Header: h, Mode: p.Mode, Created: createdTag(&p.Dentry.Path), Path: bpf.Path{Name: p.Dentry.Path.Pathname}}, true
 	case *InodeRemove:
-		return &bpf.InodeUnlink{Header: h, Path: bpf.Path{Name: p.Dentry.Path.Pathname}}, true
+		return &bpf.InodeUnlink{Header: h, Inode: bpf.Inode{Created: createdTag(&p.Dentry.Path)}, Path: bpf.Path{Name: p.Dentry.Path.Pathname}}, true
 	case *InodeRename:
-		return &bpf.InodeRename{Header: h, OldPath: bpf.Path{Name: p.OldDentry.Path.Pathname}, NewPath: bpf.Path{Name: p.NewDentry.Path.Pathname}}, true
+		return &bpf.InodeRename{Header: h,
+			OldInode: bpf.Inode{Created: createdTag(&p.OldDentry.Path)}, NewInode: bpf.Inode{Created: createdTag(&p.NewDentry.Path)},
+			HasOld: p.OldDentry.HasInode, HasNew: p.NewDentry.HasInode,
+			OldPath: bpf.Path{Name: p.OldDentry.Path.Pathname}, NewPath: bpf.Path{Name: p.NewDentry.Path.Pathname}}, true
 	case *InodeSetattr:
-		return &bpf.InodeSetattr{Header: h, Valid: p.Valid, Path: bpf.Path{Name: p.Dentry.Path.Pathname}}, true
+		return &bpf.InodeSetattr{Header: h, Valid: p.Valid, Inode: bpf.Inode{Created: createdTag(&p.Dentry.Path)}, Path: bpf.Path{Name: p.Dentry.Path.Pathname}}, true
 	case *SbMount:
 		return &bpf.SbMount{Header: h, MountFlags: p.Flags, Path: bpf.Path{Name: p.Path.Pathname}, FSType: p.FSType}, true
 	case *Capable:
 		return &bpf.Capable{Header: h, Cap: p.Cap, Opts: p.Opts}, true
+	case *KernelReadFile:
+		return &bpf.KernelReadFile{Header: h, ID: uint32(p.ID), Contents: uint32(p.Contents), File: recordFile(&p.File)}, true
+	case *Generic:
+		return genericRecord(h, p)
+	}
+	return nil, false
+}
+
+// genericRecord rebuilds the kernel records whose descriptions Vigil keeps
+// generic (see Converter.Convert): bpf, kernel_module_request, and
+// kernel_read_file without a file.
+func genericRecord(h bpf.Header, p *Generic) (bpf.Record, bool) {
+	num := func(key string) (uint32, bool) {
+		for _, f := range p.Fields {
+			if f.Key == key && !f.Object {
+				v, err := strconv.ParseUint(f.Value, 10, 32)
+				return uint32(v), err == nil
+			}
+		}
+		return 0, false
+	}
+	switch h.Type {
+	case bpf.RecBpf:
+		cmd, ok := num("cmd")
+		size, _ := num("size")
+		return &bpf.Bpf{Header: h, Cmd: cmd, AttrSize: size}, ok
+	case bpf.RecKernelReadFile:
+		id, ok := num("id")
+		contents, _ := num("contents")
+		return &bpf.KernelReadFile{Header: h, ID: id, Contents: contents}, ok
+	case bpf.RecKernelModuleRequest:
+		if len(p.Fields) == 1 && p.Fields[0].Key == "kmod_name" && !p.Fields[0].Object {
+			return &bpf.KernelModuleRequest{Header: h, Name: p.Fields[0].Value}, true
+		}
 	}
 	return nil, false
 }
@@ -131,7 +176,16 @@ func recordFile(f *File) bpf.File {
 		Present: true,
 		Flags:   f.Flags,
 		Inode: bpf.Inode{UID: f.Inode.UID, GID: f.Inode.GID, Mode: f.Inode.Mode, SMagic: f.Inode.SMagic,
-			DevMajor: f.Path.Dev.Major, DevMinor: f.Path.Dev.Minor},
+			DevMajor: f.Path.Dev.Major, DevMinor: f.Path.Dev.Minor, Created: createdTag(&f.Path)},
 		Path: bpf.Path{Name: f.Path.Pathname},
 	}
+}
+
+// createdTag is the created tag a rebuilt record (namespace 0) needs for
+// its key to name a created file as the kernel does: by its instance.
+func createdTag(p *Path) bpf.CreatedTag {
+	if !p.Created {
+		return bpf.CreatedTag{}
+	}
+	return bpf.CreatedTag{Instance: p.Instance}
 }

@@ -72,6 +72,13 @@ func (w *recWriter) inode(in bpf.Inode) {
 	}
 	w.b = append(w.b, in.SID[:]...)
 	w.b = append(w.b, in.SUUID[:]...)
+	w.ctag(in.Created)
+}
+
+func (w *recWriter) ctag(t bpf.CreatedTag) {
+	w.u64(t.NS)
+	w.u64(t.OwnerTTD)
+	w.u64(t.Instance)
 }
 
 func (w *recWriter) path(p bpf.Path) {
@@ -360,6 +367,12 @@ func TestKernelKeys(t *testing.T) {
 		recParse(t, rawFileOpen(recHeader{ns: 1, comm: "cat", ttd: 1, coe: recRootCOE},
 			bpf.File{Present: true, Flags: 0x8000, Inode: bpf.Inode{UID: 1, GID: 2, Mode: 0o100644, SMagic: 0xef53, DevMajor: 8}, Path: bpf.Path{Name: "/etc/hostname"}})),
 		recParse(t, rawSocket(recHeader{typ: bpf.RecSocketConnect, ns: 1, comm: "curl", ttd: 1}, bpf.Sock{Family: 2, Type: 1, Protocol: 6}, bpf.Addr{Family: 2, Port: 0x5000, Addr4: 0x0100007f, Len: 16})),
+		// Descriptions Vigil keeps generic have keys too.
+		&bpf.Bpf{Header: bpf.Header{Type: bpf.RecBpf, NS: 1, TTD: 1}, Cmd: 0, AttrSize: 72},
+		&bpf.KernelModuleRequest{Header: bpf.Header{Type: bpf.RecKernelModuleRequest, NS: 1, TTD: 1}, Name: "net-pf-38"},
+		&bpf.KernelReadFile{Header: bpf.Header{Type: bpf.RecKernelReadFile, NS: 1, TTD: 1}, ID: 2, Contents: 1},
+		&bpf.KernelReadFile{Header: bpf.Header{Type: bpf.RecKernelReadFile, NS: 1, TTD: 1}, ID: 2, Contents: 1,
+			File: bpf.File{Present: true, Inode: bpf.Inode{Mode: 0o100644, SMagic: 0xef53, DevMajor: 8}, Path: bpf.Path{Name: "/lib/firmware/x.bin"}}},
 	}
 	var lines [][]byte
 	want := map[uint64]bool{}

@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
 # Installs the tools the test suite uses beyond Go and gcc, on Debian, when they
-# are missing: promtool (checks the /metrics exposition; taken out of Debian's
-# prometheus package without installing or starting a Prometheus server), then
-# qemu and Debian's cloud kernel for the VM tests (test/vm/ci-deps.sh), and
-# the container runtimes the container tests drive (test/ctrtest): podman,
-# runc, docker.io and busybox-static (the test images' shell). Installing
-# them starts no service: the tests start dockerd themselves.
+# are missing: make, git, python3 and tar (the real workloads whose temporary
+# files test/e2e models across runs), promtool (checks the /metrics exposition;
+# taken out of Debian's prometheus package without installing or starting a
+# Prometheus server), then qemu and Debian's cloud kernel for the VM tests
+# (test/vm/ci-deps.sh), and the container runtimes the container tests drive
+# (test/ctrtest): podman, runc, docker.io and busybox-static (the test images'
+# shell). Installing them starts no service: the tests start dockerd themselves.
 # Safe to run twice. Without root it only says what is missing: the tests that
 # need a missing tool skip with the reason (and fail under CI=true).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 if [[ $(id -u) != 0 ]]; then
-	for t in promtool qemu-system-x86_64 podman runc dockerd busybox; do
+	for t in make git python3 tar promtool qemu-system-x86_64 podman runc dockerd busybox; do
 		command -v "$t" >/dev/null || echo "deps: $t missing (run as root to install it)"
 	done
 	exit 0
+fi
+
+missing=()
+for t in make git python3 tar; do
+	command -v "$t" >/dev/null || missing+=("$t")
+done
+if ((${#missing[@]})); then
+	echo "deps: installing ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+else
+	echo "deps: make, git, python3, tar present"
 fi
 
 if command -v promtool >/dev/null; then

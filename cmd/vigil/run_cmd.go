@@ -83,9 +83,11 @@ what the kernel denied is listed on standard error. Anonymous memory
 mappings without PROT_EXEC and signals a process sends to its own threads
 always pass (they are still modeled, and forensics when new); anonymous
 executable mappings are checked by protection and mapping type only. A
-process's own /proc/<pid> is modeled as /proc/self, and pipes, sockets and
-anonymous inodes as pipe:/, socket:/, anon_inode:/, so that a model learned
-in one run holds in the next.
+process's own /proc/<pid> is modeled as /proc/self, pipes, sockets and
+anonymous inodes as pipe:/, socket:/, anon_inode:/, and a file CMD created
+(a temporary file with a random name) by its directory, its instance number
+and the task that created it, with no content digest, as TSEM does, so that
+a model learned in one run holds in the next.
 
 When a Vigil agent runs on the host (its control socket answers), 'vigil
 run' loads no programs of its own: two captures would record every event

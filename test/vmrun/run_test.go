@@ -79,6 +79,9 @@ func vigilBinary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(envCreate); dir != "" {
+		os.Exit(createMain(dir))
+	}
 	code := m.Run()
 	if builtVigil != "" {
 		os.RemoveAll(filepath.Dir(builtVigil))
@@ -203,6 +206,24 @@ func relative(t *testing.T, lm *model.Model, parents map[events.Digest]events.Di
 	return err == nil && lm.Contains(c)
 }
 
+// sealedModel loads and seals the model file m, and maps the task id of
+// each exec in the learned events to its parent's (for relative).
+func sealedModel(t *testing.T, m string, learned []*events.Event) (*model.Model, map[events.Digest]events.Digest) {
+	t.Helper()
+	lm, err := model.LoadFile(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lm.Seal()
+	parents := make(map[events.Digest]events.Digest)
+	for _, e := range learned {
+		if e.Header.PTaskID != e.Header.TaskID {
+			parents[e.Header.TaskID] = e.Header.PTaskID
+		}
+	}
+	return lm, parents
+}
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
@@ -246,17 +267,7 @@ func TestRunEnforce(t *testing.T) {
 		t.Errorf("the learned trajectory lacks the opens of %s, pipe:/ or /proc/self/cgroup: %q", a, got)
 	}
 	t.Logf("learned, opening %q:\n%s", opens(learnedEvents), learn.stderr)
-	lm, err := model.LoadFile(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lm.Seal()
-	parents := make(map[events.Digest]events.Digest)
-	for _, e := range learnedEvents {
-		if e.Header.PTaskID != e.Header.TaskID {
-			parents[e.Header.TaskID] = e.Header.PTaskID
-		}
-	}
+	lm, parents := sealedModel(t, m, learnedEvents)
 
 	tests := []struct {
 		name       string
