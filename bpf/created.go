@@ -32,7 +32,7 @@ func (c *Capture) dropCreated(ns uint64) error {
 }
 
 // CreatedTags returns the number of created-file tags the tracepoint
-// backend holds (at most 65,536: created_ino in bpf/created.h); 0 on the
+// backend holds (at most 65,536: created_ino in bpf/lib/created.h); 0 on the
 // LSM backend, whose tags live with their inodes.
 func (c *Capture) CreatedTags() (int, error) {
 	if c.objs.tp.CreatedIno == nil {
