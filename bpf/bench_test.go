@@ -232,7 +232,7 @@ func interleaved(b *testing.B, c *Capture, bin, path string, cfg NamespaceConfig
 		b.Fatalf("enable bpf stats: %v", err)
 	}
 	defer stats.Close()
-	progs := []*ebpf.Program{c.coll.Programs["vg_sys_enter"], c.coll.Programs["vg_sys_exit"]}
+	progs := []*ebpf.Program{c.objs.hooks["vg_sys_enter"], c.objs.hooks["vg_sys_exit"]}
 	runtime := func() time.Duration {
 		var t time.Duration
 		for _, p := range progs {
@@ -374,7 +374,7 @@ func BenchmarkSyscall(b *testing.B) {
 			b.Fatalf("enable bpf stats: %v", err)
 		}
 		defer stats.Close()
-		enter, exit := c.coll.Programs["vg_sys_enter"], c.coll.Programs["vg_sys_exit"]
+		enter, exit := c.objs.hooks["vg_sys_enter"], c.objs.hooks["vg_sys_exit"]
 		e0, _ := enter.Stats()
 		x0, _ := exit.Stats()
 		b.ResetTimer()

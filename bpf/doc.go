@@ -5,9 +5,9 @@
 //
 // # Backends
 //
-// Two objects are compiled from C (lsm.bpf.c, tp.bpf.c; shared vigil.h,
-// created.h and lifecycle.h) with bpf2go and committed with their generated Go
-// wrappers (lsm_bpfel.*, tp_bpfel.*), so building needs no clang:
+// Two objects are compiled from C (lsm.bpf.c, tp.bpf.c, sharing lib/*.h;
+// see "Files") with bpf2go and committed with their generated Go wrappers
+// (lsm_bpfel.*, tp_bpfel.*), so building needs no clang:
 //
 //   - BackendLSM: BPF LSM programs on file_open, bprm_check_security,
 //     bprm_committed_creds, mmap_file, file_ioctl, socket_create,
@@ -88,7 +88,7 @@
 // open created (FMODE_CREATED) at the syscall's exit, in a table of 65,536
 // entries that DropNamespace empties for its namespace, and does not see
 // mkdir. A tag that cannot be given is counted as LossCreated. See
-// created.h.
+// lib/created.h.
 //
 // Task identity: the kernel cannot hash, so it numbers. Every task in a
 // namespace has a TTD, a number handed out at each exec (and at the first
@@ -186,7 +186,7 @@
 // process before it starts threads, e.g. a stub that waits on a pipe and
 // then execs the workload (everything after the exec inherits).
 //
-// EnrollDormant enrols a task dormant until exec (dormant.h): a
+// EnrollDormant enrols a task dormant until exec (lib/dormant.h): a
 // member that makes no record and is never denied, whose forks (threads
 // too) are dormant members, until it execs outside the host's mount
 // namespace (Options.HostMountNS); then it is an enrolled task with TTD 0
@@ -232,6 +232,33 @@
 // A Capture's methods are safe for concurrent use; Run and Read
 // serialise on one reader. Run calls its function on Run's goroutine, in
 // ring buffer order. Records returned are owned by the caller.
+//
+// # Files
+//
+// The C: lsm.bpf.c and tp.bpf.c hold each backend's own programs and
+// include the shared headers of lib/ in the order they build on each
+// other (each header includes what it uses, too, and starts with what it
+// owns): common.h (vmlinux.h, libbpf, the kernel's constants, next_id),
+// records.h (record layouts, the ring buffer), loss.h (loss counters),
+// namespace.h (ns_config and its epoch), ignore.h (the ignore table),
+// task.h (task state, fork inheritance, current_state), rcache.h (the
+// repeat cache's tables, key and hash), scratch.h (per-CPU scratch),
+// path.h (the dentry walk), created.h (created-file tags), fill.h
+// (filling records), key.h (the allow key), enforce.h (allow sets and
+// the decision), memo.h (the repeat memo and its collector), repeat.h
+// (the repeat cache as an event uses it), dormant.h (dormant tasks,
+// container cgroups) and lifecycle.h (fork, exit, free). bpf/.clang-format
+// is their style. headers/ holds vmlinux.h and libbpf's headers
+// (headers/update.sh regenerates them).
+//
+// The Go: objects.go binds the maps, programs and variables Capture uses
+// by name (a missing one fails the load) and keeps the generated names in
+// one place; load.go probes the BPF LSM and attaches; capture.go opens
+// and closes a Capture; read.go reads the ring buffer (Read, Run);
+// repeats.go runs the repeat cache (rotation, memo collector,
+// FlushRepeats); namespace.go, allow.go, tasks.go, ignore.go, dormant.go,
+// created.go and loss.go are the userspace side of the matching kernel
+// tables; record.go and key.go decode records and compute allow keys.
 //
 // Kernel requirements: BTF (CONFIG_DEBUG_INFO_BTF), ring buffers and task
 // storage (5.11+), bpf_loop (5.17+); the LSM backend needs "bpf" in the

@@ -41,6 +41,23 @@ func HostMountNS(proc string) (uint32, error) {
 	return MountNS(proc, "self")
 }
 
+// EnrollDormant puts the task pid into namespace ns dormant until it
+// execs outside the host's mount namespace (Options.HostMountNS): until
+// then it makes no record and is never denied, and the tasks it forks
+// (threads included) are dormant members too. That exec wakes it with TTD
+// 0 and PTTD 0, as Enroll leaves a task, so the program it executes gets
+// a namespace root's identity; an exec in the host's mount namespace (runc
+// running a copy of itself) leaves it dormant. The agent enrols a
+// container runtime's own process this way (runc init, which prepares the
+// container and then execs the workload): what it does before the exec
+// names the container's id and per-container state and would differ in
+// every instance of the same image.
+func (c *Capture) EnrollDormant(pid int, ns uint64) error {
+	return c.setTask(pid, func(v *taskValue) {
+		*v = taskValue{NS: ns, Flags: taskEnrolled | taskDormant}
+	}, false)
+}
+
 // WatchCgroup makes the cgroup v2 directory whose id (inode number) is
 // cgroupID a container cgroup of namespace ns. A task moved into it (its
 // cgroup.procs written) that has no state yet becomes a dormant member
@@ -53,7 +70,7 @@ func HostMountNS(proc string) (uint32, error) {
 // else awake. Userspace still enrols the processes already in the cgroup;
 // this closes the gap until it finds them. 4096 cgroups at most.
 func (c *Capture) WatchCgroup(cgroupID, ns uint64) error {
-	if err := c.ctrCgroup.Update(cgroupID, ns, ebpf.UpdateAny); err != nil {
+	if err := c.objs.CtrCgroup.Update(cgroupID, ns, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("watch cgroup %d: %w", cgroupID, err)
 	}
 	return nil
@@ -62,7 +79,7 @@ func (c *Capture) WatchCgroup(cgroupID, ns uint64) error {
 // UnwatchCgroup forgets a cgroup given to WatchCgroup; forgetting one
 // that is not watched is not an error.
 func (c *Capture) UnwatchCgroup(cgroupID uint64) error {
-	if err := c.ctrCgroup.Delete(cgroupID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := c.objs.CtrCgroup.Delete(cgroupID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("unwatch cgroup %d: %w", cgroupID, err)
 	}
 	return nil

@@ -91,7 +91,7 @@ func TestTracepointIgnore(t *testing.T) {
 			k uint32
 			v uint8
 		)
-		it := c.ignore.Iterate()
+		it := c.objs.IgnoreTGID.Iterate()
 		for it.Next(&k, &v) {
 			left = append(left, k)
 		}

@@ -15,7 +15,7 @@ import (
 // The hash, word by word: h = keyOffset; for each value v (widened to
 // 64 bits) h = (h ^ v) * keyPrime; byte strings mix in byte by byte the
 // same way, then their length as one value. The order of values per type
-// is the one in Key and in the key_* functions of bpf/vigil.h and
+// is the one in Key and in the key_* functions of bpf/lib/key.h and
 // bpf/lsm.bpf.c. The pathname of a file is mixed in as CanonicalPath
 // gives it, the name the event description prints too; a file created in
 // the event's namespace (CreatedTag.In) is mixed in by the directory part
@@ -80,7 +80,7 @@ const (
 )
 
 // Decides returns how the kernel decides r in an enforcing namespace
-// (check in bpf/vigil.h).
+// (check in bpf/lib/enforce.h).
 func Decides(r Record) Decision {
 	switch r := r.(type) {
 	case *TaskFork, *TaskExit:
@@ -104,21 +104,40 @@ func Decides(r Record) Decision {
 	return DecideKey
 }
 
-// Filesystem magics (statfs(2) f_type) the allow key and the event
-// descriptions treat specially.
+// Filesystem magics (statfs(2) f_type; include/uapi/linux/magic.h, and
+// mqueue's and configfs's own) the allow key and the event descriptions
+// treat specially. bpf/lib/common.h names the same.
 const (
-	procSuperMagic = 0x9fa0
+	procSuperMagic   = 0x9fa0
+	devptsSuperMagic = 0x1cd1
+	pipefsMagic      = 0x50495045
+	sockfsMagic      = 0x534f434b
+	anonInodeFSMagic = 0x09041934
+	securityfsMagic  = 0x73636673
+	debugfsMagic     = 0x64626720
+	tracefsMagic     = 0x74726163
+	nsfsMagic        = 0x6e736673
+	binfmtfsMagic    = 0x42494e4d
+	mqueueMagic      = 0x19800202
+	configfsMagic    = 0x62656570
+	pstorefsMagic    = 0x6165676c
+	efivarfsMagic    = 0xde5e81e4
+	selinuxMagic     = 0xf97cff8c
+	smackMagic       = 0x43415d53
+	bdevfsMagic      = 0x62646576
+	dmaBufMagic      = 0x444d4142
+	secretmemMagic   = 0x5345434d
 )
 
 // pseudoFS lists the pseudo filesystems on an anonymous device whose
 // files have names the kernel generates ("pipe:[1234]", "socket:[99]",
-// "anon_inode:[eventfd]"); key_pseudo_fs in bpf/vigil.h lists the same.
+// "anon_inode:[eventfd]"); key_pseudo_fs in bpf/lib/key.h lists the same.
 var pseudoFS = map[uint32]bool{
-	0x9fa0: true, 0x1cd1: true, 0x50495045: true, 0x534f434b: true,
-	0x09041934: true, 0x73636673: true, 0x64626720: true, 0x74726163: true,
-	0x6e736673: true, 0x42494e4d: true, 0x19800202: true, 0x62656570: true,
-	0x6165676c: true, 0xde5e81e4: true, 0xf97cff8c: true, 0x43415d53: true,
-	0x62646576: true, 0x444d4142: true, 0x5345434d: true,
+	procSuperMagic: true, devptsSuperMagic: true, pipefsMagic: true, sockfsMagic: true,
+	anonInodeFSMagic: true, securityfsMagic: true, debugfsMagic: true, tracefsMagic: true,
+	nsfsMagic: true, binfmtfsMagic: true, mqueueMagic: true, configfsMagic: true,
+	pstorefsMagic: true, efivarfsMagic: true, selinuxMagic: true, smackMagic: true,
+	bdevfsMagic: true, dmaBufMagic: true, secretmemMagic: true,
 }
 
 // PseudoFS reports whether magic is a pseudo filesystem whose files have
@@ -163,21 +182,24 @@ func CanonicalPath(name string, magic, devMajor, tgid uint32) string {
 // in no directory (a walk up from them reaches nothing but "/"): the
 // prefix of the names the kernel generates for them.
 var unnamedPrefix = map[uint32]string{
-	0x50495045: "pipe",       // pipefs
-	0x534f434b: "socket",     // sockfs
-	0x09041934: "anon_inode", // anon_inodefs
+	pipefsMagic:      "pipe",
+	sockfsMagic:      "socket",
+	anonInodeFSMagic: "anon_inode",
 }
 
 // procSelf returns what follows "/proc/<tgid>" in name. Like the kernel's
-// twin it reads at most ten digits.
+// twin (VG_PID_DIGITS) it reads at most pidDigits digits.
 func procSelf(name string, tgid uint32) (string, bool) {
-	const prefix = "/proc/"
+	const (
+		prefix    = "/proc/"
+		pidDigits = 10
+	)
 	if !strings.HasPrefix(name, prefix) {
 		return "", false
 	}
 	i := len(prefix)
 	var n uint64
-	for ; i < len(name) && i < len(prefix)+10 && name[i] >= '0' && name[i] <= '9'; i++ {
+	for ; i < len(name) && i < len(prefix)+pidDigits && name[i] >= '0' && name[i] <= '9'; i++ {
 		n = n*10 + uint64(name[i]-'0')
 	}
 	if i == len(prefix) || n != uint64(tgid) || (i < len(name) && name[i] != '/') {
@@ -300,7 +322,7 @@ func Key(r Record) (uint64, bool) {
 				h.mix(uint64(b))
 			}
 		case afUnix:
-			h.str(cstring(r.Addr.Raw[:108]))
+			h.str(cstring(r.Addr.Raw[:unixPathMax]))
 		}
 	case *TaskKill:
 		h.mix(uint64(r.Sig))
@@ -335,8 +357,12 @@ func Key(r Record) (uint64, bool) {
 	return uint64(h), true
 }
 
+// Address families (include/linux/socket.h) and the size of an AF_UNIX
+// address's path (sockaddr_un.sun_path).
 const (
 	afUnix  = 1
 	afInet  = 2
 	afInet6 = 10
+
+	unixPathMax = 108
 )

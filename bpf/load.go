@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,27 +46,23 @@ func probeLSM(securityDir string, cache *btf.Cache) error {
 	return nil
 }
 
-// attachAll attaches every program of coll but the ones that are run
-// instead (the memo collector, vg_find_fput), all at once: attaching and,
-// above all, detaching a tracepoint wait for the kernel (the detach for
-// an RCU grace period), so one at a time adds up to most of a short
-// `vigil run`. On error it detaches what it attached.
-func attachAll(spec *ebpf.CollectionSpec, coll *ebpf.Collection) ([]link.Link, error) {
-	var names []string
-	for _, name := range sortedPrograms(spec) {
-		ps := spec.Programs[name]
-		if ps.AttachType == ebpf.AttachTraceIter || ps.Type == ebpf.Syscall {
-			continue // run, not attached: the collector (rotateRepeats), vg_find_fput
-		}
-		names = append(names, name)
-	}
+// attachAll attaches hooks (by name; spec gives their sections) all at
+// once: attaching and, above all, detaching a tracepoint wait for the
+// kernel (the detach for an RCU grace period), so one at a time adds up
+// to most of a short `vigil run`. On error it detaches what it attached.
+func attachAll(spec *ebpf.CollectionSpec, hooks map[string]*ebpf.Program) ([]link.Link, error) {
+	names := slices.Sorted(maps.Keys(hooks))
 	links := make([]link.Link, len(names))
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
 		wg.Go(func() {
 			ps := spec.Programs[name]
-			links[i], errs[i] = attach(ps, coll.Programs[name])
+			if ps == nil {
+				errs[i] = fmt.Errorf("program %s: not in the object's spec", name)
+				return
+			}
+			links[i], errs[i] = attach(ps, hooks[name])
 			if errs[i] != nil {
 				errs[i] = fmt.Errorf("program %s (%s): %w", name, ps.SectionName, errs[i])
 			}
@@ -129,31 +126,4 @@ func ensureTracefs(dir string) error {
 		return fmt.Errorf("mount tracefs at %s: %w", dir, err)
 	}
 	return nil
-}
-
-// findFput runs vg_find_fput (tracepoint backend), which looks up the
-// kernel's deferred file release function so that exec can find the
-// script file an interpreter exec released (see tp.bpf.c), and reports
-// whether it was found. Without it script records name the script by the
-// path the exec was given only (FileOpen-like records with File.Present
-// false).
-func findFput(coll *ebpf.Collection) bool {
-	p, v := coll.Programs["vg_find_fput"], coll.Variables["fput_work_fn"]
-	if p == nil || v == nil {
-		return false
-	}
-	if _, err := p.Run(&ebpf.RunOptions{}); err != nil {
-		return false
-	}
-	var addr uint64
-	return v.Get(&addr) == nil && addr != 0
-}
-
-func sortedPrograms(spec *ebpf.CollectionSpec) []string {
-	names := make([]string, 0, len(spec.Programs))
-	for n := range spec.Programs {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
 }

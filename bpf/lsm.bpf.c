@@ -4,40 +4,63 @@
  * for tasks in a modeling namespace and, in an enforcing namespace,
  * returning -EPERM for events outside the namespace's allow set and for
  * every event of an untrusted task. */
-#define VG_BACKEND_LSM 1
-#include "vigil.h"
-#include "created.h"
-#include "lifecycle.h"
+#define VG_BACKEND_LSM 1 /* created.h: tags in inode storage */
+
+/* The headers in the order they build on each other (bpf/doc.go). */
+#include "lib/common.h"
+#include "lib/records.h"
+#include "lib/loss.h"
+#include "lib/namespace.h"
+#include "lib/ignore.h"
+#include "lib/task.h"
+#include "lib/rcache.h"
+#include "lib/scratch.h"
+#include "lib/path.h"
+#include "lib/created.h"
+#include "lib/fill.h"
+#include "lib/key.h"
+#include "lib/enforce.h"
+#include "lib/memo.h"
+#include "lib/repeat.h"
+#include "lib/dormant.h"
+#include "lib/lifecycle.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* BEGIN reserves record var of type T for the current task, or returns
- * (with the loss counted) when there is nothing to record or no room. */
-#define BEGIN(T, var, rectype)                                      \
-	struct vg_task *st = current_state();                       \
-	struct vg_ns_cfg *cfg;                                      \
-	T *var;                                                     \
-	if (!st)                                                    \
-		return 0;                                           \
-	cfg = ns_cfg(st);                                           \
-	var = new_record(rectype, sizeof(T), st);                   \
-	if (!var)                                                   \
+/* RESERVE_OR_RETURN declares st (the current task's state), cfg (its
+ * namespace's configuration) and var, a record of type T it reserves for
+ * the task; it returns from the hook when the task makes no record (0) or
+ * the ring buffer is full (the loss counted, and decided by lost). Not
+ * formatted: clang-format misreads a body that ends in an if statement
+ * without its semicolon. */
+/* clang-format off */
+#define RESERVE_OR_RETURN(T, var, rectype)        \
+	struct vg_task *st = current_state();     \
+	struct vg_ns_cfg *cfg;                    \
+	T *var;                                   \
+	if (!st)                                  \
+		return 0;                         \
+	cfg = ns_cfg(st);                         \
+	var = new_record(rectype, sizeof(T), st); \
+	if (!var)                                 \
 		return lost(st, cfg)
+/* clang-format on */
 
-/* END decides (enforcing namespaces only; key computed lazily) and
- * submits. */
-#define END(var, keyexpr)                                           \
-	do {                                                        \
-		int rc_ = 0;                                        \
-		if (enforcing(cfg)) {                               \
-			var->hdr.key = (keyexpr);                   \
-			rc_ = check(st, &var->hdr);                 \
-		}                                                   \
-		bpf_ringbuf_submit(var, wake_flags());                         \
-		return rc_;                                         \
+/* DECIDE_AND_SUBMIT decides the event of record var in an enforcing
+ * namespace (keyexpr, its allow key, is computed only there), submits the
+ * record and returns the decision from the hook. */
+#define DECIDE_AND_SUBMIT(var, keyexpr)                \
+	do {                                           \
+		int rc_ = 0;                           \
+		if (enforcing(cfg)) {                  \
+			var->hdr.key = (keyexpr);      \
+			rc_ = check(st, &var->hdr);    \
+		}                                      \
+		bpf_ringbuf_submit(var, wake_flags()); \
+		return rc_;                            \
 	} while (0)
 
-/* file_open goes through the repeat cache (vigil.h): a repeat of an open
+/* file_open goes through the repeat cache (lib/repeat.h): a repeat of an open
  * recorded in this window, and allowed if the namespace enforces, only
  * counts. Untrusted tasks always take the full path (every event is
  * denied and recorded). */
@@ -146,14 +169,15 @@ int BPF_PROG(vg_mmap_file, struct file *file, unsigned long reqprot, unsigned lo
 {
 	if (ret)
 		return ret;
-	BEGIN(struct rec_mmap, r, VG_MMAP_FILE);
+	RESERVE_OR_RETURN(struct rec_mmap, r, VG_MMAP_FILE);
 	r->prot = prot;
 	r->flags = flags;
 	fill_file_btf(&r->file, file);
 	/* Anonymous mappings are keyed by protection and mapping type only;
 	 * without PROT_EXEC they pass unchecked (key_passes). */
-	END(r, r->file.present ? key_file(mix(mix(key_start(&r->hdr), r->prot), r->flags), &r->file, st->ns)
-			       : mix(mix(key_start(&r->hdr), r->prot & VG_PROT_MASK), r->flags & VG_MAP_TYPE_MASK));
+	DECIDE_AND_SUBMIT(
+		r, r->file.present ? key_file(mix(mix(key_start(&r->hdr), r->prot), r->flags), &r->file, st->ns)
+				   : mix(mix(key_start(&r->hdr), r->prot & VG_PROT_MASK), r->flags & VG_MAP_TYPE_MASK));
 }
 
 SEC("lsm/file_ioctl")
@@ -161,12 +185,12 @@ int BPF_PROG(vg_file_ioctl, struct file *file, unsigned int cmd, unsigned long a
 {
 	if (ret)
 		return ret;
-	BEGIN(struct rec_ioctl, r, VG_FILE_IOCTL);
+	RESERVE_OR_RETURN(struct rec_ioctl, r, VG_FILE_IOCTL);
 	r->cmd = cmd;
 	r->pad = 0;
 	r->arg = arg;
 	fill_file_btf(&r->file, file);
-	END(r, key_file(mix(key_start(&r->hdr), r->cmd), &r->file, st->ns));
+	DECIDE_AND_SUBMIT(r, key_file(mix(key_start(&r->hdr), r->cmd), &r->file, st->ns));
 }
 
 SEC("lsm/socket_create")
@@ -174,12 +198,12 @@ int BPF_PROG(vg_socket_create, int family, int type, int protocol, int kern, int
 {
 	if (ret)
 		return ret;
-	BEGIN(struct rec_sock_create, r, VG_SOCKET_CREATE);
+	RESERVE_OR_RETURN(struct rec_sock_create, r, VG_SOCKET_CREATE);
 	r->family = family;
 	r->type = type;
 	r->protocol = protocol;
 	r->kern = kern;
-	END(r, mix(mix(mix(mix(key_start(&r->hdr), r->family), r->type), r->protocol), r->kern));
+	DECIDE_AND_SUBMIT(r, mix(mix(mix(mix(key_start(&r->hdr), r->family), r->type), r->protocol), r->kern));
 }
 
 static __always_inline __u64 key_sock_addr(const struct rec_sock_addr *r)
@@ -190,25 +214,26 @@ static __always_inline __u64 key_sock_addr(const struct rec_sock_addr *r)
 	k = mix(k, r->sock.type);
 	k = mix(k, r->sock.protocol);
 	k = mix(k, r->addr.family);
-	if (r->addr.family == 2) {
+	if (r->addr.family == VG_AF_INET) {
 		k = mix(k, r->addr.port);
 		k = mix(k, r->addr.addr4);
-	} else if (r->addr.family == 10) {
+	} else if (r->addr.family == VG_AF_INET6) {
 		k = mix(k, r->addr.port);
-		for (int i = 0; i < 16; i++)
+		for (int i = 0; i < (int)sizeof(r->addr.addr6); i++)
 			k = mix(k, r->addr.addr6[i]);
-	} else if (r->addr.family == 1) {
-		k = mix_str(k, (const char *)r->addr.raw, cstrlen((const char *)r->addr.raw, 108), 108);
+	} else if (r->addr.family == VG_AF_UNIX) {
+		k = mix_str(k, (const char *)r->addr.raw, cstrlen((const char *)r->addr.raw, VG_UNIX_PATH_MAX),
+			    VG_UNIX_PATH_MAX);
 	}
 	return k;
 }
 
 static __always_inline int sock_addr_event(__u16 type, struct socket *sock, struct sockaddr *address, int addrlen)
 {
-	BEGIN(struct rec_sock_addr, r, type);
+	RESERVE_OR_RETURN(struct rec_sock_addr, r, type);
 	fill_sock(r, sock, st);
 	fill_addr(&r->addr, address, addrlen, 0);
-	END(r, key_sock_addr(r));
+	DECIDE_AND_SUBMIT(r, key_sock_addr(r));
 }
 
 SEC("lsm/socket_connect")
@@ -234,17 +259,17 @@ int BPF_PROG(vg_socket_accept, struct socket *sock, struct socket *newsock, int 
 
 	if (ret)
 		return ret;
-	BEGIN(struct rec_sock_addr, r, VG_SOCKET_ACCEPT);
+	RESERVE_OR_RETURN(struct rec_sock_addr, r, VG_SOCKET_ACCEPT);
 	fill_sock(r, sock, st);
 	sk = BPF_CORE_READ(sock, sk);
 	r->addr.family = r->sock.family;
 	r->addr.port = bpf_htons(BPF_CORE_READ(sk, __sk_common.skc_num));
-	if (r->addr.family == 2) {
+	if (r->addr.family == VG_AF_INET) {
 		r->addr.addr4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-	} else if (r->addr.family == 10) {
-		bpf_core_read(r->addr.addr6, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+	} else if (r->addr.family == VG_AF_INET6) {
+		bpf_core_read(r->addr.addr6, sizeof(r->addr.addr6), &sk->__sk_common.skc_v6_rcv_saddr);
 	}
-	END(r, key_sock_addr(r));
+	DECIDE_AND_SUBMIT(r, key_sock_addr(r));
 }
 
 /* fill_target describes the task p an event acts on. A thread or process
@@ -265,15 +290,16 @@ static __always_inline void fill_target(struct vg_target *t, struct task_struct 
 }
 
 SEC("lsm/task_kill")
-int BPF_PROG(vg_task_kill, struct task_struct *p, struct kernel_siginfo *info, int sig, const struct cred *cred, int ret)
+int BPF_PROG(vg_task_kill, struct task_struct *p, struct kernel_siginfo *info, int sig, const struct cred *cred,
+	     int ret)
 {
 	if (ret)
 		return ret;
-	BEGIN(struct rec_task_kill, r, VG_TASK_KILL);
+	RESERVE_OR_RETURN(struct rec_task_kill, r, VG_TASK_KILL);
 	fill_target(&r->target, p);
 	r->sig = sig;
 	r->cross_ns = r->target.ns != st->ns;
-	END(r, mix(mix(key_start(&r->hdr), r->sig), r->cross_ns));
+	DECIDE_AND_SUBMIT(r, mix(mix(key_start(&r->hdr), r->sig), r->cross_ns));
 }
 
 SEC("lsm/ptrace_access_check")
@@ -281,11 +307,11 @@ int BPF_PROG(vg_ptrace_access_check, struct task_struct *child, unsigned int mod
 {
 	if (ret)
 		return ret;
-	BEGIN(struct rec_ptrace, r, VG_PTRACE_ACCESS_CHECK);
+	RESERVE_OR_RETURN(struct rec_ptrace, r, VG_PTRACE_ACCESS_CHECK);
 	fill_target(&r->target, child);
 	r->mode = mode;
 	r->pad = 0;
-	END(r, mix(key_start(&r->hdr), r->mode));
+	DECIDE_AND_SUBMIT(r, mix(key_start(&r->hdr), r->mode));
 }
 
 /* inode_create and inode_mkdir give the new file its created tag
@@ -311,7 +337,7 @@ static __always_inline int inode_create_event(__u16 type, struct inode *dir, str
 	r->pad = 0;
 	r->created = tag;
 	walk_path(&r->path, dentry, NULL);
-	END(r, key_name(mix(key_start(&r->hdr), r->mode), &r->path, &r->created, st->ns));
+	DECIDE_AND_SUBMIT(r, key_name(mix(key_start(&r->hdr), r->mode), &r->path, &r->created, st->ns));
 }
 
 SEC("lsm/inode_create")
@@ -335,12 +361,12 @@ int BPF_PROG(vg_inode_unlink, struct inode *dir, struct dentry *dentry, int ret)
 {
 	if (ret)
 		return ret;
-	BEGIN(struct rec_inode_unlink, r, VG_INODE_UNLINK);
+	RESERVE_OR_RETURN(struct rec_inode_unlink, r, VG_INODE_UNLINK);
 	__builtin_memset(&r->dir, 0, 2 * sizeof(r->dir));
 	fill_inode(&r->dir, dir);
 	fill_inode_btf(&r->inode, dentry->d_inode);
 	walk_path(&r->path, dentry, NULL);
-	END(r, key_name(key_start(&r->hdr), &r->path, &r->inode.created, st->ns));
+	DECIDE_AND_SUBMIT(r, key_name(key_start(&r->hdr), &r->path, &r->inode.created, st->ns));
 }
 
 SEC("lsm/inode_rename")
@@ -351,7 +377,7 @@ int BPF_PROG(vg_inode_rename, struct inode *old_dir, struct dentry *old_dentry, 
 		return ret;
 	struct inode *old_inode = old_dentry->d_inode, *new_inode = new_dentry->d_inode;
 
-	BEGIN(struct rec_inode_rename, r, VG_INODE_RENAME);
+	RESERVE_OR_RETURN(struct rec_inode_rename, r, VG_INODE_RENAME);
 	__builtin_memset(&r->old_dir, 0, 4 * sizeof(r->old_dir));
 	fill_inode(&r->old_dir, old_dir);
 	fill_inode(&r->new_dir, new_dir);
@@ -361,8 +387,8 @@ int BPF_PROG(vg_inode_rename, struct inode *old_dir, struct dentry *old_dentry, 
 	r->present = (old_inode ? VG_REN_OLD : 0) | (new_inode ? VG_REN_NEW : 0);
 	walk_path(&r->old_path, old_dentry, NULL);
 	walk_path(&r->new_path, new_dentry, NULL);
-	END(r, key_name(key_name(key_start(&r->hdr), &r->old_path, &r->old_inode.created, st->ns), &r->new_path,
-			&r->new_inode.created, st->ns));
+	DECIDE_AND_SUBMIT(r, key_name(key_name(key_start(&r->hdr), &r->old_path, &r->old_inode.created, st->ns),
+				      &r->new_path, &r->new_inode.created, st->ns));
 }
 
 /* inode_setattr gained a leading mnt_idmap argument in 6.3; the dentry
@@ -384,7 +410,7 @@ int vg_inode_setattr(unsigned long long *ctx)
 	else
 		dentry = (void *)ctx[0];
 	attr = (void *)b;
-	BEGIN(struct rec_inode_setattr, r, VG_INODE_SETATTR);
+	RESERVE_OR_RETURN(struct rec_inode_setattr, r, VG_INODE_SETATTR);
 	__builtin_memset(&r->inode, 0, sizeof(r->inode));
 	fill_inode_btf(&r->inode, dentry->d_inode);
 	r->valid = BPF_CORE_READ(attr, ia_valid);
@@ -393,7 +419,7 @@ int vg_inode_setattr(unsigned long long *ctx)
 	r->gid = BPF_CORE_READ(attr, ia_gid.val);
 	r->size = BPF_CORE_READ(attr, ia_size);
 	walk_path(&r->path, dentry, NULL);
-	END(r, key_name(mix(key_start(&r->hdr), r->valid), &r->path, &r->inode.created, st->ns));
+	DECIDE_AND_SUBMIT(r, key_name(mix(key_start(&r->hdr), r->valid), &r->path, &r->inode.created, st->ns));
 }
 
 SEC("lsm/sb_mount")
@@ -402,7 +428,7 @@ int BPF_PROG(vg_sb_mount, const char *dev_name, const struct path *path, const c
 {
 	if (ret)
 		return ret;
-	BEGIN(struct rec_sb_mount, r, VG_SB_MOUNT);
+	RESERVE_OR_RETURN(struct rec_sb_mount, r, VG_SB_MOUNT);
 	r->flags = flags;
 	walk_path(&r->path, BPF_CORE_READ(path, dentry), BPF_CORE_READ(path, mnt));
 	r->dev_name[0] = 0;
@@ -411,8 +437,9 @@ int BPF_PROG(vg_sb_mount, const char *dev_name, const struct path *path, const c
 		bpf_probe_read_kernel_str(r->dev_name, sizeof(r->dev_name), dev_name);
 	if (type)
 		bpf_probe_read_kernel_str(r->type, sizeof(r->type), type);
-	END(r, mix_str(mix_str(mix(key_start(&r->hdr), r->flags), r->path.name, r->path.len, VG_PATH_MAX - 1),
-		       r->type, cstrlen(r->type, sizeof(r->type)), sizeof(r->type)));
+	DECIDE_AND_SUBMIT(
+		r, mix_str(mix_str(mix(key_start(&r->hdr), r->flags), r->path.name, r->path.len, VG_PATH_MAX - 1),
+			   r->type, cstrlen(r->type, sizeof(r->type)), sizeof(r->type)));
 }
 
 SEC("lsm/kernel_module_request")
@@ -420,10 +447,10 @@ int BPF_PROG(vg_kernel_module_request, char *kmod_name, int ret)
 {
 	if (ret)
 		return ret;
-	BEGIN(struct rec_kmod, r, VG_KERNEL_MODULE_REQUEST);
+	RESERVE_OR_RETURN(struct rec_kmod, r, VG_KERNEL_MODULE_REQUEST);
 	r->name[0] = 0;
 	bpf_probe_read_kernel_str(r->name, sizeof(r->name), kmod_name);
-	END(r, mix_str(key_start(&r->hdr), r->name, cstrlen(r->name, sizeof(r->name)), sizeof(r->name)));
+	DECIDE_AND_SUBMIT(r, mix_str(key_start(&r->hdr), r->name, cstrlen(r->name, sizeof(r->name)), sizeof(r->name)));
 }
 
 SEC("lsm/kernel_read_file")
@@ -431,21 +458,22 @@ int BPF_PROG(vg_kernel_read_file, struct file *file, enum kernel_read_file_id id
 {
 	if (ret)
 		return ret;
-	BEGIN(struct rec_kread, r, VG_KERNEL_READ_FILE);
+	RESERVE_OR_RETURN(struct rec_kread, r, VG_KERNEL_READ_FILE);
 	r->id = id;
 	r->contents = contents;
 	fill_file_btf(&r->file, file);
-	END(r, r->file.present ? key_file(mix(key_start(&r->hdr), r->id), &r->file, st->ns) : mix(key_start(&r->hdr), r->id));
+	DECIDE_AND_SUBMIT(r, r->file.present ? key_file(mix(key_start(&r->hdr), r->id), &r->file, st->ns)
+					     : mix(key_start(&r->hdr), r->id));
 }
 
 /* bpf gained a trailing argument in 6.16; cmd and size keep their place. */
 SEC("lsm/bpf")
 int vg_bpf(unsigned long long *ctx)
 {
-	BEGIN(struct rec_bpf, r, VG_BPF);
+	RESERVE_OR_RETURN(struct rec_bpf, r, VG_BPF);
 	r->cmd = (__u32)ctx[0];
 	r->size = (__u32)ctx[2];
-	END(r, mix(key_start(&r->hdr), r->cmd));
+	DECIDE_AND_SUBMIT(r, mix(key_start(&r->hdr), r->cmd));
 }
 
 SEC("lsm/capable")
@@ -468,5 +496,5 @@ int BPF_PROG(vg_capable, const struct cred *cred, struct user_namespace *ns, int
 		return lost(st, cfg);
 	r->cap = cap;
 	r->opts = opts;
-	END(r, mix(mix(key_start(&r->hdr), r->cap), r->opts));
+	DECIDE_AND_SUBMIT(r, mix(mix(key_start(&r->hdr), r->cap), r->opts));
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 )
 
-// The layout of every record is fixed by bpf/vigil.h; the sizes below are
+// The layout of every record is fixed by bpf/lib/records.h; the sizes below are
 // checked against the BTF of the compiled object by the spec tests, so a
 // change on one side without the other fails `go test`.
 const (
@@ -25,10 +25,16 @@ const (
 	fileSize  = 8 + inodeSize + pathSize
 	sockSize  = 24
 	addrSize  = 168
+
+	// String fields, NUL included: SbMount's device name and file
+	// system type, KernelModuleRequest's name.
+	devNameMax  = 256
+	fsTypeMax   = 64
+	kmodNameMax = 64
 )
 
 // RecordType says which payload follows the header. The numbers are part
-// of the kernel ABI of this package (bpf/vigil.h); names are TSEM's.
+// of the kernel ABI of this package (bpf/lib/records.h); names are TSEM's.
 type RecordType uint16
 
 // Record types. Each names the TSEM event it describes, except TaskFork
@@ -118,9 +124,9 @@ var recordSizes = [recTypeEnd]int{
 	RecInodeMkdir:          HeaderSize + inodeSize + 8 + ctagSize + pathSize,
 	RecInodeRename:         HeaderSize + 4*inodeSize + 8 + 2*pathSize,
 	RecInodeSetattr:        HeaderSize + inodeSize + 24 + pathSize,
-	RecSbMount:             HeaderSize + 8 + pathSize + 256 + 64,
+	RecSbMount:             HeaderSize + 8 + pathSize + devNameMax + fsTypeMax,
 	RecPtraceAccessCheck:   HeaderSize + 32,
-	RecKernelModuleRequest: HeaderSize + 64,
+	RecKernelModuleRequest: HeaderSize + kmodNameMax,
 	RecKernelReadFile:      HeaderSize + 8 + fileSize,
 	RecBpf:                 HeaderSize + 8,
 	RecCapable:             HeaderSize + 8,
@@ -635,12 +641,12 @@ func ParseRecord(raw []byte) (Record, error) {
 		r := &SbMount{Header: h}
 		r.MountFlags = d.u64()
 		d.path(&r.Path)
-		r.DevName = d.cstr(256)
-		r.FSType = d.cstr(64)
+		r.DevName = d.cstr(devNameMax)
+		r.FSType = d.cstr(fsTypeMax)
 		return r, nil
 	case RecKernelModuleRequest:
 		r := &KernelModuleRequest{Header: h}
-		r.Name = d.cstr(64)
+		r.Name = d.cstr(kmodNameMax)
 		return r, nil
 	case RecKernelReadFile:
 		r := &KernelReadFile{Header: h}

@@ -381,13 +381,13 @@ func BenchmarkRepeatRotation(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				b.StopTimer()
-				c.repMu.Lock()
-				cur := c.repCur
-				c.repMu.Unlock()
+				c.rep.mu.Lock()
+				cur := c.rep.cur
+				c.rep.mu.Unlock()
 				if _, err := cur.BatchUpdate(keys, vals, nil); err != nil {
 					b.Fatal(err)
 				}
-				if err := c.ridCounter.Update(uint32(0), uint64(n), ebpf.UpdateAny); err != nil {
+				if err := c.rep.ids.Update(uint32(0), uint64(n), ebpf.UpdateAny); err != nil {
 					b.Fatal(err)
 				}
 				b.StartTimer()

@@ -162,7 +162,7 @@ func TestRecordSizes(t *testing.T) {
 			}
 		}
 	}
-	// Both objects share vigil.h: same layouts.
+	// Both objects share lib/records.h: same layouts.
 	tp, err := collectionSpec(BackendTracepoint)
 	if err != nil {
 		t.Fatal(err)

@@ -4,16 +4,27 @@
  * loaded: it observes the same events after the fact from the raw syscall
  * tracepoints and the scheduler's, and emits the same records (flagged
  * observed). It never denies anything. */
-#include "vigil.h"
-#include "created.h"
-#include "lifecycle.h"
+
+/* The headers in the order they build on each other (bpf/doc.go). */
+#include "lib/common.h"
+#include "lib/records.h"
+#include "lib/loss.h"
+#include "lib/namespace.h"
+#include "lib/ignore.h"
+#include "lib/task.h"
+#include "lib/rcache.h"
+#include "lib/scratch.h"
+#include "lib/path.h"
+#include "lib/created.h"
+#include "lib/fill.h"
+#include "lib/key.h"
+#include "lib/enforce.h"
+#include "lib/memo.h"
+#include "lib/repeat.h"
+#include "lib/dormant.h"
+#include "lib/lifecycle.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-#define PROT_EXEC 0x4
-#define MAP_ANONYMOUS 0x20
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
 
 static __always_inline struct file *fd_file(long fd)
 {
@@ -32,15 +43,23 @@ static __always_inline struct file *fd_file(long fd)
 	return f;
 }
 
-#define BEGIN(T, var, rectype)                                      \
-	struct vg_task *st = current_state();                       \
-	T *var;                                                     \
-	if (!st)                                                    \
-		return 0;                                           \
-	var = new_record(rectype, sizeof(T), st);                   \
-	if (!var)                                                   \
-		return 0;                                           \
-	var->hdr.flags |= VG_F_OBSERVED
+/* observed_record reserves a record of type and size for the current
+ * task, flagged observed, and gives the task's state in *stp; NULL when
+ * the task makes no record or the ring buffer is full (the loss counted). */
+static __always_inline void *observed_record(__u16 type, __u16 size, struct vg_task **stp)
+{
+	struct vg_task *st = current_state();
+	struct vg_hdr *h;
+
+	if (!st)
+		return NULL;
+	h = new_record(type, size, st);
+	if (!h)
+		return NULL;
+	h->flags |= VG_F_OBSERVED;
+	*stp = st;
+	return h;
+}
 
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
@@ -76,9 +95,6 @@ static __always_inline struct file *fd_file_btf(long fd)
 		return NULL;
 	return bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
 }
-
-/* f_flags bits the open handlers look at. */
-#define VG_O_PATH 010000000 /* O_PATH: no security_file_open, so no event */
 
 /* open_exit_old is open_exit for kernels without bpf_rdonly_cast: no
  * repeat cache. */
@@ -160,8 +176,7 @@ static __always_inline int open_exit(long ret)
  * fput_work_fn is ____fput's address (vg_find_fput, run by the loader);
  * without it, or when no such file is found, the record names the script
  * by bprm->filename only (file.present 0). */
-#define VG_FMODE_EXEC 0x20 /* __FMODE_EXEC in f_flags: an exec's open */
-#define VG_EXEC_WORKS 64  /* task works walked */
+#define VG_EXEC_WORKS 64 /* task works walked */
 
 __u64 fput_work_fn = 0;
 
@@ -299,12 +314,17 @@ int vg_exec(struct bpf_raw_tracepoint_args *ctx)
 
 static __always_inline int mmap_enter(__u64 prot, __u64 flags, long fd)
 {
-	if (!(prot & PROT_EXEC))
+	struct rec_mmap *r;
+	struct vg_task *st;
+
+	if (!(prot & VG_PROT_EXEC))
 		return 0;
-	BEGIN(struct rec_mmap, r, VG_MMAP_FILE);
+	r = observed_record(VG_MMAP_FILE, sizeof(*r), &st);
+	if (!r)
+		return 0;
 	r->prot = prot;
 	r->flags = flags;
-	if (flags & MAP_ANONYMOUS) {
+	if (flags & VG_MAP_ANONYMOUS) {
 		r->file.present = 0;
 		r->file.flags = 0;
 	} else {
@@ -317,16 +337,20 @@ static __always_inline int mmap_enter(__u64 prot, __u64 flags, long fd)
 static __always_inline int sock_addr_enter(long fd, const void *addr, int addrlen, __u16 type)
 {
 	struct file *file = fd_file(fd);
+	struct rec_sock_addr *r;
 	struct socket *sock;
+	struct vg_task *st;
 	__u32 mode;
 
 	if (!file)
 		return 0;
 	mode = BPF_CORE_READ(file, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
+	if ((mode & VG_S_IFMT) != VG_S_IFSOCK)
 		return 0;
 	sock = BPF_CORE_READ(file, private_data);
-	BEGIN(struct rec_sock_addr, r, type);
+	r = observed_record(type, sizeof(*r), &st);
+	if (!r)
+		return 0;
 	fill_sock(r, sock, st);
 	fill_addr(&r->addr, addr, addrlen, 1);
 	bpf_ringbuf_submit(r, wake_flags());
@@ -335,7 +359,12 @@ static __always_inline int sock_addr_enter(long fd, const void *addr, int addrle
 
 static __always_inline int kill_enter(__u32 pid, __u32 tgid, __u32 sig)
 {
-	BEGIN(struct rec_task_kill, r, VG_TASK_KILL);
+	struct rec_task_kill *r;
+	struct vg_task *st;
+
+	r = observed_record(VG_TASK_KILL, sizeof(*r), &st);
+	if (!r)
+		return 0;
 	r->target.pid = pid;
 	r->target.tgid = tgid;
 	r->target.ns = 0;
@@ -367,12 +396,15 @@ static __always_inline int kill_enter(__u32 pid, __u32 tgid, __u32 sig)
  * traced syscall less than a perf event does. The price: both programs
  * run for every syscall of the machine; one that no table names returns
  * after a switch on its number (see the README for what that costs). */
-#define VG_X32_BIT 0x40000000
-#define VG_TS_COMPAT 0x0002
+#define VG_X32_BIT 0x40000000 /* __X32_SYSCALL_BIT */
+#define VG_TS_COMPAT 0x0002   /* thread_info.status: a 32-bit syscall */
+/* socketcall(2)'s calls (include/uapi/linux/net.h) */
+#define VG_SYS_BIND 2
+#define VG_SYS_CONNECT 3
 
 enum vg_syscall {
 	VG_SC_NONE = 0,
-	VG_SC_OPEN,       /* returns a file descriptor: open_exit */
+	VG_SC_OPEN, /* returns a file descriptor: open_exit */
 	VG_SC_CONNECT,
 	VG_SC_BIND,
 	VG_SC_SOCKETCALL, /* ia32: call, then a pointer to its arguments */
@@ -516,13 +548,13 @@ int vg_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	}
 	switch (sc) {
 	case VG_SC_SOCKETCALL:
-		/* SYS_BIND 2, SYS_CONNECT 3: fd, address, length */
-		if (a[0] != 2 && a[0] != 3)
+		/* bind and connect: fd, address, length */
+		if (a[0] != VG_SYS_BIND && a[0] != VG_SYS_CONNECT)
 			return 0;
 		if (bpf_probe_read_user(u, 3 * sizeof(u[0]), (const void *)a[1]))
 			return 0;
 		return sock_addr_enter((__s32)u[0], (const void *)(__u64)u[1], (int)u[2],
-				       a[0] == 3 ? VG_SOCKET_CONNECT : VG_SOCKET_BIND);
+				       a[0] == VG_SYS_CONNECT ? VG_SOCKET_CONNECT : VG_SOCKET_BIND);
 	case VG_SC_CONNECT:
 	case VG_SC_BIND:
 		return sock_addr_enter((__s32)a[0], (const void *)a[1], (int)a[2],

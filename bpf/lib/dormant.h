@@ -13,7 +13,9 @@
 #ifndef VIGIL_DORMANT_H
 #define VIGIL_DORMANT_H
 
-#include "vigil.h"
+#include "common.h"
+#include "loss.h"
+#include "task.h"
 
 /* dormant_state returns the current task's state when it is dormant.
  * Call it after current_state, which takes a forked task's inherited
@@ -72,12 +74,14 @@ static __always_inline int setup_task(struct task_struct *task)
 }
 
 /* cgroup_ns returns the namespace of the container cgroup task is in (or
- * below, up to 4 levels: runc's leaf cgroups), 0 when none. */
+ * below, up to VG_CGROUP_LEVELS levels: runc's leaf cgroups), 0 when
+ * none. */
+#define VG_CGROUP_LEVELS 4
 static __always_inline __u64 cgroup_ns(struct task_struct *task)
 {
 	struct cgroup *cg = BPF_CORE_READ(task, cgroups, dfl_cgrp);
 
-	for (int i = 0; i < 5 && cg; i++) {
+	for (int i = 0; i <= VG_CGROUP_LEVELS && cg; i++) {
 		__u64 id = BPF_CORE_READ(cg, kn, id);
 		__u64 *ns = bpf_map_lookup_elem(&ctr_cgroup, &id);
 

@@ -16,16 +16,16 @@
  * inode), in a bounded hash table keyed by device, inode number and
  * generation on the tracepoint backend (entries go when userspace drops
  * the namespace; a full table counts VG_LOSS_CREATED). Each object
- * defines VG_BACKEND_LSM or not before including vigil.h. */
+ * defines VG_BACKEND_LSM or not before it includes this. */
 #ifndef VIGIL_CREATED_H
 #define VIGIL_CREATED_H
 
-#include "vigil.h"
+#include "common.h"
+#include "records.h"
+#include "loss.h"
+#include "task.h"
 
 #define VG_CSLOTS 8
-/* O_CREAT opens set FMODE_CREATED (include/linux/fs.h, 4.19+) in f_mode
- * when the open made the file. */
-#define VG_FMODE_CREATED 0x100000
 
 struct vg_cslot {
 	__u64 dir;   /* the directory (ckey_mix of device, inode, generation) */
@@ -60,8 +60,7 @@ static __always_inline __u64 ckey_mix(__u32 dev, __u64 ino, __u32 gen)
 /* ckey_dir is ckey_mix of a directory, any inode pointer. */
 static __always_inline __u64 ckey_dir(struct inode *dir)
 {
-	return ckey_mix(BPF_CORE_READ(dir, i_sb, s_dev), BPF_CORE_READ(dir, i_ino),
-			BPF_CORE_READ(dir, i_generation));
+	return ckey_mix(BPF_CORE_READ(dir, i_sb, s_dev), BPF_CORE_READ(dir, i_ino), BPF_CORE_READ(dir, i_generation));
 }
 
 /* created_next returns the next instance number of the current process in
