@@ -13,7 +13,7 @@ import (
 	"github.com/vigil-tsem/vigil/bpf"
 )
 
-// recWriter lays out raw records as bpf/vigil.h defines them, so tests
+// recWriter lays out raw records as bpf/lib/records.h defines them, so tests
 // go through the real decoder (bpf.ParseRecord) before converting.
 type recWriter struct{ b []byte }
 
