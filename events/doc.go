@@ -44,7 +44,7 @@
 // which capture backends record it. Names, Known, the parser's name check
 // and the ECS encoder read it; the parser, the encoders and the model keep
 // their type switches on payloads, and tests hold them to the catalogue
-// with one sample description per kind (testdata/kinds.jsonl).
+// with one sample description per kind (eventstest/kinds.jsonl).
 // docs/adding-an-event.md gives the steps to add a kind.
 //
 // # Parsing

@@ -13,7 +13,7 @@ import (
 // reads back to the same Event, that the encoding is a fixed point, and
 // that the ECS encoding is valid JSON. The seed corpus in
 // testdata/fuzz/FuzzParse holds the TSEM reference lines; the sample
-// description of every kind of the catalogue (testdata/kinds.jsonl) is
+// description of every kind of the catalogue (eventstest/kinds.jsonl) is
 // added to it.
 func FuzzParse(f *testing.F) {
 	for _, l := range kindSamples(f) {

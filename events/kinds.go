@@ -13,10 +13,12 @@ import (
 // prints; a Kind is immutable.
 //
 // The parser, the encoders and the model dispatch on payload types, where
-// a type switch is the clean Go; the catalogue is checked against them by
-// tests (kinds_test.go here, and tests in model, namespace and bpf that
-// feed every kind's sample description, testdata/kinds.jsonl, through
-// them). docs/adding-an-event.md lists the steps to add a kind.
+// a type switch is the clean Go; tests hold them to the catalogue:
+// kinds_test.go here and tests in model, namespace and internal/agent feed
+// every kind's sample description (eventstest/kinds.jsonl) through their
+// stage, and tests in bpf check record types, LSM programs and captured
+// records against it. docs/adding-an-event.md lists the steps to add a
+// kind.
 type Kind struct {
 	name string
 	// payload returns a new zero payload of the kind's typed layout; nil

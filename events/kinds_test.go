@@ -13,11 +13,13 @@ import (
 	"time"
 )
 
-// kindSamples reads testdata/kinds.jsonl, one description per kind of the
-// catalogue ('#' lines are comments), by event name.
+// kindSamples reads eventstest/kinds.jsonl, one description per kind of
+// the catalogue ('#' lines are comments), by event name. (Package
+// eventstest parses the same file for other packages' tests; the tests
+// here cannot import it.)
 func kindSamples(tb testing.TB) map[string][]byte {
 	tb.Helper()
-	name := filepath.Join("testdata", "kinds.jsonl")
+	name := filepath.Join("eventstest", "kinds.jsonl")
 	f, err := os.Open(name)
 	if err != nil {
 		tb.Fatal(err)
@@ -108,7 +110,7 @@ func TestKindsTable(t *testing.T) {
 func TestKindSamples(t *testing.T) {
 	samples := kindSamples(t)
 	if len(samples) != len(Kinds()) {
-		t.Errorf("testdata/kinds.jsonl has %d descriptions; the catalogue %d kinds", len(samples), len(Kinds()))
+		t.Errorf("eventstest/kinds.jsonl has %d descriptions; the catalogue %d kinds", len(samples), len(Kinds()))
 	}
 	fields := ecsFields(t)
 	boot := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -116,7 +118,7 @@ func TestKindSamples(t *testing.T) {
 		t.Run(k.Name(), func(t *testing.T) {
 			line, ok := samples[k.Name()]
 			if !ok {
-				t.Fatalf("kind %s has no sample description in testdata/kinds.jsonl", k.Name())
+				t.Fatalf("kind %s has no sample description in eventstest/kinds.jsonl", k.Name())
 			}
 			e, err := Parse(line)
 			if err != nil {

@@ -1,52 +1,22 @@
 package model_test
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/vigil-tsem/vigil/events"
+	"github.com/vigil-tsem/vigil/events/eventstest"
 	"github.com/vigil-tsem/vigil/model"
 )
-
-// kindSamples parses ../events/testdata/kinds.jsonl: one description per
-// kind of the events catalogue, by event name.
-func kindSamples(tb testing.TB) map[string]*events.Event {
-	tb.Helper()
-	name := filepath.Join("..", "events", "testdata", "kinds.jsonl")
-	f, err := os.Open(name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	out := make(map[string]*events.Event)
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		if l := sc.Bytes(); len(l) != 0 && l[0] != '#' {
-			e, err := events.Parse(l)
-			if err != nil {
-				tb.Fatalf("%s:%d: %v", name, n, err)
-			}
-			out[e.Header.Type] = e
-		}
-	}
-	if err := sc.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	return out
-}
 
 // TestKindCoefficients computes the coefficient of every kind's sample
 // description: a kind the catalogue models must have one, an unmodeled
 // kind must be refused with ErrNoCellLayout, and a kind modeled without
 // parameters gets the generic cell. A failure names the kind.
 func TestKindCoefficients(t *testing.T) {
-	samples := kindSamples(t)
+	samples := eventstest.KindSamples(t)
 	empty := sha256.Sum256(nil)
 	for _, k := range events.Kinds() {
 		t.Run(k.Name(), func(t *testing.T) {

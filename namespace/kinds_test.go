@@ -1,48 +1,18 @@
 package namespace
 
 import (
-	"bufio"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/vigil-tsem/vigil/events"
+	"github.com/vigil-tsem/vigil/events/eventstest"
 )
-
-// kindSamples parses ../events/testdata/kinds.jsonl: one description per
-// kind of the events catalogue, by event name.
-func kindSamples(tb testing.TB) map[string]*events.Event {
-	tb.Helper()
-	name := filepath.Join("..", "events", "testdata", "kinds.jsonl")
-	f, err := os.Open(name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	out := make(map[string]*events.Event)
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		if l := sc.Bytes(); len(l) != 0 && l[0] != '#' {
-			e, err := events.Parse(l)
-			if err != nil {
-				tb.Fatalf("%s:%d: %v", name, n, err)
-			}
-			out[e.Header.Type] = e
-		}
-	}
-	if err := sc.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	return out
-}
 
 // TestKindsModeledOrCounted adds the sample description of every kind to a
 // learning namespace: a kind the catalogue models becomes a model point, an
 // unmodeled one is counted by type (Stats.Unmodeled, UnmodeledTypes: what
 // `vigil run` reports) and stays out of the model.
 func TestKindsModeledOrCounted(t *testing.T) {
-	samples := kindSamples(t)
+	samples := eventstest.KindSamples(t)
 	n, err := NewRegistry(RegistryOptions{}).Create(Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,46 +1,23 @@
 package agent
 
 import (
-	"bufio"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vigil-tsem/vigil/events"
+	"github.com/vigil-tsem/vigil/events/eventstest"
 	"github.com/vigil-tsem/vigil/internal/metrics"
 	"github.com/vigil-tsem/vigil/namespace"
 )
 
 // TestKindsCountedAsUnmodeled passes the sample description of every kind
-// of the events catalogue (events/testdata/kinds.jsonl) through a
+// of the events catalogue (package eventstest) through a
 // namespace and the agent's event hook: an unmodeled kind is counted as
 // such by the namespace and never as a modeled event
 // (vigil_events_total), a modeled one the other way round.
 func TestKindsCountedAsUnmodeled(t *testing.T) {
-	name := filepath.Join("..", "..", "events", "testdata", "kinds.jsonl")
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	samples := make(map[string]*events.Event)
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		if l := sc.Bytes(); len(l) != 0 && l[0] != '#' {
-			e, err := events.Parse(l)
-			if err != nil {
-				t.Fatalf("%s:%d: %v", name, n, err)
-			}
-			samples[e.Header.Type] = e
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-
+	samples := eventstest.KindSamples(t)
 	n, err := namespace.NewRegistry(namespace.RegistryOptions{}).Create(namespace.Options{})
 	if err != nil {
 		t.Fatal(err)
