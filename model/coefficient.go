@@ -14,7 +14,8 @@ import (
 // kernel dialect is not known: the layouts are those of
 // testdata/tsem/README.md and those the package documentation lists from
 // the kernel source; the rest (inode_setxattr, settime, the IPC events...)
-// have none yet.
+// have none yet: the catalogue of event kinds gives each its reason
+// (events.Kind.Unmodeled).
 var ErrNoCellLayout = errors.New("no coefficient layout for event type")
 
 // EventCoefficient returns the security state coefficient of e in the TSEM
