@@ -36,6 +36,17 @@
 // them) is parsed into a *Generic, an ordered key/value tree, and re-encoded
 // byte for byte. An event name TSEM does not have is an error.
 //
+// # The catalogue
+//
+// Kinds (kinds.go) is one table of every TSEM event name with what Vigil
+// knows of it: its payload type, its ECS categorisation, how package model
+// lays out its coefficient cell or why it cannot (Kind.Unmodeled), and
+// which capture backends record it. Names, Known, the parser's name check
+// and the ECS encoder read it; the parser, the encoders and the model keep
+// their type switches on payloads, and tests hold them to the catalogue
+// with one sample description per kind (eventstest/kinds.jsonl).
+// docs/adding-an-event.md gives the steps to add a kind.
+//
 // # Parsing
 //
 // The kernel prints names without escaping them: a pathname may contain a

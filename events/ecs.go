@@ -220,59 +220,12 @@ var (
 	catIAMInfo      = ecsCat{[]string{"iam"}, []string{"info"}}
 )
 
-// ecsCategory maps a TSEM event to ECS categorisation values (only values
-// ECS allows, in allowed category/type pairs).
+// ecsCategory returns the ECS categorisation of a TSEM event (the
+// catalogue's, Kind.ECS): only values ECS allows, in allowed
+// category/type pairs.
 func ecsCategory(typ string) ecsCat {
-	switch typ {
-	case "file_open", "file_receive", "mmap_file", "file_ioctl", "file_ioctl_compat",
-		"file_lock", "file_fcntl", "inode_getxattr", "inode_listxattr", "kernel_read_file":
-		return catFileAccess
-	case "inode_getattr", "sb_statfs":
-		return catFileInfo
-	case "inode_create", "inode_mkdir", "inode_mknod", "inode_symlink", "inode_link",
-		"path_mkdir", "path_symlink":
-		return catFileCreation
-	case "inode_unlink", "inode_rmdir", "path_unlink", "path_rmdir":
-		return catFileDeletion
-	case "file_truncate", "path_truncate", "inode_rename", "inode_setattr", "inode_setxattr",
-		"inode_removexattr", "inode_killpriv", "sb_mount", "sb_umount", "sb_remount",
-		"sb_pivotroot", "move_mount", "quotactl", "quota_on":
-		return catFileChange
-	case "bprm_committed_creds", "bprm_check_security", "task_alloc":
-		return catProcStart
-	case "task_setpgid", "task_setnice", "task_setioprio", "task_prlimit", "task_setrlimit",
-		"task_setscheduler", "task_prctl", "cred_prepare", "capset":
-		return catProcChange
-	case "task_getpgid", "task_getsid", "task_getioprio", "task_getscheduler", "capget":
-		return catProcInfo
-	case "task_kill", "ptrace_access_check", "ptrace_traceme", "capable",
-		"shm_associate", "shm_shmctl", "shm_shmat", "sem_associate", "sem_semctl", "sem_semop",
-		"msg_queue_associate", "msg_queue_msgctl", "msg_queue_msgsnd", "msg_queue_msgrcv",
-		"ipc_permission":
-		return catProcAccess
-	case "socket_create", "socket_bind", "socket_listen", "tun_dev_create", "tun_dev_open",
-		"tun_dev_attach", "tun_dev_attach_queue":
-		return catNetStart
-	case "socket_connect", "socket_accept", "socket_socketpair", "unix_stream_connect":
-		return catNetConn
-	case "socket_getsockname", "socket_getpeername":
-		return catNetInfo
-	case "socket_sendmsg", "socket_recvmsg", "unix_may_send", "socket_setsockopt":
-		return catNetAccess
-	case "netlink_send":
-		return catNetProtocol
-	case "socket_shutdown":
-		return catNetEnd
-	case "syslog", "bpf", "bpf_map", "bpf_prog":
-		return catHostAccess
-	case "settime":
-		return catHostChange
-	case "kernel_module_request", "kernel_load_data":
-		return catDriverStart
-	case "key_alloc":
-		return catIAMCreation
-	case "key_permission":
-		return catIAMInfo
+	if k, ok := KindOf(typ); ok {
+		return k.ecs
 	}
 	return catHostAccess
 }

@@ -12,8 +12,13 @@ import (
 // FuzzParse checks that whatever Parse accepts re-encodes to a line Parse
 // reads back to the same Event, that the encoding is a fixed point, and
 // that the ECS encoding is valid JSON. The seed corpus in
-// testdata/fuzz/FuzzParse holds the TSEM reference lines.
+// testdata/fuzz/FuzzParse holds the TSEM reference lines; the sample
+// description of every kind of the catalogue (eventstest/kinds.jsonl) is
+// added to it.
 func FuzzParse(f *testing.F) {
+	for _, l := range kindSamples(f) {
+		f.Add(l)
+	}
 	f.Add([]byte(fileOpen("/tmp/a\tb\xff")))
 	f.Add([]byte(line("settime", `"ts": {"seconds": "1", "nsecs": "2"}`)))
 	// A SHA-384 namespace's description: 96-digit task ids and digest.

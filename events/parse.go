@@ -337,7 +337,7 @@ func (d *decoder) event(e *Event) {
 	e.Payload = d.payload(e.Header.Type, p)
 }
 
-// canonicalName returns the table's copy of a known name, or "".
+// canonicalName returns the catalogue's copy of a known name, or "".
 func canonicalName(b []byte) string {
 	s := string(b) // does not allocate: only compared
 	lo, hi := 0, len(sortedNames)

@@ -14,7 +14,8 @@ import (
 // kernel dialect is not known: the layouts are those of
 // testdata/tsem/README.md and those the package documentation lists from
 // the kernel source; the rest (inode_setxattr, settime, the IPC events...)
-// have none yet.
+// have none yet: the catalogue of event kinds gives each its reason
+// (events.Kind.Unmodeled).
 var ErrNoCellLayout = errors.New("no coefficient layout for event type")
 
 // EventCoefficient returns the security state coefficient of e in the TSEM
@@ -399,40 +400,6 @@ func (m *mapper) appendCell(b []byte, e *events.Event, isPseudonym func(string) 
 	return b, false
 }
 
-// kernelTyped lists the event types for which the TSEM kernel has a cell
-// layout of its own (security/tsem/map.c, get_cell_mapping): a description
-// of one of these parsed as events.Generic must not be hashed with the
-// generic rule. file_ioctl_compat is listed because its layout is not known.
-var kernelTyped = map[string]bool{
-	"netlink_send": true, "ipc_permission": true,
-	"shm_associate": true, "shm_shmctl": true, "shm_shmat": true,
-	"sem_associate": true, "sem_semctl": true, "sem_semop": true,
-	"msg_queue_associate": true, "msg_queue_msgctl": true, "msg_queue_msgrcv": true,
-	"syslog": true, "settime": true, "quotactl": true, "quota_on": true,
-	"inode_create": true, "inode_mkdir": true, "inode_rmdir": true, "inode_unlink": true,
-	"inode_link": true, "inode_symlink": true, "inode_mknod": true, "inode_rename": true,
-	"inode_killpriv": true, "inode_getattr": true, "inode_setattr": true,
-	"inode_setxattr": true, "inode_getxattr": true, "inode_removexattr": true, "inode_listxattr": true,
-	"file_open": true, "bprm_committing_creds": true, "bprm_committed_creds": true,
-	"file_ioctl": true, "file_ioctl_compat": true, "file_lock": true, "file_fcntl": true,
-	"file_receive": true, "mmap_file": true,
-	"unix_stream_connect": true, "unix_may_send": true, "socket_socketpair": true,
-	"socket_sendmsg": true, "socket_recvmsg": true, "socket_getsockname": true,
-	"socket_getpeername": true, "tun_dev_attach_queue": true, "socket_create": true,
-	"socket_connect": true, "socket_bind": true, "socket_accept": true,
-	"socket_listen": true, "socket_shutdown": true, "socket_setsockopt": true,
-	"kernel_module_request": true, "kernel_load_data": true, "kernel_read_file": true,
-	"task_kill": true, "ptrace_access_check": true, "ptrace_traceme": true,
-	"capget": true, "capset": true, "capable": true,
-	"task_setpgid": true, "task_getpgid": true, "task_getsid": true, "task_getioprio": true,
-	"task_setscheduler": true, "task_getscheduler": true, "task_setnice": true,
-	"task_setioprio": true, "task_prlimit": true, "task_setrlimit": true, "task_prctl": true,
-	"key_alloc": true, "key_permission": true,
-	"sb_mount": true, "sb_umount": true, "sb_remount": true, "sb_statfs": true,
-	"sb_pivotroot": true, "move_mount": true,
-	"bpf": true, "bpf_map": true, "bpf_prog": true,
-}
-
 // appendGenericCell is the CELL of an event parsed as events.Generic: the
 // few kernel layouts whose members are plain numbers or strings, read from
 // the generic members, and the generic rule (type name ‖ H("")) for an
@@ -480,9 +447,13 @@ func (m *mapper) appendGenericCell(b []byte, typ string, g *events.Generic) ([]b
 		}
 		return u32(b, v), true
 	}
-	// The kernel prints a generically modeled event with an empty cell
-	// object; members mean a layout of its own that is not known here.
-	if kernelTyped[typ] || typ == "" || len(g.Fields) != 0 {
+	// The generic rule holds for a kind the catalogue says the kernel
+	// models without parameters (events.CellGeneric), and for a name
+	// outside the catalogue; a kind with a layout of its own parsed as
+	// events.Generic (kernel_read_file without its file, an unmodeled
+	// kind) has none. The kernel prints a generically modeled event with
+	// an empty cell object: members mean a layout that is not known here.
+	if k, ok := events.KindOf(typ); ok && k.Cell() != events.CellGeneric || typ == "" || len(g.Fields) != 0 {
 		return b, false
 	}
 	b = append(b, typ...)

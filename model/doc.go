@@ -141,14 +141,13 @@
 // them.
 //
 // Still without a layout (EventCoefficient returns ErrNoCellLayout, and a
-// namespace counts the event as unmodeled): inode_setxattr (the kernel
-// hashes the raw value bytes, the description carries an encoding of them),
-// settime, netlink_send, the IPC events, quotactl, tun_dev_attach_queue
-// (kernel layouts exist but events has no typed payload for them),
-// file_ioctl_compat and other types absent from that source, a
-// kernel_read_file given as events.Generic (no file cell), and any
-// events.Generic description with members whose type the source does not
-// lay out.
+// namespace counts the event as unmodeled): the kinds the catalogue
+// lists with a reason (events.Kind.Unmodeled; inode_setxattr, settime,
+// netlink_send, the IPC events, quotactl, tun_dev_attach_queue,
+// file_ioctl_compat), a kernel_read_file given as events.Generic (no file
+// cell), and any events.Generic description with members whose type the
+// source does not lay out. Whether an events.Generic description gets the
+// generic rule is the catalogue's call too (events.CellGeneric).
 //
 // # Pseudonyms
 //
