@@ -149,7 +149,7 @@ func (t *table) Create(req control.CreateRequest) (control.NamespaceInfo, error)
 			t.removeRun(old)
 		}
 	}
-	st, err := t.create(namespace.Options{Name: req.Name, Origin: namespace.OriginRun, KTime: t.ktime()}, nil, "", s)
+	st, err := t.createRun(req.Name, req.Owner.PID, nil, s)
 	if err != nil {
 		if errors.Is(err, namespace.ErrExists) {
 			err = fmt.Errorf("%w: %w", err, control.ErrConflict)
@@ -158,7 +158,21 @@ func (t *table) Create(req control.CreateRequest) (control.NamespaceInfo, error)
 			return control.NamespaceInfo{}, err
 		}
 	}
-	rn := &runNS{st: st, owner: req.Owner.PID, stop: make(chan struct{})}
+	t.log.Info("run namespace", "namespace", st.ns.Name(), "context", st.ns.ID(), "owner", req.Owner.PID)
+	return t.info(st), err
+}
+
+// createRun creates a run namespace named name (run-<id> when empty) with
+// settings s, learning, or sealed to m when m is a loaded model (a
+// standalone `vigil run --model`), and ends it when process owner (0:
+// none) exits first. As create, it returns the namespace with an error
+// when only enforcing it failed.
+func (t *table) createRun(name string, owner int32, m *model.Model, s control.Settings) (*nsState, error) {
+	st, err := t.create(namespace.Options{Name: name, Origin: namespace.OriginRun, Model: m, KTime: t.ktime()}, nil, "", s)
+	if st == nil {
+		return nil, err
+	}
+	rn := &runNS{st: st, owner: owner, stop: make(chan struct{})}
 	t.runs.mu.Lock()
 	if t.runs.byNS == nil {
 		t.runs.byNS = make(map[uint64]*runNS)
@@ -169,8 +183,7 @@ func (t *table) Create(req control.CreateRequest) (control.NamespaceInfo, error)
 	if rn.owner > 0 {
 		go t.watchOwner(rn)
 	}
-	t.log.Info("run namespace", "namespace", st.ns.Name(), "context", st.ns.ID(), "owner", rn.owner)
-	return t.info(st), err
+	return st, err
 }
 
 // lookupRun returns a run namespace by name.
