@@ -42,9 +42,10 @@ import (
 // beforeDispatch gives an enrolled root the name it had when it was
 // enrolled (the stub's) for the open its first exec makes, when the
 // backend reported no event of it before the exec (the tracepoint backend
-// sees none), as standalone `vigil run` does: the same command then has
-// the same trajectory whether or not an agent ran it. afterDispatch wakes
-// the Sync waiting for a root's exit.
+// sees none). A standalone `vigil run` (Standalone) creates its namespace
+// with createRun and enrols its stub with AddTask too, so the same command
+// has the same trajectory whether or not an agent ran it. afterDispatch
+// wakes the Sync waiting for a root's exit.
 
 // DefaultOwnerPoll is how often the creator of a run namespace is checked.
 const DefaultOwnerPoll = time.Second
