@@ -37,43 +37,58 @@ type measured struct {
 	stderr io.Writer
 }
 
-// open opens the register and the log the flags name. It returns nil when
-// --log was not given.
-func (f *registerFlags) open(cmd *cobra.Command) (*measured, error) {
+// openRegister opens the register the flags name, and says how it was
+// chosen. It returns a nil register when --log was not given.
+func (f *registerFlags) openRegister(cmd *cobra.Command) (measure.Register, string, error) {
 	if f.log == "" {
 		for _, name := range []string{"register", "tdx-root", "tpm"} {
 			if cmd.Flags().Changed(name) {
-				return nil, badInput(fmt.Errorf("--%s needs --log", name))
+				return nil, "", badInput(fmt.Errorf("--%s needs --log", name))
 			}
 		}
-		return nil, nil
+		return nil, "", nil
 	}
 	reg, why, err := measure.OpenRegister(f.register, measure.RegisterOptions{TDXRoot: f.tdxRoot, TPMDevice: f.tpm})
 	if err != nil {
 		if errors.Is(err, measure.ErrNoDevice) {
-			return nil, badInput(fmt.Errorf("--register %s: %w", f.register, err))
+			return nil, "", badInput(fmt.Errorf("--register %s: %w", f.register, err))
 		}
-		return nil, fmt.Errorf("--register %s: %w", f.register, err)
+		return nil, "", fmt.Errorf("--register %s: %w", f.register, err)
+	}
+	return reg, why, nil
+}
+
+// open opens the register and the log the flags name. It returns nil when
+// --log was not given.
+func (f *registerFlags) open(cmd *cobra.Command) (*measured, error) {
+	reg, why, err := f.openRegister(cmd)
+	if err != nil || reg == nil {
+		return nil, err
 	}
 	slog.Info("measuring", "log", f.log, "register", why)
 	l, err := measure.OpenLog(f.log, reg, measure.LogOptions{})
 	if err != nil {
-		measure.CloseRegister(reg)
-		return nil, failed(fmt.Errorf("--log: %w", err))
+		return nil, failed(errors.Join(fmt.Errorf("--log: %w", err), closeRegister(reg)))
 	}
 	for _, r := range l.Repairs() {
 		slog.Warn("repaired the event log after a crash", "log", f.log, "line", r.Line, "repair", r.Action)
 	}
 	rs, err := l.BeginRun()
 	if err != nil {
-		l.Close()
-		measure.CloseRegister(reg)
-		return nil, failed(fmt.Errorf("--log: %w", err))
+		return nil, failed(errors.Join(fmt.Errorf("--log: %w", err), l.Close(), closeRegister(reg)))
 	}
 	if p := rs.Previous; p != nil && p.Runs > 0 && !p.Clean {
 		slog.Warn("the previous run of the log did not end with a stop record: it crashed or was killed, or records at its end were removed; 'vigil verify' reports it", "log", f.log, "run", rs.Run)
 	}
 	return &measured{log: l, reg: reg, stderr: cmd.ErrOrStderr()}, nil
+}
+
+// closeRegister releases a register, its error wrapped for the user.
+func closeRegister(reg measure.Register) error {
+	if err := measure.CloseRegister(reg); err != nil {
+		return fmt.Errorf("close the register: %w", err)
+	}
+	return nil
 }
 
 // namespace starts a new modeling namespace in the log.
@@ -114,8 +129,7 @@ func (f *registerFlags) newModel(cmd *cobra.Command, name string, opts model.Opt
 	}
 	ns, err := m.namespace(name, opts.Hash.Zero(), opts.Hash.Zero())
 	if err != nil {
-		m.close()
-		return nil, nil, err
+		return nil, nil, errors.Join(err, m.close())
 	}
 	opts.Observer = ns
 	return model.New(opts), m.close, nil

@@ -1,21 +1,18 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-tsem/vigil/bpf"
 	"github.com/vigil-tsem/vigil/internal/control"
-	"github.com/vigil-tsem/vigil/internal/lineio"
 )
 
 // Timeouts of the requests 'vigil run' makes to an agent: probeTimeout for
@@ -38,31 +35,15 @@ func runViaAgent(cmd *cobra.Command, f *runFlags, sigs *runSignals, client *cont
 			return badInput(fmt.Errorf("--%s is a standalone flag, and the vigil agent at %s captures and measures this run (%s backend, its own log): drop --%s, or use --agent never", name, f.socket, agent.Backend, name))
 		}
 	}
+	m, err := f.loadModel()
+	if err != nil {
+		return err
+	}
+	settings := f.settings(agent.Defaults, m)
 	var modelFile []byte
-	settings := agent.Defaults
-	settings.Capable = !f.noCapable
-	settings.RepeatCache = !f.noRepeats
-	settings.Enforce = f.enforce
-	if f.hash != "" {
-		settings.HashAlgorithm = f.hash
-	}
-	if f.dialect != "" {
-		settings.Dialect = f.dialect
-	}
-	settings.Pseudonyms = f.pseudonyms
-	if f.modelIn != "" {
-		m, err := f.loadModel()
-		if err != nil {
-			return err
-		}
-		settings.HashAlgorithm, settings.Dialect = m.Hash().String(), m.Dialect().String()
-		b, err := os.ReadFile(f.modelIn)
-		if err != nil {
+	if m != nil {
+		if modelFile, err = os.ReadFile(f.modelIn); err != nil {
 			return badInput(fmt.Errorf("--model: %w", err))
-		}
-		modelFile = b
-		if settings.Model, err = filepath.Abs(f.modelIn); err != nil {
-			settings.Model = f.modelIn
 		}
 	}
 	if f.enforce && !agent.CanEnforce {
@@ -138,7 +119,7 @@ func runViaAgent(cmd *cobra.Command, f *runFlags, sigs *runSignals, client *cont
 	if !reply.Exited {
 		fmt.Fprintf(stderr, "vigil: WARNING: the agent did not see %s exit within %s (its exit record was lost?): the outputs may miss its last events\n", f.command, syncTimeout)
 	}
-	if err := writeAgentOutputs(cmd, f, client, ns); err != nil {
+	if err := writeRunOutputs(cmd.OutOrStdout(), agentOutputs(cmd, f, client, ns)); err != nil {
 		return failed(err)
 	}
 	final, err := end()
@@ -152,43 +133,21 @@ func runViaAgent(cmd *cobra.Command, f *runFlags, sigs *runSignals, client *cont
 	return nil
 }
 
-// writeAgentOutputs writes -o, --trajectory and --forensics from the
-// agent's copies of the namespace.
-func writeAgentOutputs(cmd *cobra.Command, f *runFlags, client *control.Client, ns string) error {
-	outputs := []struct {
-		flag, path string
-		get        func(context.Context, string, io.Writer) error
-	}{
-		{"-o", f.output, client.Model},
-		{"--trajectory", f.trajectory, client.Trajectory},
-		{"--forensics", f.forensics, client.Forensics},
-	}
-	for _, o := range outputs {
-		if o.path == "" {
-			continue
-		}
-		var buf bytes.Buffer
-		ctx, cancel := context.WithTimeout(cmd.Context(), agentTimeout)
-		err := o.get(ctx, ns, &buf)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("%s: %w", o.flag, err)
-		}
-		if o.path == "-" && o.flag != "-o" {
-			if _, err := cmd.OutOrStdout().Write(buf.Bytes()); err != nil {
-				return fmt.Errorf("%s: %w", o.flag, err)
-			}
-			continue
-		}
-		err = lineio.WriteFileAtomic(o.path, 0o644, func(w *bufio.Writer) error {
-			_, err := w.Write(buf.Bytes())
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("%s: %w", o.flag, err)
+// agentOutputs are -o, --trajectory and --forensics from the agent's
+// copies of namespace ns.
+func agentOutputs(cmd *cobra.Command, f *runFlags, client *control.Client, ns string) []runOutput {
+	from := func(get func(context.Context, string, io.Writer) error) func(io.Writer) error {
+		return func(w io.Writer) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), agentTimeout)
+			defer cancel()
+			return get(ctx, ns, w)
 		}
 	}
-	return nil
+	return []runOutput{
+		{"-o", f.output, from(client.Model)},
+		{"--trajectory", f.trajectory, from(client.Trajectory)},
+		{"--forensics", f.forensics, from(client.Forensics)},
+	}
 }
 
 // printAgentSummary is printRunSummary for a namespace of the agent.

@@ -2,28 +2,21 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
-	"sort"
-	"strconv"
-	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/vigil-tsem/vigil/bpf"
 	"github.com/vigil-tsem/vigil/events"
 	"github.com/vigil-tsem/vigil/internal/control"
 	"github.com/vigil-tsem/vigil/internal/lineio"
-	"github.com/vigil-tsem/vigil/measure"
 	"github.com/vigil-tsem/vigil/model"
-	"github.com/vigil-tsem/vigil/namespace"
 )
 
 // runFlags are the flags of 'vigil run'.
@@ -167,9 +160,8 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if f.forensics != "" && f.modelIn == "" {
 		return badInput(errors.New("--forensics needs --model: only a sealed model has forensics"))
 	}
-	var h model.Hash
 	if f.hash != "" {
-		if h, err = model.ParseHash(f.hash); err != nil {
+		if _, err := model.ParseHash(f.hash); err != nil {
 			return badInput(fmt.Errorf("--hash: %w", err))
 		}
 	}
@@ -218,373 +210,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 			return failed(fmt.Errorf("--agent %s: %w; --agent never runs standalone", f.agent, err))
 		}
 	}
-
-	m, err := f.newModel(h)
-	if err != nil {
-		return err
-	}
-
-	capture, err := bpf.Open(bpf.Options{Backend: backend, RingBufferBytes: f.ringBytes})
-	if err != nil {
-		return failed(err)
-	}
-	defer capture.Close()
-	if f.enforce && !capture.CanEnforce() {
-		return failed(fmt.Errorf("--enforce: the %s backend was selected: %w", capture.Backend(), bpf.ErrObserveOnly))
-	}
-	slog.Debug("capture open", "backend", capture.Backend())
-
-	// The measured log, when asked for: the namespace's points, seal,
-	// enforcement and gaps become records extended into the register.
-	meas, err := f.reg.open(cmd)
-	if err != nil {
-		return err
-	}
-	firstID := uint64(1)
-	var logNS *measure.Namespace
-	if meas != nil {
-		defer meas.close()
-		firstID = meas.log.NextNamespaceID()
-	}
-	reg := namespace.NewRegistry(namespace.RegistryOptions{FirstID: firstID})
-	ns, err := reg.Create(namespace.Options{Name: f.name, Origin: namespace.OriginRun, Model: m, Hash: m.Hash(), Dialect: m.Dialect(), KTime: monotonicNow()})
-	if err != nil {
-		return failed(err)
-	}
-	if meas != nil {
-		if logNS, err = startLogNamespace(meas, ns, f.enforce); err != nil {
-			return failed(err)
-		}
-	}
-
-	mode := bpf.ModeLearn
-	if m.Sealed() {
-		mode = bpf.ModeSeal
-	}
-	if f.enforce {
-		if err := ns.Enforce(); err != nil {
-			return failed(err)
-		}
-		keys, skipped := events.KernelKeys(m.Trajectory())
-		if skipped > 0 {
-			fmt.Fprintf(cmd.ErrOrStderr(), "vigil: %d model points have no description or no kernel key: the kernel will deny those events\n", skipped)
-		}
-		if err := capture.Allow(ns.ID(), keys...); err != nil {
-			return failed(err)
-		}
-		mode = bpf.ModeEnforce
-	}
-	if err := capture.SetNamespace(ns.ID(), bpf.NamespaceConfig{Mode: mode, NoCapable: f.noCapable, NoRepeatCache: f.noRepeats}); err != nil {
-		return failed(err)
-	}
-
-	digests := events.NewDigestCache(events.DigestOptions{})
-	disp := namespace.NewDispatcher(reg, digests)
-	disp.RootProcess = stubName
-	var (
-		obsMu  sync.Mutex
-		obsErr error
-	)
-	// current is the record being dispatched (OnEvent runs inside
-	// Dispatch, on the reader's goroutine, as does everything using
-	// relatives).
-	var (
-		current   bpf.Record
-		relatives namespace.Relatives
-	)
-	disp.OnEvent = func(n *namespace.Namespace, e *events.Event, res namespace.Result) {
-		relatives.See(e)
-		if f.enforce && relatives.Untrust(n, current, e, res) {
-			// Out of the model by what the kernel's key cannot see:
-			// no more trust (namespace.Relatives.Untrust).
-			if err := capture.MarkUntrusted(int(e.Header.Pid)); err != nil {
-				slog.Debug("mark untrusted", "pid", e.Header.Pid, "err", err)
-			}
-		}
-	}
-	denials := &denialLog{}
-	stop := make(chan struct{})
-	readCtx, stopReading := context.WithCancel(context.Background())
-	defer stopReading()
-	readDone := make(chan error, 1)
-	go func() {
-		// Run delivers every record already in the ring buffer when
-		// readCtx ends, then returns: ending it after CMD exits drains.
-		readDone <- capture.Run(readCtx, func(r bpf.Record) {
-			denials.note(r)
-			current = r
-			err := disp.Dispatch(r)
-			current = nil
-			if err != nil {
-				obsMu.Lock()
-				if obsErr == nil {
-					obsErr = err
-				}
-				obsMu.Unlock()
-			}
-		})
-	}()
-
-	losses := &lossWatcher{stderr: cmd.ErrOrStderr(), capture: capture, ns: ns, logNS: logNS, seen: make(map[bpf.LossKey]uint64)}
-	go losses.watch(stop, time.Second)
-
-	status, runErr := runEnrolled(cmd, sigs, func(pid int) error { return capture.Enroll(pid, ns.ID()) }, path, args)
-
-	// Every record of CMD is in the ring buffer once it has exited: drain
-	// it to the end before looking at the model.
-	close(stop)
-	stopReading()
-	if err := <-readDone; err != nil && runErr == nil {
-		runErr = fmt.Errorf("read records: %w", err)
-	}
-	losses.poll()
-	lost := losses.total
-	if runErr != nil {
-		return runFailed(runErr)
-	}
-	if obsErr != nil {
-		return failed(fmt.Errorf("--log: %w", obsErr))
-	}
-	if err := writeRunOutputs(cmd, f, ns); err != nil {
-		return failed(err)
-	}
-	printRunSummary(cmd.ErrOrStderr(), f, capture, ns, disp, digests, lost)
-	denials.print(cmd.ErrOrStderr())
-	if status != 0 {
-		return exitCode(status)
-	}
-	return nil
-}
-
-// startLogNamespace records the namespace in the measured log: created,
-// the points of a loaded model, sealed and enforcing as they apply, and
-// makes the log observe the model's later points.
-func startLogNamespace(meas *measured, ns *namespace.Namespace, enforce bool) (*measure.Namespace, error) {
-	m := ns.Model()
-	logNS, err := meas.log.Namespace(ns.ID(), ns.Name(), m.Aggregate(), m.Base())
-	if err != nil {
-		return nil, fmt.Errorf("--log: %w", err)
-	}
-	for _, p := range m.SetObserver(logNS) {
-		if err := logNS.NewPoint(p); err != nil {
-			return nil, fmt.Errorf("--log: %w", err)
-		}
-	}
-	if m.Sealed() {
-		if err := logNS.Sealed(); err != nil {
-			return nil, fmt.Errorf("--log: %w", err)
-		}
-	}
-	if enforce {
-		if err := logNS.Enforcing(); err != nil {
-			return nil, fmt.Errorf("--log: %w", err)
-		}
-	}
-	return logNS, nil
-}
-
-// lossWatcher turns the kernel's loss counters into gaps of the namespace
-// as they grow: polled while the command runs, so a gap lands in the
-// measured log close to where the records went missing, and once more
-// after the drain. Losses of the namespace, and those the kernel or the
-// reader could not attribute (they may be the namespace's), count.
-type lossWatcher struct {
-	stderr  io.Writer
-	capture *bpf.Capture
-	ns      *namespace.Namespace
-	logNS   *measure.Namespace
-
-	mu    sync.Mutex
-	seen  map[bpf.LossKey]uint64
-	total uint64
-}
-
-func (w *lossWatcher) poll() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	lost, err := w.capture.Lost()
-	if err != nil {
-		fmt.Fprintf(w.stderr, "vigil: WARNING: cannot read the loss counters, the model may be incomplete: %v\n", err)
-		w.ns.RecordGap(1, "loss counters unreadable")
-		return
-	}
-	keys := make([]bpf.LossKey, 0, len(lost))
-	for k := range lost {
-		if (k.NS == w.ns.ID() || k.NS == 0) && lost[k] > w.seen[k] {
-			keys = append(keys, k)
-		}
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].Reason < keys[j].Reason })
-	for _, k := range keys {
-		n := lost[k] - w.seen[k]
-		w.seen[k] = lost[k]
-		w.total += n
-		reason := k.Reason.String()
-		fmt.Fprintf(w.stderr, "vigil: WARNING: %d records of namespace %q lost (%s): its model and measurement are incomplete\n", n, w.ns.Name(), reason)
-		w.ns.RecordGap(n, reason)
-		if w.logNS != nil {
-			if err := w.logNS.Gap(n, reason); err != nil {
-				fmt.Fprintf(w.stderr, "vigil: record the gap in the log: %v\n", err)
-			}
-		}
-	}
-}
-
-// watch polls every interval until stop is closed.
-func (w *lossWatcher) watch(stop <-chan struct{}, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			w.poll()
-		}
-	}
-}
-
-func writeRunOutputs(cmd *cobra.Command, f *runFlags, ns *namespace.Namespace) error {
-	m := ns.Model()
-	if f.output != "" {
-		if err := m.SaveFile(f.output); err != nil {
-			return fmt.Errorf("-o: %w", err)
-		}
-	}
-	if f.trajectory != "" {
-		if err := writeLines(cmd.OutOrStdout(), f.trajectory, m.Trajectory()); err != nil {
-			return fmt.Errorf("--trajectory: %w", err)
-		}
-	}
-	if f.forensics != "" {
-		fs := m.Forensics()
-		lines := make([][]byte, len(fs))
-		for i, p := range fs {
-			lines[i] = p.Description
-		}
-		if err := writeLines(cmd.OutOrStdout(), f.forensics, lines); err != nil {
-			return fmt.Errorf("--forensics: %w", err)
-		}
-	}
-	return nil
-}
-
-// writeLines writes one line per entry (nil entries skipped) to path,
-// atomically, or to stdout for "-".
-func writeLines(stdout io.Writer, path string, lines [][]byte) error {
-	write := func(w *bufio.Writer) error {
-		for _, l := range lines {
-			if l == nil {
-				continue
-			}
-			w.Write(l)
-			if err := w.WriteByte('\n'); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if path == "-" {
-		w := bufio.NewWriter(stdout)
-		if err := write(w); err != nil {
-			return err
-		}
-		return w.Flush()
-	}
-	return lineio.WriteFileAtomic(path, 0o644, write)
-}
-
-func printRunSummary(w io.Writer, f *runFlags, capture *bpf.Capture, ns *namespace.Namespace, disp *namespace.Dispatcher, digests *events.DigestCache, lost uint64) {
-	st := ns.Stats()
-	m := ns.Model()
-	fmt.Fprintf(w, "vigil: namespace %q (context %d, %s backend): %d events, %d model points, %d forensics points (%d events), %d lost\n",
-		ns.Name(), ns.ID(), capture.Backend(), st.Events, m.Len(), len(m.Forensics()), st.ForensicEvents, lost)
-	if st.Unmodeled > 0 {
-		types := make([]string, 0, len(st.UnmodeledTypes))
-		for t, n := range st.UnmodeledTypes {
-			types = append(types, t+" "+strconv.FormatUint(n, 10))
-		}
-		sort.Strings(types)
-		fmt.Fprintf(w, "vigil: %d events have no TSEM coefficient layout and are not modeled: %v\n", st.Unmodeled, types)
-	}
-	if n := disp.Tasks().Unknown(); n > 0 {
-		fmt.Fprintf(w, "vigil: WARNING: %d task identity lookups found no exec record (lost or from outside the namespace); those events carry a zero task id\n", n)
-	}
-	if n := disp.Tasks().Live(); n > 0 {
-		fmt.Fprintf(w, "vigil: WARNING: %d tasks of the namespace were still running when %s exited; what they do from then on is not modeled\n", n, f.command)
-	}
-	if n := disp.Converter().DigestFailures(); n > 0 {
-		fmt.Fprintf(w, "vigil: WARNING: %d file digests could not be read (file changed, deleted or unreachable before Vigil read it); their events carry the unhashable digest (ff...ff), are never learned and are forensics in a sealed run\n", n)
-	}
-	if st.Unlearned > 0 {
-		fmt.Fprintf(w, "vigil: %d events were not learned: a file of theirs had no digest\n", st.Unlearned)
-	}
-	if n := ns.Model().Forensics(); len(n) > 0 && f.forensics == "" {
-		fmt.Fprintf(w, "vigil: %d events outside the model %s (use --forensics FILE for their descriptions):\n", len(n), f.modelIn)
-		for i, p := range n {
-			if i == 10 {
-				fmt.Fprintf(w, "  ... %d more\n", len(n)-10)
-				break
-			}
-			fmt.Fprintf(w, "  %s x%d %s\n", p.Coefficient, p.Count, describeLine(p.Description))
-		}
-	}
-	slog.Debug("digest cache", "stats", digests.Stats())
-}
-
-// denialLog keeps what the kernel denied in an enforcing namespace, for
-// the summary: the first denial is the out-of-model action, the rest are
-// actions of the task the kernel no longer trusts. It is used by the
-// reader's goroutine only, and read after the reader is done.
-type denialLog struct {
-	n     uint64
-	first []string
-}
-
-func (d *denialLog) note(r bpf.Record) {
-	if r.Head().Flags&bpf.FlagDenied == 0 {
-		return
-	}
-	d.n++
-	if len(d.first) < 5 {
-		d.first = append(d.first, describeRecord(r))
-	}
-}
-
-func (d *denialLog) print(w io.Writer) {
-	if d.n == 0 {
-		return
-	}
-	fmt.Fprintf(w, "vigil: the kernel denied %d events with EPERM (out of the model, or by a task that had stepped out of it):\n", d.n)
-	for _, s := range d.first {
-		fmt.Fprintf(w, "  %s\n", s)
-	}
-	if d.n > uint64(len(d.first)) {
-		fmt.Fprintf(w, "  ... %d more\n", d.n-uint64(len(d.first)))
-	}
-}
-
-// describeRecord names a kernel record for people: type, pid, process and
-// what it acted on.
-func describeRecord(r bpf.Record) string {
-	h := r.Head()
-	s := fmt.Sprintf("%s pid %d %q", h.Type, h.PID, h.Process())
-	switch r := r.(type) {
-	case *bpf.FileOpen:
-		s += " " + strconv.Quote(r.File.Path.Name)
-	case *bpf.ExecScript:
-		s += " " + strconv.Quote(r.File.Path.Name)
-	case *bpf.Exec:
-		s += " " + strconv.Quote(r.File.Path.Name)
-	case *bpf.MmapFile:
-		s += fmt.Sprintf(" prot %#x flags %#x", r.Prot, r.MmapFlags)
-		if r.File.Present {
-			s += " " + strconv.Quote(r.File.Path.Name)
-		}
-	case *bpf.FileIoctl:
-		s += fmt.Sprintf(" cmd %#x %q", r.Cmd, r.File.Path.Name)
-	}
-	return s
+	return runStandalone(cmd, f, sigs, backend, path, args)
 }
 
 // describeLine names an event for people: "type process".
@@ -596,12 +222,50 @@ func describeLine(desc []byte) string {
 	return fmt.Sprintf("%s %q", e.Header.Type, e.Header.Process)
 }
 
-// monotonicNow is CLOCK_MONOTONIC in nanoseconds, the clock of the kernel's
-// record timestamps.
-func monotonicNow() uint64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
+// runOutput is one output of 'vigil run': its flag, the path given (""
+// for none) and what writes it.
+type runOutput struct {
+	flag, path string
+	write      func(io.Writer) error
+}
+
+// writeRunOutputs writes each output given a path: to the file,
+// atomically (replaced only once complete), or, for --trajectory and
+// --forensics, to stdout for "-", once complete.
+func writeRunOutputs(stdout io.Writer, outs []runOutput) error {
+	for _, o := range outs {
+		if o.path == "" {
+			continue
+		}
+		var err error
+		if o.path == "-" && o.flag != "-o" {
+			var buf bytes.Buffer
+			if err = o.write(&buf); err == nil {
+				_, err = stdout.Write(buf.Bytes())
+			}
+		} else {
+			err = lineio.WriteFileAtomic(o.path, 0o644, func(w *bufio.Writer) error { return o.write(w) })
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", o.flag, err)
+		}
 	}
-	return uint64(ts.Sec)*uint64(time.Second) + uint64(ts.Nsec)
+	return nil
+}
+
+// writeLines writes one line per entry to w, nil entries skipped.
+func writeLines(w io.Writer, lines [][]byte) error {
+	bw := bufio.NewWriter(w)
+	for _, l := range lines {
+		if l == nil {
+			continue
+		}
+		if _, err := bw.Write(l); err != nil {
+			return err
+		}
+		if err := bw.WriteByte('\n'); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
 }

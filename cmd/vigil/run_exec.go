@@ -45,8 +45,13 @@ func init() {
 func enrolledExec(path string, argv []string) int {
 	// Name the task before the parent enrolls it, so its exec is
 	// described the same way whatever the binary is called.
-	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(stubName + "\x00")[0])), 0, 0, 0)
-	os.NewFile(4, "enroll-ready").Close()
+	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte(stubName + "\x00")[0])), 0, 0, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "vigil: WARNING: name the task %s: %v; its exec is described under the name of the vigil binary\n", stubName, err)
+	}
+	if err := os.NewFile(4, "enroll-ready").Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "vigil: say ready to be enrolled: %v; not running %s\n", err, path)
+		return 125
+	}
 	gate := os.NewFile(3, "enroll-gate")
 	var b [1]byte
 	n, err := gate.Read(b[:])
@@ -56,7 +61,12 @@ func enrolledExec(path string, argv []string) int {
 		fmt.Fprintln(os.Stderr, "vigil: not enrolled in the modeling namespace; not running", path)
 		return 125
 	}
-	gate.Close()
+	// The gate is no file of CMD's: it must not stay open across the
+	// exec.
+	if err := gate.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "vigil: close the enroll gate: %v; not running %s\n", err, path)
+		return 125
+	}
 	err = syscall.Exec(path, argv, os.Environ())
 	fmt.Fprintf(os.Stderr, "vigil: exec %s: %v\n", path, err)
 	if errors.Is(err, syscall.ENOENT) {
@@ -83,8 +93,8 @@ func runEnrolled(cmd *cobra.Command, sigs *runSignals, enroll func(pid int) erro
 	}
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
-		gateR.Close()
-		gateW.Close()
+		_ = gateR.Close() // unused: nothing to lose
+		_ = gateW.Close()
 		return 0, fmt.Errorf("create ready pipe: %w", err)
 	}
 	child := exec.Command(self, append([]string{runExecArg, path}, args...)...)
@@ -92,21 +102,19 @@ func runEnrolled(cmd *cobra.Command, sigs *runSignals, enroll func(pid int) erro
 	child.Stdin, child.Stdout, child.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	child.ExtraFiles = []*os.File{gateR, readyW}
 	err = child.Start()
-	gateR.Close()
-	readyW.Close()
+	// The stub has its own copies of its ends (or none: it did not
+	// start); closing ours cannot lose anything.
+	_ = gateR.Close()
+	_ = readyW.Close()
 	if err != nil {
-		gateW.Close()
-		readyR.Close()
+		_ = gateW.Close()
+		_ = readyR.Close()
 		return 0, fmt.Errorf("start %s: %w", path, err)
 	}
-	// Wait until the stub has started and waits at the gate (it closes
-	// its end of the ready pipe: EOF here).
-	io.Copy(io.Discard, readyR)
-	readyR.Close()
 	// stop ends the stub before CMD runs (it sees EOF at the gate and
 	// exits): err says why, unless a signal killed the stub first.
 	stop := func(err error) (int, error) {
-		gateW.Close()
+		_ = gateW.Close() // the stub's EOF
 		var ee *exec.ExitError
 		if errors.As(child.Wait(), &ee) {
 			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -115,10 +123,17 @@ func runEnrolled(cmd *cobra.Command, sigs *runSignals, enroll func(pid int) erro
 		}
 		return 0, err
 	}
+	// Wait until the stub has started and waits at the gate (it closes
+	// its end of the ready pipe: EOF here).
+	_, err = io.Copy(io.Discard, readyR)
+	_ = readyR.Close() // read to its end, or failed: either way done with it
+	if err != nil {
+		return stop(fmt.Errorf("wait for the stub of %s to start: %w", path, err))
+	}
 	// From here signals go to the stub, then to CMD; one that came
 	// before stops the run with CMD never started.
 	if s := sigs.forwardTo(child.Process); s != nil {
-		stop(nil)
+		_, _ = stop(nil) // the signal is the reason
 		return 0, &interruptedError{sig: s}
 	}
 	defer sigs.childExited()
@@ -128,7 +143,8 @@ func runEnrolled(cmd *cobra.Command, sigs *runSignals, enroll func(pid int) erro
 	if _, err := gateW.Write([]byte{1}); err != nil {
 		return stop(fmt.Errorf("release %s: %w", path, err))
 	}
-	gateW.Close()
+	// The byte is in the pipe: the stub goes on whatever closing says.
+	_ = gateW.Close()
 
 	err = child.Wait()
 	var ee *exec.ExitError
@@ -196,7 +212,9 @@ func (s *runSignals) handle(sig os.Signal) {
 	case s.exited:
 		fmt.Fprintf(s.stderr, "vigil: %s: the command has exited; finishing the model and the outputs first\n", signalName(sig))
 	case s.child != nil:
-		s.child.Signal(sig)
+		if err := s.child.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			fmt.Fprintf(s.stderr, "vigil: %s: forward it to the command: %v\n", signalName(sig), err)
+		}
 	case s.first == nil:
 		s.first = sig
 		fmt.Fprintf(s.stderr, "vigil: %s: stopping before the command starts\n", signalName(sig))

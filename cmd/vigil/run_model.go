@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/vigil-tsem/vigil/internal/control"
 	"github.com/vigil-tsem/vigil/model"
@@ -54,21 +55,25 @@ func (f *runFlags) loadModel() (*model.Model, error) {
 	return m, nil
 }
 
-// newModel returns the standalone namespace's model: --model sealed, or a
-// learning model of hash h in --dialect (invariant by default) with the
-// --pseudonym pseudonyms. The flags were checked (checkModelFlags).
-func (f *runFlags) newModel(h model.Hash) (*model.Model, error) {
-	m, err := f.loadModel()
-	if err != nil || m != nil {
-		return m, err
+// settings are the run namespace's settings: base (an agent's defaults;
+// none standalone) with the flags' and those of m, the loaded --model (nil
+// without one), whose hash and dialect its coefficients were computed in.
+func (f *runFlags) settings(base control.Settings, m *model.Model) control.Settings {
+	s := base
+	s.Capable, s.RepeatCache, s.Enforce = !f.noCapable, !f.noRepeats, f.enforce
+	if f.hash != "" {
+		s.HashAlgorithm = f.hash
 	}
-	d := model.DialectInvariant
 	if f.dialect != "" {
-		d, _ = model.ParseDialect(f.dialect)
+		s.Dialect = f.dialect
 	}
-	m = model.New(model.Options{Hash: h, Dialect: d})
-	for _, p := range f.pseudonyms {
-		m.AddPseudonym(model.PseudonymOfHash(h, p))
+	s.Pseudonyms = f.pseudonyms
+	if m != nil {
+		s.HashAlgorithm, s.Dialect = m.Hash().String(), m.Dialect().String()
+		s.Model = f.modelIn
+		if abs, err := filepath.Abs(f.modelIn); err == nil {
+			s.Model = abs
+		}
 	}
-	return m, nil
+	return s
 }

@@ -2,7 +2,8 @@
 // capture programs, the namespace registry and dispatcher, container
 // discovery, the measured event log, the Prometheus metrics, the event
 // export and the control API into one process that models every container
-// of a node in its own security modeling namespace.
+// of a node in its own security modeling namespace. A standalone `vigil
+// run` (no agent on the host) runs the same pipeline in its own process.
 //
 // # How the parts fit
 //
@@ -13,12 +14,56 @@
 //	ContainerWatcher -> table.startContainer -> enroller (cgroup.procs)
 //	control.Server -> Backend (the table) -> namespace transitions + kernel
 //
+// The pipeline (pipeline.go) is the first two lines, with the namespace
+// table, the loss poller and the drain: it carries every namespace's
+// records from the kernel to the models and the log. Agent puts container
+// discovery, the enroller, the control socket and the metrics listener
+// around it. Standalone (standalone.go) puts nothing around it: `vigil
+// run` without an agent creates one run namespace in it with the table's
+// createRun, enrols its command with the table's AddTask (as the control
+// API does for `vigil run` through an agent), and drains it when the
+// command has exited; so the two ways of running a command model it with
+// the same code, and cannot drift apart.
+//
 // New opens everything that can fail (capture, register and log, control
 // socket, metrics listener, export destination) so that a misconfigured
 // agent fails before it runs; Run serves until its context ends and then
 // shuts down in the order that loses nothing: stop discovery, drain the
 // ring buffer into the models, record the last losses, flush the export,
 // close the log and the register, detach the programs.
+//
+// # Namespace transitions
+//
+// Every change of a namespace's mode goes through the namespace (the model
+// in userspace), the measured log and the kernel (its configuration, mode
+// and allow set) in one order, whatever asked for it (a container's model
+// file, the control API, a standalone `vigil run --model --enforce`); the
+// functions are in transitions.go, under the namespace's lock:
+//
+//   - create: the registry's namespace; the log's "created" record, the
+//     points of a loaded model and, if it is sealed, "sealed"; then the
+//     kernel's configuration (learn or seal); then enforce, when the
+//     settings ask for it.
+//   - seal: the model is sealed; the log's "sealed" record; the kernel's
+//     allow set (on a backend that can deny); the kernel's seal mode.
+//   - enforce (sealing first if learning): the allow set; the namespace
+//     enforces (userspace marks tasks untrusted); the kernel's enforce
+//     mode; the log's "enforcing" record.
+//   - load: the file's pseudonyms and points join the learning model,
+//     measured like learned points; then seal.
+//   - remove: the registry, the kernel's configuration and allow set,
+//     the metrics; the log keeps what it recorded.
+//
+// Why this order: sealing is a change of the model, which decides from
+// then on what is a point and what is forensics, so its record follows the
+// model's seal at once, and any point recorded after it is known to be
+// forensics; the kernel follows, since its seal mode decides nothing
+// alone. Enforcing is the kernel's: the allow set is in place before the
+// kernel judges by it, and the log says "enforcing" only once the kernel
+// does, so that a failed switch leaves no claim in the log that the
+// namespace enforced. A namespace starting sealed (a model file, `vigil
+// run --model`) takes the same steps in create as a learning one sealed
+// later.
 //
 // # Enrolment
 //
@@ -102,9 +147,10 @@
 //
 // # Concurrency
 //
-// Run's goroutines: the ring-buffer reader (the only caller of the
-// dispatcher, so records of a task stay in order), the container watcher,
-// the enroller, the loss and statistics poller, and the two HTTP servers;
+// Run's goroutines: the pipeline's ring-buffer reader (the only caller of
+// the dispatcher, so records of a task stay in order) and loss and
+// statistics poller, the container watcher, the enroller, and the two
+// HTTP servers;
 // plus the measured log's committer (measure.Log.StartBatching): a new
 // point is queued by the reader and made durable and extended by the
 // committer in groups, so a burst of new points does not stall the ring
@@ -115,5 +161,7 @@
 // destination cannot take are dropped and counted (vigil_export_lines_total)
 // rather than holding the reader, whose stall would lose kernel records.
 // The table (the control Backend) is safe for concurrent use: the control
-// server calls it from many goroutines while the reader adds events.
+// server calls it from many goroutines while the reader adds events. A
+// Standalone runs only the reader and the poller; its methods are called
+// from one goroutine.
 package agent

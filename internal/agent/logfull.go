@@ -170,9 +170,9 @@ func (t *table) logState(st *nsState) *control.LogState {
 // counted and not modeled. It returns false, doing nothing, for a record
 // to dispatch: of a namespace that models, or one that carries no event.
 // It runs on the reader goroutine.
-func (a *Agent) skipStopped(r bpf.Record) bool {
+func (p *pipeline) skipStopped(r bpf.Record) bool {
 	h := r.Head()
-	st, ok := a.table.get(h.NS)
+	st, ok := p.table.get(h.NS)
 	if !ok || !st.logStop.stopped.Load() {
 		return false
 	}
@@ -183,13 +183,13 @@ func (a *Agent) skipStopped(r bpf.Record) bool {
 	if !st.logStop.skip() {
 		return false
 	}
-	tasks := a.disp.Tasks()
+	tasks := p.disp.Tasks()
 	if e, ok := r.(*bpf.Exec); ok {
-		file := a.disp.Converter().ExecFile(e)
+		file := p.disp.Converter().ExecFile(e)
 		tasks.Exec(e, &file, st.ns.Model().Mapping())
 	} else {
 		tasks.Seen(h)
 	}
-	a.disp.Skip(r)
+	p.disp.Skip(r)
 	return true
 }

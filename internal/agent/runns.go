@@ -42,9 +42,10 @@ import (
 // beforeDispatch gives an enrolled root the name it had when it was
 // enrolled (the stub's) for the open its first exec makes, when the
 // backend reported no event of it before the exec (the tracepoint backend
-// sees none), as standalone `vigil run` does: the same command then has
-// the same trajectory whether or not an agent ran it. afterDispatch wakes
-// the Sync waiting for a root's exit.
+// sees none). A standalone `vigil run` (Standalone) creates its namespace
+// with createRun and enrols its stub with AddTask too, so the same command
+// has the same trajectory whether or not an agent ran it. afterDispatch
+// wakes the Sync waiting for a root's exit.
 
 // DefaultOwnerPoll is how often the creator of a run namespace is checked.
 const DefaultOwnerPoll = time.Second
@@ -149,7 +150,7 @@ func (t *table) Create(req control.CreateRequest) (control.NamespaceInfo, error)
 			t.removeRun(old)
 		}
 	}
-	st, err := t.create(namespace.Options{Name: req.Name, Origin: namespace.OriginRun, KTime: t.ktime()}, nil, "", s)
+	st, err := t.createRun(req.Name, req.Owner.PID, nil, s)
 	if err != nil {
 		if errors.Is(err, namespace.ErrExists) {
 			err = fmt.Errorf("%w: %w", err, control.ErrConflict)
@@ -158,7 +159,21 @@ func (t *table) Create(req control.CreateRequest) (control.NamespaceInfo, error)
 			return control.NamespaceInfo{}, err
 		}
 	}
-	rn := &runNS{st: st, owner: req.Owner.PID, stop: make(chan struct{})}
+	t.log.Info("run namespace", "namespace", st.ns.Name(), "context", st.ns.ID(), "owner", req.Owner.PID)
+	return t.info(st), err
+}
+
+// createRun creates a run namespace named name (run-<id> when empty) with
+// settings s, learning, or sealed to m when m is a loaded model (a
+// standalone `vigil run --model`), and ends it when process owner (0:
+// none) exits first. As create, it returns the namespace with an error
+// when only enforcing it failed.
+func (t *table) createRun(name string, owner int32, m *model.Model, s control.Settings) (*nsState, error) {
+	st, err := t.create(namespace.Options{Name: name, Origin: namespace.OriginRun, Model: m, KTime: t.ktime()}, nil, "", s)
+	if st == nil {
+		return nil, err
+	}
+	rn := &runNS{st: st, owner: owner, stop: make(chan struct{})}
 	t.runs.mu.Lock()
 	if t.runs.byNS == nil {
 		t.runs.byNS = make(map[uint64]*runNS)
@@ -169,8 +184,7 @@ func (t *table) Create(req control.CreateRequest) (control.NamespaceInfo, error)
 	if rn.owner > 0 {
 		go t.watchOwner(rn)
 	}
-	t.log.Info("run namespace", "namespace", st.ns.Name(), "context", st.ns.ID(), "owner", rn.owner)
-	return t.info(st), err
+	return st, err
 }
 
 // lookupRun returns a run namespace by name.

@@ -17,7 +17,12 @@ import (
 	"github.com/vigil-tsem/vigil/namespace"
 )
 
-const helperEnv = "VIGIL_AGENT_TEST_HELPER"
+// helperEnv makes the test binary the helper process; with
+// helperOpenEnv it then reads the file that names before it exits.
+const (
+	helperEnv     = "VIGIL_AGENT_TEST_HELPER"
+	helperOpenEnv = "VIGIL_AGENT_TEST_OPEN"
+)
 
 // TestHelperProcess is not a test: it is the child process the run
 // namespace tests enrol, waiting until its standard input closes.
@@ -26,6 +31,11 @@ func TestHelperProcess(t *testing.T) {
 		t.Skip("helper process for the run namespace tests")
 	}
 	io.Copy(io.Discard, os.Stdin)
+	if p := os.Getenv(helperOpenEnv); p != "" {
+		if _, err := os.ReadFile(p); err != nil {
+			os.Exit(1)
+		}
+	}
 	os.Exit(0)
 }
 

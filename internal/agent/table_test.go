@@ -473,8 +473,7 @@ func TestContainerStopRestartRemove(t *testing.T) {
 	root := t.TempDir()
 	a := &Agent{
 		opts:       Options{StopGrace: 50 * time.Millisecond},
-		log:        f.tab.log,
-		table:      f.tab,
+		pipeline:   &pipeline{log: f.tab.log, table: f.tab},
 		enroller:   newEnroller(f.kern, f.tab.log, time.Second),
 		watcher:    &namespace.ContainerWatcher{Root: root},
 		containers: make(map[string]*container),
@@ -525,7 +524,7 @@ func TestOwnContainerNotModeled(t *testing.T) {
 	f := newFixture(t, false, control.Settings{HashAlgorithm: "sha256"}, "")
 	root := t.TempDir()
 	a := &Agent{
-		opts: Options{StopGrace: time.Minute}, log: f.tab.log, table: f.tab,
+		opts: Options{StopGrace: time.Minute}, pipeline: &pipeline{log: f.tab.log, table: f.tab},
 		enroller:   newEnroller(f.kern, f.tab.log, time.Second),
 		watcher:    &namespace.ContainerWatcher{Root: root},
 		containers: make(map[string]*container),
