@@ -22,7 +22,7 @@ func TestKindsCountedAsUnmodeled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{met: metrics.New(metrics.Options{})}
+	a := &Agent{pipeline: &pipeline{met: metrics.New(metrics.Options{})}}
 	for _, k := range events.Kinds() {
 		e, ok := samples[k.Name()]
 		if !ok {
