@@ -61,7 +61,7 @@ generate-headers: bpf-deps ## Regenerate bpf/headers (vmlinux.h from this kernel
 	$(GO) generate ./bpf/...
 
 .PHONY: bench
-bench: ## Run the benchmarks (numbers go in the README)
+bench: ## Run the benchmarks (numbers go in docs/performance.md)
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) $(PKGS)
 
 .PHONY: fuzz

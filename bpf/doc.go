@@ -32,8 +32,8 @@
 //     never denies anything; SetNamespace with ModeEnforce returns
 //     ErrObserveOnly.
 //
-// The README's "Capture backends" table lists, per backend, each syscall
-// or hook and the TSEM event it becomes.
+// The "Capture backends" tables of docs/architecture.md list, per backend,
+// each syscall or hook and the TSEM event it becomes.
 //
 // Both attach sched_process_fork and sched_process_exit, which carry
 // membership to children and report task lifecycle, sched_process_free,

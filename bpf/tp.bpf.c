@@ -395,7 +395,7 @@ static __always_inline int kill_enter(__u32 pid, __u32 tgid, __u32 sig)
  * of the time a capture takes to load. And a raw tracepoint costs a
  * traced syscall less than a perf event does. The price: both programs
  * run for every syscall of the machine; one that no table names returns
- * after a switch on its number (see the README for what that costs). */
+ * after a switch on its number (docs/performance.md says what it costs). */
 #define VG_X32_BIT 0x40000000 /* __X32_SYSCALL_BIT */
 #define VG_TS_COMPAT 0x0002   /* thread_info.status: a 32-bit syscall */
 /* socketcall(2)'s calls (include/uapi/linux/net.h) */

@@ -38,10 +38,10 @@ func EventCoefficient(e *events.Event, isPseudonym func(pathname string) bool) (
 // isPseudonym (may be nil) reports whether a file's pathname is a
 // pseudonym of the model; such a file's digest is replaced by H("").
 // A path with owner and instance is hashed as a file created in the
-// current context (the README's rule for imported descriptions). Task
-// ids, file digests and address digests must have h's length (a
-// zero-length one counts as zero bytes): anything else is an error
-// wrapping ErrHashMismatch. Task ids hashed in 64-byte fields (a socket's
+// current context (testdata/tsem/README.md's rule for imported
+// descriptions). Task ids, file digests and address digests must have h's
+// length (a zero-length one counts as zero bytes): anything else is an
+// error wrapping ErrHashMismatch. Task ids hashed in 64-byte fields (a socket's
 // owner, task_setpgid, task_setnice, task_setioprio) are zero padded to 64
 // bytes, as the kernel hashes its HASH_MAX_DIGESTSIZE arrays.
 // EventCoefficientHash does not allocate for the typed payloads and is

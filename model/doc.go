@@ -68,12 +68,9 @@
 // SHA-384 or SHA-512 coefficient aside, so a SHA-256 model's memory is
 // what it was when coefficients were 32-byte arrays.
 //
-// A model file of a hash other than SHA-256 starts with a "#hash NAME"
-// comment line (Quixote skips it); without one the first coefficient's
-// length says the hash, and every coefficient must have it. LoadHash
-// refuses a model of another hash than the namespace's, naming the file
-// and line. A "#dialect NAME" line (see Dialects) says the model's
-// dialect the same way.
+// A model file says its hash and dialect in comment lines (see Model
+// files); LoadHash refuses a model of another hash than the namespace's,
+// naming the file and line.
 //
 // # Dialects
 //
@@ -165,44 +162,15 @@
 //
 // # Model files
 //
-// Load and WriteTo use TSEM's model file format as the Quixote tools read
-// and write it, one command a line:
-//
-//	aggregate HEX    the aggregate (zero when absent)
-//	base HEX         the base (written only when not zero)
-//	pseudonym HEX    a pseudonym
-//	state HEX        a model point, in arrival order
-//	seal             the model is sealed
-//	end              the end of the model
-//
-// aggregate and base must precede the first state line (each state is
-// extended with them) and appear at most once; a repeated state line is one
-// point. Quixote's loader takes any line starting with '#' as a comment, so
-// Vigil stores the trajectory, which it needs to build the kernel's allow
-// sets when sealing, in comment lines right after each state line:
-//
-//	state 2984ad01...
-//	#trajectory 2984ad01... {"event":{...},"COE":{...},"file_open":{...}}
-//
-// The description is written verbatim; one holding a '\r' or '\n' (never
-// the case for a TSEM line) is written as "#trajectory-base64 HEX BASE64".
-// Load parses every description (events.Parse) and refuses the file at the
-// first that does not parse, with the parser's offset, field and reason:
-// the agent serves these descriptions and builds kernel allow sets from
-// them. It does not recompute their coefficients: a description does not
-// always determine its coefficient (a file created in an earlier context
-// is hashed by name, and a pseudonym may have joined the model after the
-// point was learned).
-// Keeping the trajectory inside the model file, instead of a sidecar file,
-// means one atomic SaveFile replaces model and trajectory together and a
-// copied model cannot lose its trajectory. Quixote, and the TSEM kernel fed
-// through it, load such a file as if the comments were absent. Other
-// comments are ignored on load and not written back. Forensics and counts
-// are run-time data and are not part of a model file. Signed models (key,
-// signature) are refused rather than loaded unverified.
-//
-// Errors from Load name the file and line (*lineio.PlaceError) and match
-// ErrInvalidModel; SaveFile replaces a file atomically or not at all.
+// Load, LoadHash, WriteTo and SaveFile read and write TSEM's model file
+// format as the Quixote tools do, with Vigil's comment lines ("#hash",
+// "#dialect", and "#trajectory" after each state line, which keeps the
+// trajectory the kernel allow sets are built from); docs/model-format.md
+// in the repository describes the format. Load parses every trajectory
+// description (events.Parse) and refuses the file at the first that does
+// not parse. Errors from Load name the file and line (*lineio.PlaceError)
+// and match ErrInvalidModel; SaveFile replaces a file atomically or not at
+// all.
 //
 // # Description stores
 //

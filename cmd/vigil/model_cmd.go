@@ -77,7 +77,8 @@ func newModelPointsCmd() *cobra.Command {
 		Long: `Print one coefficient (lowercase hex) per input event description, in input
 order. --dialect tsem computes each exactly as the TSEM kernel modeling agent
 does; the default, invariant, is what Vigil's live namespaces compute: the same
-but for values the kernel chooses afresh at each mount (see the README).`,
+but for values the kernel chooses afresh at each mount (see
+docs/tsem-compatibility.md).`,
 		Example: `  vigil model points --dialect tsem trajectory.json
   vigil run --trajectory - -- true | vigil model points`,
 		RunE: func(cmd *cobra.Command, args []string) error {
