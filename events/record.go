@@ -37,6 +37,10 @@ type Converter struct {
 	// file digests, zero task ids and address digests of its events are
 	// computed with it. nil means SHA-256 for every namespace.
 	HashOf func(ns uint64) Hash
+	// FileSystemOf returns the held file system of a namespace (a
+	// container's, see FileSystem) through which its files are read
+	// first; nil, or a nil result, means none.
+	FileSystemOf func(ns uint64) FileSystem
 
 	digestFailures atomic.Uint64
 
@@ -247,7 +251,11 @@ func (c *Converter) file(f *bpf.File, h *bpf.Header, alg Hash) File {
 		return out
 	}
 	var tasks [1 + recentTasks]uint32
-	d, err := c.Digests.DigestFrom(f, c.tasksOf(h.NS, h.TGID, tasks[:0]), alg)
+	r := Reach{Tasks: c.tasksOf(h.NS, h.TGID, tasks[:0])}
+	if c.FileSystemOf != nil {
+		r.FS = c.FileSystemOf(h.NS)
+	}
+	d, err := c.Digests.DigestIn(f, r, alg)
 	if err != nil {
 		c.digestFailures.Add(1)
 	}
