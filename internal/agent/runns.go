@@ -149,7 +149,7 @@ func (t *table) Create(req control.CreateRequest) (control.NamespaceInfo, error)
 			t.removeRun(old)
 		}
 	}
-	st, err := t.create(namespace.Options{Name: req.Name, Origin: namespace.OriginRun, KTime: t.ktime()}, nil, "", s)
+	st, err := t.create(namespace.Options{Name: req.Name, Origin: namespace.OriginRun, KTime: t.ktime()}, nil, "", nil, s)
 	if err != nil {
 		if errors.Is(err, namespace.ErrExists) {
 			err = fmt.Errorf("%w: %w", err, control.ErrConflict)

@@ -49,6 +49,9 @@ type nsState struct {
 	cgroupDir string // absolute path of the container's cgroup
 	cgroupID  uint64 // its id, watched in the kernel (0: none)
 	settings  control.Settings
+	// fs is the container's file system held open from the host, through
+	// which its files are hashed (containerfs.go); nil when none.
+	fs atomic.Pointer[namespace.ContainerFS]
 
 	denials atomic.Uint64
 	tasks   atomic.Int64 // member processes found in the cgroup at the last enrolment pass
@@ -174,7 +177,12 @@ func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsStat
 			break
 		}
 	}
-	st, err := t.create(namespace.Options{Name: name, Origin: namespace.OriginContainer, Model: m, KTime: t.ktime()}, &c, cgroupDir, settings)
+	// Held before any task of the container can be a member.
+	fs := t.openContainerFS(c) // containerfs.go
+	st, err := t.create(namespace.Options{Name: name, Origin: namespace.OriginContainer, Model: m, KTime: t.ktime()}, &c, cgroupDir, fs, settings)
+	if st == nil {
+		fs.Close()
+	}
 	if err == nil && m == nil && t.learner != nil && t.keyByImage && c.Image != "" {
 		t.learner.join(c.Image, st)
 	}
@@ -184,8 +192,10 @@ func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsStat
 // create makes a namespace and everything the agent keeps for it; its hash
 // is settings.HashAlgorithm, its dialect settings.Dialect unless
 // opts.Model (loaded from a file) says another, and a learning model gets
-// pseudonyms for settings.Pseudonyms.
-func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir string, settings control.Settings) (*nsState, error) {
+// pseudonyms for settings.Pseudonyms. A container's namespace has the
+// container, its cgroup and its held file system (may be nil), which the
+// namespace owns from then on.
+func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir string, fs *namespace.ContainerFS, settings control.Settings) (*nsState, error) {
 	h, err := model.ParseHash(settings.HashAlgorithm)
 	if err != nil {
 		return nil, fmt.Errorf("start namespace %s: settings.hash_algorithm: %w", opts.Name, err)
@@ -212,6 +222,7 @@ func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir
 		return nil, err
 	}
 	st := &nsState{ns: n, container: c, cgroupDir: cgroupDir, settings: settings}
+	st.fs.Store(fs)
 	if !n.Model().Sealed() {
 		st.addPseudonyms(settings.Pseudonyms)
 	}
@@ -282,6 +293,7 @@ func (t *table) remove(st *nsState) {
 	t.met.RemoveNamespace(st.ns.Name())
 	t.met.SetNamespaces(count)
 	t.closeModel(st.ns)
+	st.fs.Swap(nil).Close()
 	st.logStop.mu.Lock()
 	if st.logStop.stopped.Swap(false) {
 		t.stopped.Add(-1)
