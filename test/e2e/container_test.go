@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -157,7 +158,9 @@ func pathnameOf(e *events.Event) (string, uint32, bool) {
 // modeled from its first exec, nothing of the runtime's own setup is (no
 // pathname names the container id or the runtime's state, no event of
 // runc), and a short command run with exec into the running container is
-// modeled in its namespace.
+// modeled in its namespace. The first container ends (and is removed) at
+// once: the files it read are hashed all the same, from its image, a
+// volume and the runtime's per-instance files (a pseudonym, not read).
 func TestAgentRealContainers(t *testing.T) {
 	bin := mustHaveCapture(t)
 	for _, rt := range runtimes {
@@ -169,11 +172,26 @@ func TestAgentRealContainers(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 
-			res := run(t, ctx, r, ctrtest.RunSpec{Image: img, Cmd: []string{"sh", "-c", "cat /app/data.txt /etc/os-release >/dev/null"}})
+			vol := t.TempDir()
+			volData := []byte("a file of a volume, read from the host\n")
+			if err := os.WriteFile(filepath.Join(vol, "x"), volData, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			res := run(t, ctx, r, ctrtest.RunSpec{Image: img, Args: []string{"-v", vol + ":/data:ro"},
+				Cmd: []string{"sh", "-c", "cat /app/data.txt /etc/os-release /data/x /etc/hostname >/dev/null"}})
 			name := r.NamespaceName(res.ID)
 			info := settled(t, ctx, client, name)
 			if info.Origin != "container" || info.Container == nil || info.Container.Image != img || info.Lost != 0 {
 				t.Errorf("namespace %s: %+v (container %+v); want a container namespace of image %s, nothing lost", name, info, info.Container, img)
+			}
+			if n, _ := scrape(t, ag.metrics, "vigil_unhashable_files_total", `namespace="`+name+`"`); n != 0 {
+				t.Errorf("%v unhashable files in %s; want every file hashed although the container ended at once", n, name)
+			}
+			wantDigest := map[string]func(events.Digest) bool{
+				"/app/data.txt":   func(d events.Digest) bool { return !d.IsUnhashable() && d != events.EmptyDigest },
+				"/etc/os-release": func(d events.Digest) bool { return !d.IsUnhashable() && d != events.EmptyDigest },
+				"/data/x":         func(d events.Digest) bool { return d == events.Digest32(sha256.Sum256(volData)) },
+				"/etc/hostname":   func(d events.Digest) bool { return d == events.EmptyDigest }, // a pseudonym
 			}
 			var paths []string
 			for _, e := range descriptions(t, ctx, trajectoryOf(client), name) {
@@ -184,6 +202,9 @@ func TestAgentRealContainers(t *testing.T) {
 				if !ok {
 					continue
 				}
+				if ok := wantDigest[p]; ok != nil && !ok(e.File().Digest) {
+					t.Errorf("%s digest %x: not the file's", p, e.File().Digest)
+				}
 				paths = append(paths, p)
 				for _, bad := range []string{res.ID, "/var/lib/containers", "/var/lib/docker", "/run/runc", "/run/containerd", "exec.fifo"} {
 					if strings.Contains(p, bad) {
@@ -191,7 +212,7 @@ func TestAgentRealContainers(t *testing.T) {
 					}
 				}
 			}
-			for _, want := range []string{"/app/data.txt", "/etc/os-release", "/bin/busybox"} {
+			for _, want := range []string{"/app/data.txt", "/etc/os-release", "/data/x", "/etc/hostname", "/bin/busybox"} {
 				if !contains(paths, want) {
 					t.Errorf("trajectory pathnames %q lack %s", paths, want)
 				}
