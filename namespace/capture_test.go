@@ -141,7 +141,8 @@ func TestPseudonymNotRead(t *testing.T) {
 	ns.Model().AddPseudonym(model.PseudonymOf(p))
 	var res []Result
 	var descs []*events.Event
-	d := NewDispatcher(reg, events.NewDigestCache(events.DigestOptions{ProcRoot: filepath.Join(dir, "noproc")}))
+	digests := events.NewDigestCache(events.DigestOptions{ProcRoot: filepath.Join(dir, "noproc")})
+	d := NewDispatcher(reg, digests)
 	d.OnEvent = func(n *Namespace, e *events.Event, r Result) { res, descs = append(res, r), append(descs, e) }
 	open := func(f bpf.File) {
 		t.Helper()
@@ -159,6 +160,9 @@ func TestPseudonymNotRead(t *testing.T) {
 			t.Errorf("event %d: digest %x; want the zero digest of a pseudonym", i, got)
 		}
 	}
+	if st := digests.Stats(); st.Misses+st.Hits != 0 {
+		t.Errorf("digest cache %+v; want the pseudonym's file not read", st)
+	}
 	if err := ns.Seal(); err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +170,16 @@ func TestPseudonymNotRead(t *testing.T) {
 	open(gone)
 	if len(res) != 1 || res[0].Forensic {
 		t.Errorf("sealed: results %+v; want the pseudonym's open in the model", res)
+	}
+	// An event converted without the namespace's pseudonyms (its file
+	// unhashable) is described and mapped the same way by Add.
+	conv := &events.Converter{Digests: digests, Tasks: reg.Tasks()}
+	e, err := conv.Convert(&bpf.FileOpen{Header: hdr(bpf.RecFileOpen, ns.ID(), 2, 0, "cat"), File: gone})
+	if err != nil || !e.HasUnhashableFile() {
+		t.Fatalf("Convert = %v, unhashable %v; want an unhashable file", err, e != nil && e.HasUnhashableFile())
+	}
+	if r, _ := ns.Add(e); r.Forensic || r.Unlearned || e.File().Digest != events.EmptyDigest {
+		t.Errorf("Add(unhashable pseudonym) = %+v, digest %x; want it in the model with the zero digest", r, e.File().Digest)
 	}
 }
 

@@ -337,6 +337,13 @@ func (r *Registry) hashOf(id uint64) events.Hash {
 	return events.SHA256
 }
 
+// isPseudonym reports whether pathname is a pseudonym of namespace id's
+// model.
+func (r *Registry) isPseudonym(id uint64, pathname string) bool {
+	n, ok := r.Get(id)
+	return ok && n.model.IsPseudonym(pathname)
+}
+
 // Create makes a new namespace with the next id; a namespace of
 // OriginHost is namespace 0, the host, which the registry holds at most
 // once.
