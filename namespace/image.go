@@ -64,8 +64,8 @@ const (
 // containers.json lists every container of a store, a few KiB each.
 const maxStateFile = 32 << 20
 
-// ImageResolver finds the image a container was started from in the state
-// its runtime keeps on the host. The zero value reads the default
+// ImageResolver finds the image a container was started from, and where
+// its files are (FileSystem), in the state its runtime keeps on the host. The zero value reads the default
 // directories of the host it runs on. It holds no state: safe for
 // concurrent use.
 type ImageResolver struct {

@@ -46,6 +46,11 @@
 // is found is modeled through its main thread and the tasks it forks from
 // then on.
 //
+// The files a container's tasks open are hashed through the container's
+// file system, held open from the host from the container's discovery to
+// its namespace's removal (containerfs.go), so that a container that has
+// ended, even one removed at once (--rm), has the files it read hashed.
+//
 // The agent's own container (when it runs as a DaemonSet pod) is not
 // modeled. A container that stops keeps its namespace for a grace period
 // (its last records drain, its forensics stay readable, and a container
