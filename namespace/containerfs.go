@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -85,8 +86,9 @@ func OpenContainerFS(spec FileSystemSpec, procRoot string) (*ContainerFS, error)
 				c.unheld = append(c.unheld, m.Destination)
 			}
 		}
-		// A later mount on the same destination hides an earlier one.
-		c.mounts = dropMount(c.mounts, h.dest)
+		// A later mount hides the earlier ones at or below its
+		// destination.
+		c.mounts = dropMounts(c.mounts, h.dest)
 		c.mounts = append(c.mounts, h)
 	}
 	// Longest destination first: the innermost mount of a pathname wins.
@@ -94,11 +96,12 @@ func OpenContainerFS(spec FileSystemSpec, procRoot string) (*ContainerFS, error)
 	return c, nil
 }
 
-// dropMount removes the mount on dest, closing its descriptor.
-func dropMount(ms []heldMount, dest string) []heldMount {
+// dropMounts removes the mounts at or below dest, closing their
+// descriptors.
+func dropMounts(ms []heldMount, dest string) []heldMount {
 	out := ms[:0]
 	for _, m := range ms {
-		if m.dest == dest {
+		if under(m.dest, dest) {
 			if m.fd >= 0 {
 				unix.Close(m.fd)
 			}
@@ -196,11 +199,16 @@ func (c *ContainerFS) Unheld() []string { return c.unheld }
 // longest destination first).
 func (c *ContainerFS) mountOf(name string) (heldMount, bool) {
 	for _, m := range c.mounts {
-		if len(name) >= len(m.dest) && name[:len(m.dest)] == m.dest && (len(name) == len(m.dest) || name[len(m.dest)] == '/') {
+		if under(name, m.dest) {
 			return m, true
 		}
 	}
 	return heldMount{}, false
+}
+
+// under reports whether pathname name is dir or below it.
+func under(name, dir string) bool {
+	return strings.HasPrefix(name, dir) && (len(name) == len(dir) || name[len(dir)] == '/')
 }
 
 // Close releases the held mounts; the file systems go with the last

@@ -144,6 +144,35 @@ func TestContainerFS(t *testing.T) {
 	}
 }
 
+// TestContainerFSMountOrder: a mount hides the earlier mounts at or below
+// its destination, as it does in the container.
+func TestContainerFSMountOrder(t *testing.T) {
+	top, spec := containerTree(t)
+	spec.Mounts = []SpecMount{
+		{Destination: "/data/sub", Source: filepath.Join(top, "inner")},
+		{Destination: "/data", Source: filepath.Join(top, "volume")},
+		{Destination: "/etc/hosts"},
+		{Destination: "/etc/hosts", Source: filepath.Join(top, "userdata/hosts")},
+	}
+	cfs, err := OpenContainerFS(spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cfs.Close()
+	for name, want := range map[string]string{"/data/sub/y": "under the volume\n", "/etc/hosts": "127.0.0.1 instance\n"} {
+		f, err := cfs.OpenFile(name)
+		if err != nil {
+			t.Errorf("OpenFile(%q): %v", name, err)
+			continue
+		}
+		b, err := io.ReadAll(f)
+		f.Close()
+		if err != nil || string(b) != want {
+			t.Errorf("OpenFile(%q) read %q, %v; want %q", name, b, err, want)
+		}
+	}
+}
+
 func TestOpenContainerFSErrors(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "file")
