@@ -218,7 +218,7 @@ type Capture struct {
 	fillClosed bool
 
 	events, taskState, nsConfig, allow, loss, lossOverflow, ignore *ebpf.Map
-	ctrCgroup                                                      *ebpf.Map
+	ctrCgroup, pending                                             *ebpf.Map
 	// createdIno holds the created-file tags of the tracepoint backend
 	// (nil on the LSM backend, where they live with the inodes).
 	createdIno *ebpf.Map
@@ -394,6 +394,7 @@ func openBackend(b Backend, opts Options, cache *btf.Cache) (c *Capture, err err
 		lossOverflow: coll.Maps["loss_overflow"],
 		ignore:       coll.Maps["ignore_tgid"],
 		ctrCgroup:    coll.Maps["ctr_cgroup"],
+		pending:      coll.Maps["pending"],
 		createdIno:   coll.Maps["created_ino"],
 		repeats:      coll.Maps["repeats"],
 		cfgEpochNow:  coll.Maps["cfg_epoch_now"],
@@ -1004,7 +1005,11 @@ func (c *Capture) Ignore(tgid int) error {
 
 // TaskState returns the kernel's state of task pid: its namespace, TTD,
 // PTTD and whether it is untrusted; ok is false for a task the kernel
-// tracks no state for (not in a modeling namespace).
+// tracks no state for (not in a modeling namespace). A task a member forked
+// is a member from its fork, although the kernel keeps its state in the
+// fork's pending table until the task's first event: TaskState reports
+// that state, so that nobody enrols the task anew (which would make it a
+// namespace root with a new identity).
 func (c *Capture) TaskState(pid int) (ns, ttd, pttd uint64, untrusted, ok bool, err error) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
@@ -1012,10 +1017,20 @@ func (c *Capture) TaskState(pid int) (ns, ttd, pttd uint64, untrusted, ok bool, 
 	}
 	defer unix.Close(fd)
 	var v taskValue
-	if err := c.taskState.Lookup(uint32(fd), &v); err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return 0, 0, 0, false, false, nil
+	err = c.taskState.Lookup(uint32(fd), &v)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		// The pending table holds a struct vg_task, as the task
+		// storage, keyed by the pid in the initial pid namespace (the
+		// capture's).
+		var p taskValue
+		if err := c.pending.Lookup(uint32(pid), &p); err == nil {
+			return p.NS, p.TTD, p.PTTD, p.Flags&taskUntrusted != 0, true, nil
+		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return 0, 0, 0, false, false, fmt.Errorf("look up pending task %d: %w", pid, err)
 		}
+		return 0, 0, 0, false, false, nil
+	}
+	if err != nil {
 		return 0, 0, 0, false, false, fmt.Errorf("look up task %d: %w", pid, err)
 	}
 	return v.NS, v.TTD, v.PTTD, v.Flags&taskUntrusted != 0, true, nil
