@@ -314,6 +314,7 @@ func TestImageModelHolds(t *testing.T) {
 				traj := trajectoryLines(m)
 				var all bytes.Buffer
 				var counts []int
+				var outside []uint64 // contexts of the instances with forensics
 				total, missed := 0, 0
 				for range fresh {
 					res := run(t, ctx, r, ctrtest.RunSpec{Image: img, Cmd: im.cmd})
@@ -335,6 +336,9 @@ func TestImageModelHolds(t *testing.T) {
 					}
 					counts = append(counts, info.ForensicsPoints)
 					total += info.ForensicsPoints
+					if info.ForensicsPoints > 0 {
+						outside = append(outside, info.Context)
+					}
 				}
 				causes, err := ctrtest.Causes(traj, all.Bytes())
 				if err != nil {
@@ -342,11 +346,37 @@ func TestImageModelHolds(t *testing.T) {
 				}
 				t.Logf("%s %s: model of %d points from 2 instances; forensics points of %d fresh instances: %v (total %d; -1: no event, the container ended before it was enrolled: %d); unhashable files in all %d instances: %v; by cause (count, type, object: fields that differ from the closest model event):\n%s",
 					rt.name, im.name, m.Len(), fresh, counts, total, missed, fresh+2, unhashable, ctrtest.Summary(causes))
+				if len(outside) > 0 {
+					t.Logf("model trajectory:\n%s", traj)
+					logEvents(t, ag.export, outside, all.Bytes())
+				}
 				if require && (total > 0 || missed > 0) {
 					t.Errorf("the model must hold (VIGIL_TEST_MODEL_HOLDS=require, or CI=true): %d forensics points and %d instances not measured in %d fresh instances; want 0 and 0", total, missed, fresh)
 				}
 			})
 		}
+	}
+}
+
+// logEvents logs forensics descriptions and, to see what led to them, the
+// exported events of the namespaces (contexts) that had them.
+func logEvents(t *testing.T, export string, contexts []uint64, forensics []byte) {
+	t.Helper()
+	t.Logf("forensics:\n%s", forensics)
+	b, err := os.ReadFile(export)
+	if err != nil {
+		t.Logf("read the export: %v", err)
+		return
+	}
+	for _, ctx := range contexts {
+		var lines []string
+		tag := fmt.Sprintf(`"context": "%d"`, ctx)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, tag) {
+				lines = append(lines, l)
+			}
+		}
+		t.Logf("events of context %d:\n%s", ctx, strings.Join(lines, "\n"))
 	}
 }
 
