@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,6 +53,9 @@ import (
 //	           SIGURG with tgkill, print "tid TID ERRNO-NAME" per thread
 //	open-via   act on VIGIL_BPF_FILES (one file) the way VIGIL_BPF_VIA
 //	           names (see openVia), print "ok" or the error
+//	fork-pending  fork a child that makes no event (it waits on a pipe),
+//	           write its pid to VIGIL_BPF_FILES, print "ready", read one
+//	           byte from stdin, then release the child and wait for it
 //
 // In wait-exec, VIGIL_BPF_EXEC names a file to exec instead of this binary
 // (a script whose interpreter is this binary).
@@ -172,6 +176,8 @@ func helperMain(mode string) int {
 		}
 		fmt.Println(time.Since(start).Nanoseconds())
 		return 0
+	case "fork-pending":
+		return helperForkPending()
 	case "signal-threads":
 		n, err := strconv.Atoi(os.Getenv(envN))
 		if err != nil {
@@ -464,4 +470,43 @@ func nextNS() uint64 {
 	defer nsCounter.Unlock()
 	nsCounter.n++
 	return uint64(os.Getpid())<<16 | nsCounter.n
+}
+
+// helperForkPending is the mode fork-pending: the child is forked with a
+// raw clone and makes raw system calls only (a read, then exit_group), so
+// the kernel keeps its membership in the fork's pending table until it
+// exits.
+func helperForkPending() int {
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper: fork-pending:", err)
+		return 3
+	}
+	rfd := r.Fd()
+	var b [1]byte
+	pid, _, errno := syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
+	if errno != 0 {
+		fmt.Fprintln(os.Stderr, "helper: fork-pending: clone:", errno)
+		return 3
+	}
+	if pid == 0 {
+		syscall.RawSyscall(syscall.SYS_READ, rfd, uintptr(unsafe.Pointer(&b[0])), 1)
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+	}
+	if err := os.WriteFile(os.Getenv(envFiles), []byte(strconv.Itoa(int(pid))), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "helper: fork-pending:", err)
+		return 3
+	}
+	os.Stdout.WriteString("ready\n")
+	if _, err := io.ReadFull(os.Stdin, b[:]); err != nil {
+		fmt.Fprintln(os.Stderr, "helper: wait:", err)
+		return 3
+	}
+	w.Write(b[:])
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(int(pid), &ws, 0, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "helper: fork-pending: wait:", err)
+		return 3
+	}
+	return 0
 }

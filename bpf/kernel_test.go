@@ -536,3 +536,44 @@ func TestLSMSignalNewThread(t *testing.T) {
 		t.Errorf("%d task_kill records of the %d signals", seen, threads)
 	}
 }
+
+func TestLSMTaskStatePending(t *testing.T) {
+	testTaskStatePending(t, BackendLSM)
+}
+
+func TestTracepointTaskStatePending(t *testing.T) {
+	if os.Getenv("VIGIL_VM") != "" {
+		t.Skip("the VM runs the LSM backend tests")
+	}
+	testTaskStatePending(t, BackendTracepoint)
+}
+
+// testTaskStatePending: a task a member forked is a member from its fork,
+// before its first event (its state waits in the pending table), and
+// TaskState says so: the agent's enroller, which finds it in its
+// container's cgroup in that moment, must not enrol it anew as a root.
+func testTaskStatePending(t *testing.T, b Backend) {
+	c := openCapture(t, b)
+	dir, bin := sharedDir(t)
+	pidFile := filepath.Join(dir, "child-pid")
+	ns := nextNS()
+	var childNS uint64
+	var childOK bool
+	var stateErr error
+	runEnrolled(t, c, ns, workload{next: "fork-pending", env: []string{envFiles + "=" + pidFile}, bin: bin, midway: func() {
+		data, err := os.ReadFile(pidFile)
+		if err != nil {
+			stateErr = err
+			return
+		}
+		child, err := strconv.Atoi(string(data))
+		if err != nil {
+			stateErr = err
+			return
+		}
+		childNS, _, _, _, childOK, stateErr = c.TaskState(child)
+	}})
+	if stateErr != nil || !childOK || childNS != ns {
+		t.Errorf("TaskState(child before its first event) = namespace %d, ok %v, %v; want namespace %d", childNS, childOK, stateErr, ns)
+	}
+}

@@ -59,6 +59,7 @@ type sharedObjects struct {
 	LossOverflow *ebpf.Map `ebpf:"loss_overflow"` // per-CPU: losses loss had no room for
 	IgnoreTGID   *ebpf.Map `ebpf:"ignore_tgid"`   // processes left out of the host
 	CtrCgroup    *ebpf.Map `ebpf:"ctr_cgroup"`    // watched container cgroups
+	Pending      *ebpf.Map `ebpf:"pending"`       // struct vg_task of forked tasks before their first event
 	TTDCounter   *ebpf.Map `ebpf:"ttd_counter"`   // the last TTD handed out
 	Repeats      *ebpf.Map `ebpf:"repeats"`       // the repeat cache's two table slots
 	RepGen       *ebpf.Map `ebpf:"rep_gen"`       // the repeat windows

@@ -68,7 +68,11 @@ func (c *Capture) setTask(pid int, edit func(*taskValue), mustExist bool) error 
 
 // TaskState returns the kernel's state of task pid: its namespace, TTD,
 // PTTD and whether it is untrusted; ok is false for a task the kernel
-// tracks no state for (not in a modeling namespace).
+// tracks no state for (not in a modeling namespace). A task a member forked
+// is a member from its fork, although the kernel keeps its state in the
+// fork's pending table until the task's first event: TaskState reports
+// that state, so that nobody enrols the task anew (which would make it a
+// namespace root with a new identity).
 func (c *Capture) TaskState(pid int) (ns, ttd, pttd uint64, untrusted, ok bool, err error) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
@@ -76,10 +80,20 @@ func (c *Capture) TaskState(pid int) (ns, ttd, pttd uint64, untrusted, ok bool, 
 	}
 	defer unix.Close(fd)
 	var v taskValue
-	if err := c.objs.TaskState.Lookup(uint32(fd), &v); err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return 0, 0, 0, false, false, nil
+	err = c.objs.TaskState.Lookup(uint32(fd), &v)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		// The pending table holds a struct vg_task, as the task
+		// storage, keyed by the pid in the initial pid namespace (the
+		// capture's).
+		var p taskValue
+		if err := c.objs.Pending.Lookup(uint32(pid), &p); err == nil {
+			return p.NS, p.TTD, p.PTTD, p.Flags&taskUntrusted != 0, true, nil
+		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return 0, 0, 0, false, false, fmt.Errorf("look up pending task %d: %w", pid, err)
 		}
+		return 0, 0, 0, false, false, nil
+	}
+	if err != nil {
 		return 0, 0, 0, false, false, fmt.Errorf("look up task %d: %w", pid, err)
 	}
 	return v.NS, v.TTD, v.PTTD, v.Flags&taskUntrusted != 0, true, nil

@@ -293,6 +293,21 @@ func TestDaemonSet(t *testing.T) {
 			t.Errorf("DaemonSet: runtime state %s is not mounted at %s (runtime_root %s)", d, at, conf.RuntimeRoot)
 		}
 	}
+	// Where the runtimes mount containers' root file systems and volumes
+	// after the pod started: the mounts must reach the pod, for the agent
+	// to hold each container's file system (namespace.ContainerFS).
+	fsDirs := append([]string{"/var/lib/containers/storage/overlay", "/var/lib/docker/overlay2", "/var/lib/kubelet/pods"}, namespace.DefaultContainerdDirs...)
+	for _, d := range fsDirs {
+		at := filepath.Join(conf.RuntimeRoot, d)
+		vm, ok := mounts[at]
+		if !ok {
+			t.Errorf("DaemonSet: %s is not mounted at %s", d, at)
+			continue
+		}
+		if hp := volumes[vm.Name].HostPath; hp == nil || hp.Path != d || !vm.ReadOnly || vm.MountPropagation == nil || *vm.MountPropagation != corev1.MountPropagationHostToContainer {
+			t.Errorf("DaemonSet: %s is not the host's %s read-only with HostToContainer propagation: %+v", at, d, vm)
+		}
+	}
 
 	cfg, ok := mounts["/etc/vigil"]
 	if !ok || volumes[cfg.Name].ConfigMap == nil || volumes[cfg.Name].ConfigMap.Name != m.configMap.Name {

@@ -136,6 +136,33 @@ type DigestStats struct {
 	// FromOpenFile counts misses hashed through a task's open file
 	// descriptor (/proc/PID/fd) because no path led to the file any more.
 	FromOpenFile uint64
+	// FromFileSystem counts misses hashed through the namespace's held
+	// file system (Reach.FS).
+	FromFileSystem uint64
+}
+
+// FileSystem opens the files of a namespace by the pathnames its tasks
+// see them under, from outside their mount namespace and independently of
+// their lives: a container's root file system and bind mounts, held open
+// by the agent from the container's start (namespace.ContainerFS).
+type FileSystem interface {
+	// OpenFile opens name, an absolute pathname as the namespace's tasks
+	// see it, for reading without blocking (O_NONBLOCK, O_NOCTTY). It may
+	// open another file than the event's (the digest code checks the
+	// stamps); it fails when it cannot reach the name.
+	OpenFile(name string) (*os.File, error)
+}
+
+// Reach says where DigestIn looks for a file besides its pathname as the
+// host sees it.
+type Reach struct {
+	// FS is the namespace's held file system, tried first; nil when
+	// the namespace has none.
+	FS FileSystem
+	// Tasks are the task that opened the file and other live tasks of its
+	// namespace, whose roots (/proc/PID/root) and open files
+	// (/proc/PID/fd) may reach the file.
+	Tasks []uint32
 }
 
 // DigestCache computes the content digests of file cells: the namespace
@@ -151,7 +178,7 @@ type DigestCache struct {
 	m    map[FileKey][32]byte
 	wide map[wideKey]Digest // SHA-384 and SHA-512
 
-	hits, misses, hashed, empty, failed, fromFd atomic.Uint64
+	hits, misses, hashed, empty, failed, fromFd, fromFS atomic.Uint64
 }
 
 // NewDigestCache returns an empty cache.
@@ -176,6 +203,7 @@ func (c *DigestCache) Stats() DigestStats {
 	return DigestStats{
 		Hits: c.hits.Load(), Misses: c.misses.Load(), Hashed: c.hashed.Load(),
 		Empty: c.empty.Load(), Failed: c.failed.Load(), FromOpenFile: c.fromFd.Load(),
+		FromFileSystem: c.fromFS.Load(),
 	}
 }
 
@@ -204,15 +232,20 @@ func (c *DigestCache) DigestHash(f *bpf.File, tgid uint32, alg Hash) (Digest, er
 
 // DigestFrom is DigestHash for a file that tasks[0] opened, where tasks[1:]
 // are other live tasks of its namespace whose view of the filesystem (root
-// directory, open files) may still reach the file once tasks[0] has exited.
-//
-// The content is read by path (as the host sees it, then through each
-// task's root), else through an open file descriptor of one of the tasks
-// that still refers to the file (a file deleted while open), and is used
-// only when the file read is the version the kernel reported: the same
-// device, inode, size, ctime and mtime (nanoseconds) before and after the
-// read.
+// directory, open files) may still reach the file once tasks[0] has exited;
+// see DigestIn.
 func (c *DigestCache) DigestFrom(f *bpf.File, tasks []uint32, alg Hash) (Digest, error) {
+	return c.DigestIn(f, Reach{Tasks: tasks}, alg)
+}
+
+// DigestIn is DigestHash for a file of a namespace that r says how to
+// reach. The content is read through the namespace's held file system
+// (r.FS), else by path (as the host sees it, then through each task's
+// root), else through an open file descriptor of one of the tasks that
+// still refers to the file (a file deleted while open), and is used only
+// when the file read is the version the kernel reported: the same device,
+// inode, size, ctime and mtime (nanoseconds) before and after the read.
+func (c *DigestCache) DigestIn(f *bpf.File, r Reach, alg Hash) (Digest, error) {
 	in := &f.Inode
 	if in.Mode&sIFMT != sIFREG || in.Size == 0 || IsPseudoFS(in.SMagic) {
 		c.empty.Add(1)
@@ -225,7 +258,7 @@ func (c *DigestCache) DigestFrom(f *bpf.File, tasks []uint32, alg Hash) (Digest,
 		return d, nil
 	}
 	c.misses.Add(1)
-	d, err := c.hash(f, key, tasks, alg)
+	d, err := c.hash(f, key, r, alg)
 	if err != nil {
 		c.failed.Add(1)
 		return alg.Unhashable(), err
@@ -246,33 +279,43 @@ func (c *DigestCache) lookup(key FileKey, alg Hash) (Digest, bool) {
 	return d, ok
 }
 
-// hash finds the file by its path (directly, then through each task's
-// root), else among the tasks' open files, and hashes it if it is still
-// the version the kernel reported.
-func (c *DigestCache) hash(f *bpf.File, key FileKey, tasks []uint32, alg Hash) (Digest, error) {
+// hash finds the file through the namespace's file system, by its path
+// (directly, then through each task's root), else among the tasks' open
+// files, and hashes it if it is still the version the kernel reported.
+func (c *DigestCache) hash(f *bpf.File, key FileKey, r Reach, alg Hash) (Digest, error) {
 	name := f.Path.Name
 	changed := false
-	try := func(p string) (Digest, bool) {
-		d, err := c.hashPath(p, key, alg)
-		if err == nil {
-			return d, true
-		}
+	note := func(err error) {
 		if errors.Is(err, ErrFileChanged) {
 			changed = true
 		}
-		return Digest{}, false
+	}
+	try := func(p string) (Digest, bool) {
+		d, err := c.hashPath(p, key, alg)
+		note(err)
+		return d, err == nil
 	}
 	if len(name) > 0 && name[0] == '/' && f.Path.Flags&(bpf.PathTruncated|bpf.PathDetached|bpf.PathNoMount) == 0 {
+		if r.FS != nil {
+			if fd, err := r.FS.OpenFile(name); err == nil {
+				d, err := c.hashFile(fd, key, alg)
+				note(err)
+				if err == nil {
+					c.fromFS.Add(1)
+					return d, nil
+				}
+			}
+		}
 		if d, ok := try(name); ok {
 			return d, nil
 		}
-		for _, t := range tasks {
+		for _, t := range r.Tasks {
 			if d, ok := try(c.procRoot + "/" + strconv.FormatUint(uint64(t), 10) + "/root" + name); ok {
 				return d, nil
 			}
 		}
 	}
-	for _, t := range tasks {
+	for _, t := range r.Tasks {
 		if p, ok := c.openFile(t, key); ok {
 			if d, ok := try(p); ok {
 				c.fromFd.Add(1)
@@ -319,6 +362,12 @@ func (c *DigestCache) hashPath(path string, want FileKey, alg Hash) (Digest, err
 	if err != nil {
 		return Digest{}, err
 	}
+	return c.hashFile(fd, want, alg)
+}
+
+// hashFile hashes the open file fd, and closes it, if it is the version
+// of want.
+func (c *DigestCache) hashFile(fd *os.File, want FileKey, alg Hash) (Digest, error) {
 	defer fd.Close()
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(fd.Fd()), &st); err != nil {

@@ -216,6 +216,97 @@ func TestDigestThroughTaskRoot(t *testing.T) {
 	}
 }
 
+// dirFS is a FileSystem of a directory tree standing for a container's
+// root held from the host; it counts its opens.
+type dirFS struct {
+	root  string
+	opens int
+}
+
+func (d *dirFS) OpenFile(name string) (*os.File, error) {
+	d.opens++
+	return os.OpenFile(filepath.Join(d.root, name), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+}
+
+// TestDigestThroughFileSystem: a container's file whose tasks are gone
+// (no task root, no host path) is hashed through the namespace's held file
+// system, under the same stamp check as any other way: what the file
+// system opens is used only if it is the event's version of the file.
+func TestDigestThroughFileSystem(t *testing.T) {
+	dir := t.TempDir()
+	content := []byte("data the workload reads\n")
+	p := filepath.Join(dir, "app", "data.txt")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "app", "other.txt")
+	if err := os.WriteFile(other, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := Digest32(sha256.Sum256(content))
+	gone := []uint32{1 << 30} // the acting task has exited
+	tests := []struct {
+		name    string
+		file    func() *bpf.File
+		want    Digest
+		wantErr error
+		fromFS  uint64
+	}{
+		{"the event's file", func() *bpf.File {
+			f := recFileOf(t, p)
+			f.Path.Name = "/app/data.txt"
+			return f
+		}, want, nil, 1},
+		{"another file under that name", func() *bpf.File {
+			f := recFileOf(t, other)
+			f.Path.Name = "/app/data.txt"
+			return f
+		}, SHA256.Unhashable(), ErrFileUnreachable, 0},
+		{"changed since the event", func() *bpf.File {
+			f := recFileOf(t, p)
+			f.Path.Name = "/app/data.txt"
+			f.Inode.CTimeNsec ^= 1
+			return f
+		}, SHA256.Unhashable(), ErrFileChanged, 0},
+		{"not in the file system", func() *bpf.File {
+			f := recFileOf(t, p)
+			f.Path.Name = "/app/missing"
+			return f
+		}, SHA256.Unhashable(), ErrFileUnreachable, 0},
+		{"a path the kernel cut is not looked up", func() *bpf.File {
+			f := recFileOf(t, p)
+			f.Path.Name = "/app/data.txt"
+			f.Path.Flags = bpf.PathTruncated
+			return f
+		}, SHA256.Unhashable(), ErrFileUnreachable, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := &dirFS{root: dir}
+			c := NewDigestCache(DigestOptions{ProcRoot: filepath.Join(dir, "no-proc")})
+			got, err := c.DigestIn(tc.file(), Reach{FS: fs, Tasks: gone}, SHA256)
+			if got != tc.want || !errors.Is(err, tc.wantErr) {
+				t.Errorf("DigestIn = %x, %v; want %x, %v", got, err, tc.want, tc.wantErr)
+			}
+			if st := c.Stats(); st.FromFileSystem != tc.fromFS {
+				t.Errorf("stats %+v; want %d digests through the file system", st, tc.fromFS)
+			}
+		})
+	}
+
+	// Without the file system, the same event after its task ended is
+	// unhashable: the case the held file system is for.
+	f := recFileOf(t, p)
+	f.Path.Name = "/app/data.txt"
+	c := NewDigestCache(DigestOptions{ProcRoot: filepath.Join(dir, "no-proc")})
+	if got, err := c.DigestIn(f, Reach{Tasks: gone}, SHA256); !errors.Is(err, ErrFileUnreachable) || !got.IsUnhashable() {
+		t.Errorf("DigestIn without a file system = %x, %v; want the unhashable digest", got, err)
+	}
+}
+
 func BenchmarkDigestCacheHit(b *testing.B) {
 	dir := b.TempDir()
 	p := filepath.Join(dir, "f")

@@ -97,17 +97,26 @@
 // Vigil's kernel programs cannot read file content, so the kernel records
 // the file's content stamps with the event (device, inode number, size,
 // ctime and mtime in nanoseconds; see bpf.Inode) and userspace hashes
-// afterwards (DigestCache): by path (as the host sees it, then through
-// the roots of the namespace's processes), else through a descriptor a
-// process of the namespace still holds (/proc/PID/fd), and keeps the
-// digest only when the file it read has the event's stamps before and
-// after reading. ctime cannot be set from user space and changes with
+// afterwards (DigestCache): through the namespace's held file system
+// (FileSystem: a container's root and bind mounts, held open by the agent
+// from the container's start, so that a container that has ended and
+// been removed still has its files read), by path (as the host sees it,
+// then through the roots of the namespace's processes), else through a
+// descriptor a process of the namespace still holds (/proc/PID/fd), and
+// keeps the digest only when the file it read has the event's stamps
+// before and after reading. The check is exact: an overlayfs file's
+// stat gives the overlay's device and the inode number the kernel
+// recorded when the overlay's layers share one file system (the runtimes'
+// usual layout); where they do not, stat's numbers differ from the
+// kernel's inode and the file is unhashable rather than taken on trust. ctime cannot be set from user space and changes with
 // every write, truncate, chmod, chown, link, unlink or rename, so equal
 // stamps mean the content read is the content the event saw; a cached
 // digest is reused only for equal stamps.
 //
 // A file whose content Vigil cannot read that way (changed, deleted or
-// renamed before userspace read it, or unreachable) gets the unhashable
+// renamed before userspace read it, on a mount of the container that
+// only its mount namespace has, such as a tmpfs, once its tasks are gone,
+// or otherwise unreachable) gets the unhashable
 // digest, Hash.Unhashable: every byte 0xff, of the namespace hash's
 // length. It is a marked state, not a digest of anything: no content
 // hashes to it in practice, and an event that carries it
@@ -119,7 +128,10 @@
 // (vigil_unhashable_files_total), and `vigil run` reports them. A digest
 // taken in the kernel at open time, or a reference to the file held
 // until userspace hashed it, would avoid the state altogether; neither is
-// available to tracepoint programs on the kernels Vigil supports.
+// available to tracepoint programs on the kernels Vigil supports. A file
+// whose pathname is a pseudonym of the model is never in this state: its
+// description has the zero digest, its content unread (package
+// namespace).
 //
 // # Created files
 //

@@ -378,19 +378,28 @@ type Field struct {
 	Fields []Field
 }
 
+// File returns the file cell of e's payload (file_open, mmap_file of a
+// file, file_ioctl, kernel_read_file), nil when it has none.
+func (e *Event) File() *File {
+	switch p := e.Payload.(type) {
+	case *FileEvent:
+		return &p.File
+	case *FileCmd:
+		return &p.File
+	case *MmapFile:
+		if p.HasFile {
+			return &p.File
+		}
+	case *KernelReadFile:
+		return &p.File
+	}
+	return nil
+}
+
 // HasUnhashableFile reports whether a file of e's payload carries the
 // unhashable digest (Digest.IsUnhashable): Vigil could not hash its
 // content, so the event cannot be vouched for by any model.
 func (e *Event) HasUnhashableFile() bool {
-	switch p := e.Payload.(type) {
-	case *FileEvent:
-		return p.File.Digest.IsUnhashable()
-	case *FileCmd:
-		return p.File.Digest.IsUnhashable()
-	case *MmapFile:
-		return p.HasFile && p.File.Digest.IsUnhashable()
-	case *KernelReadFile:
-		return p.File.Digest.IsUnhashable()
-	}
-	return false
+	f := e.File()
+	return f != nil && f.Digest.IsUnhashable()
 }

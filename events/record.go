@@ -37,6 +37,14 @@ type Converter struct {
 	// file digests, zero task ids and address digests of its events are
 	// computed with it. nil means SHA-256 for every namespace.
 	HashOf func(ns uint64) Hash
+	// FileSystemOf returns the held file system of a namespace (a
+	// container's, see FileSystem) through which its files are read
+	// first; nil, or a nil result, means none.
+	FileSystemOf func(ns uint64) FileSystem
+	// IsPseudonym reports whether pathname is a pseudonym of namespace
+	// ns's model: such a file is given the zero digest, H(""), its
+	// content not read, as in TSEM. nil means no pseudonyms.
+	IsPseudonym func(ns uint64, pathname string) bool
 
 	digestFailures atomic.Uint64
 
@@ -239,15 +247,20 @@ func (c *Converter) target(t *bpf.TaskTarget, alg Hash) Digest {
 // file converts the file of the record with header h. A file created in
 // h's namespace is named by its created tag and gets the zero digest,
 // H(""), as in TSEM: its content is the workload's own doing and differs
-// from run to run.
+// from run to run. So does a pseudonym's file, unread.
 func (c *Converter) file(f *bpf.File, h *bpf.Header, alg Hash) File {
 	out := File{Flags: f.Flags, Inode: inode(&f.Inode), Path: path(&f.Path, &f.Inode, h.TGID)}
-	if c.created(&out.Path, f.Inode.Created, h.NS, f.Inode.Created.OwnerTTD, alg) || c.Digests == nil {
+	if c.created(&out.Path, f.Inode.Created, h.NS, f.Inode.Created.OwnerTTD, alg) || c.Digests == nil ||
+		c.IsPseudonym != nil && c.IsPseudonym(h.NS, out.Path.Pathname) {
 		out.Digest = alg.Empty()
 		return out
 	}
 	var tasks [1 + recentTasks]uint32
-	d, err := c.Digests.DigestFrom(f, c.tasksOf(h.NS, h.TGID, tasks[:0]), alg)
+	r := Reach{Tasks: c.tasksOf(h.NS, h.TGID, tasks[:0])}
+	if c.FileSystemOf != nil {
+		r.FS = c.FileSystemOf(h.NS)
+	}
+	d, err := c.Digests.DigestIn(f, r, alg)
 	if err != nil {
 		c.digestFailures.Add(1)
 	}

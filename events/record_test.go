@@ -215,6 +215,51 @@ func TestConvertFileOpen(t *testing.T) {
 	}
 }
 
+// TestConvertFileOpenThroughFileSystem: the converter reads a file of a
+// namespace through the file system FileSystemOf gives for it, and only
+// for it.
+func TestConvertFileOpenThroughFileSystem(t *testing.T) {
+	dir := t.TempDir()
+	content := []byte("in the container\n")
+	const name = "/etc/os-release-of-the-container" // not on the host
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := recStatInode(t, p)
+	in.SMagic = 0x794c7630 // overlayfs
+	f := bpf.File{Present: true, Inode: in, Path: bpf.Path{Name: name}}
+	held := &dirFS{root: dir}
+	c := &Converter{Digests: NewDigestCache(DigestOptions{}), Tasks: recTasks{}, FileSystemOf: func(ns uint64) FileSystem {
+		if ns == 7 {
+			return held
+		}
+		return nil
+	}}
+	for _, tc := range []struct {
+		ns   uint64
+		want Digest
+	}{
+		{8, SHA256.Unhashable()}, // first: the cache would give namespace 7's digest
+		{7, Digest32(sha256.Sum256(content))},
+	} {
+		h := recHeader{ns: tc.ns, pid: 1 << 30, tgid: 1 << 30, comm: "cat", ttd: 5}
+		e, err := c.Convert(recParse(t, rawFileOpen(h, f)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Payload.(*FileEvent).File.Digest; got != tc.want {
+			t.Errorf("namespace %d: digest %x; want %x", tc.ns, got, tc.want)
+		}
+	}
+	if held.opens != 1 {
+		t.Errorf("the file system was asked %d times; want once, for its namespace", held.opens)
+	}
+}
+
 // recStatInode returns the inode fields of a real file, as the kernel reports
 // them.
 func recStatInode(tb testing.TB, path string) bpf.Inode {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vigil-tsem/vigil/bpf"
 	"github.com/vigil-tsem/vigil/events"
+	"github.com/vigil-tsem/vigil/model"
 )
 
 // TestExecScriptOpen: the tracepoint backend's script record becomes the
@@ -117,6 +118,68 @@ func TestUnhashableNeverInModel(t *testing.T) {
 	}
 	if !ns.Untrusted(2) {
 		t.Error("the task of the unhashable open is not untrusted")
+	}
+}
+
+// TestPseudonymNotRead: a file whose pathname is a pseudonym of the
+// model is described with the zero digest, as TSEM does, whatever its
+// content and whether or not it could be hashed (the runtime's
+// per-instance file is gone once the container is removed): learned, and
+// in the model once sealed.
+func TestPseudonymNotRead(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "hostname")
+	if err := os.WriteFile(p, []byte("instance-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hashed := bpf.File{Present: true, Inode: inodeOf(t, p), Path: bpf.Path{Name: p}}
+	gone := hashed
+	gone.Inode.Ino++ // not the file at p any more: unhashable
+
+	reg := NewRegistry(RegistryOptions{})
+	ns, _ := reg.Create(Options{Origin: OriginContainer})
+	ns.Model().AddPseudonym(model.PseudonymOf(p))
+	var res []Result
+	var descs []*events.Event
+	digests := events.NewDigestCache(events.DigestOptions{ProcRoot: filepath.Join(dir, "noproc")})
+	d := NewDispatcher(reg, digests)
+	d.OnEvent = func(n *Namespace, e *events.Event, r Result) { res, descs = append(res, r), append(descs, e) }
+	open := func(f bpf.File) {
+		t.Helper()
+		if err := d.Dispatch(&bpf.FileOpen{Header: hdr(bpf.RecFileOpen, ns.ID(), 2, 0, "cat"), File: f}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open(hashed)
+	open(gone)
+	if len(res) != 2 || !res[0].New || res[1].Unlearned || res[1].New {
+		t.Fatalf("learning: results %+v; want one point, the unhashable open of the pseudonym its repeat", res)
+	}
+	for i, e := range descs {
+		if got := e.File().Digest; got != events.EmptyDigest {
+			t.Errorf("event %d: digest %x; want the zero digest of a pseudonym", i, got)
+		}
+	}
+	if st := digests.Stats(); st.Misses+st.Hits != 0 {
+		t.Errorf("digest cache %+v; want the pseudonym's file not read", st)
+	}
+	if err := ns.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	res = nil
+	open(gone)
+	if len(res) != 1 || res[0].Forensic {
+		t.Errorf("sealed: results %+v; want the pseudonym's open in the model", res)
+	}
+	// An event converted without the namespace's pseudonyms (its file
+	// unhashable) is described and mapped the same way by Add.
+	conv := &events.Converter{Digests: digests, Tasks: reg.Tasks()}
+	e, err := conv.Convert(&bpf.FileOpen{Header: hdr(bpf.RecFileOpen, ns.ID(), 2, 0, "cat"), File: gone})
+	if err != nil || !e.HasUnhashableFile() {
+		t.Fatalf("Convert = %v, unhashable %v; want an unhashable file", err, e != nil && e.HasUnhashableFile())
+	}
+	if r, _ := ns.Add(e); r.Forensic || r.Unlearned || e.File().Digest != events.EmptyDigest {
+		t.Errorf("Add(unhashable pseudonym) = %+v, digest %x; want it in the model with the zero digest", r, e.File().Digest)
 	}
 }
 

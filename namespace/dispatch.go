@@ -38,7 +38,7 @@ type Dispatcher struct {
 // NewDispatcher returns a dispatcher into reg whose file digests come from
 // digests (nil: every file gets events.EmptyDigest).
 func NewDispatcher(reg *Registry, digests *events.DigestCache) *Dispatcher {
-	return &Dispatcher{reg: reg, conv: &events.Converter{Digests: digests, Tasks: reg.Tasks(), HashOf: reg.hashOf}}
+	return &Dispatcher{reg: reg, conv: &events.Converter{Digests: digests, Tasks: reg.Tasks(), HashOf: reg.hashOf, IsPseudonym: reg.isPseudonym}}
 }
 
 // Converter returns the record converter the dispatcher uses.

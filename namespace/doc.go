@@ -36,11 +36,15 @@
 // their cgroup v2 directories, for the agent to give each its namespace.
 // An ImageResolver (image.go) finds the image a container runs from in the
 // state files its runtime keeps on the host, so that models can be kept
-// per image.
+// per image, and where its files are (rootfs.go: the root file system and
+// bind mount sources of its OCI runtime spec). A ContainerFS
+// (containerfs.go) holds those open from the host, so that the files a
+// container's tasks opened can be hashed after the tasks, and the
+// container, are gone (events.FileSystem).
 //
 // # Concurrency
 //
-// Registry, Namespace and Tasks are safe for concurrent use. A Dispatcher's
+// Registry, Namespace, Tasks and ContainerFS are safe for concurrent use. A Dispatcher's
 // Dispatch must be called by one goroutine at a time per capture, so that a
 // task's fork, exec and events are seen in the kernel's order.
 package namespace

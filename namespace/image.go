@@ -21,7 +21,9 @@ import (
 // state on the host, though, in files any root process can read:
 //
 //	containerd (Kubernetes CRI, Docker >= 23, nerdctl)
-//	  <task dir>/<containerd namespace>/<id>/config.json
+//	  <task dir>/<containerd namespace>/<id>/config.json (Docker's
+//	  own containerd, when it starts one, has its task dir under
+//	  /run/docker/containerd/daemon)
 //	  the OCI runtime spec; the CRI plugin records the image in the
 //	  annotation io.kubernetes.cri.image-name
 //	CRI-O, Podman (containers/storage)
@@ -47,7 +49,7 @@ var ErrNoImage = errors.New("no image recorded for the container")
 // Default runtime state directories of an ImageResolver, relative to its
 // Root.
 var (
-	DefaultContainerdDirs = []string{"/run/containerd/io.containerd.runtime.v2.task"}
+	DefaultContainerdDirs = []string{"/run/containerd/io.containerd.runtime.v2.task", "/run/docker/containerd/daemon/io.containerd.runtime.v2.task"}
 	DefaultStorageDirs    = []string{"/run/containers/storage", "/var/lib/containers/storage"}
 	DefaultDockerDirs     = []string{"/var/lib/docker/containers"}
 )
@@ -62,16 +64,16 @@ const (
 // containers.json lists every container of a store, a few KiB each.
 const maxStateFile = 32 << 20
 
-// ImageResolver finds the image a container was started from in the state
-// its runtime keeps on the host. The zero value reads the default
+// ImageResolver finds the image a container was started from, and where
+// its files are (FileSystem), in the state its runtime keeps on the host. The zero value reads the default
 // directories of the host it runs on. It holds no state: safe for
 // concurrent use.
 type ImageResolver struct {
 	// Root prefixes every directory below: "" or "/" on the host, the mount
 	// of the host's root (or of its runtime directories) in a pod.
 	Root string
-	// ContainerdDirs are containerd's v2 task state directories;
-	// DefaultContainerdDirs when nil.
+	// ContainerdDirs are containerd's v2 task state directories (the
+	// system's and Docker's own); DefaultContainerdDirs when nil.
 	ContainerdDirs []string
 	// StorageDirs are containers/storage run and graph roots (CRI-O,
 	// Podman); DefaultStorageDirs when nil.

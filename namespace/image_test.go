@@ -112,8 +112,8 @@ func TestImageFileName(t *testing.T) {
 }
 
 // FuzzParseState feeds arbitrary bytes to every state file parser: they
-// must return an image or an error, never panic, and an error must name
-// the file.
+// must return an image (or a file system) or an error, never panic, and an
+// error must name the file.
 func FuzzParseState(f *testing.F) {
 	for _, p := range []string{
 		"run/containerd/io.containerd.runtime.v2.task/k8s.io/" + id2("a1") + "/config.json",
@@ -121,6 +121,8 @@ func FuzzParseState(f *testing.F) {
 		"var/lib/docker/containers/" + id2("d0") + "/config.v2.json",
 		"var/lib/docker/containers/" + id2("b6") + "/config.v2.json",
 		"var/lib/containers/storage/overlay-containers/containers.json",
+		"run/containers/storage/overlay-containers/" + id2("f4") + "/userdata/config.json",
+		"run/containerd/io.containerd.runtime.v2.task/k8s.io/" + id2("b8") + "/config.json",
 	} {
 		data, err := os.ReadFile(filepath.Join(runtimeRoot, p))
 		if err != nil {
@@ -142,6 +144,13 @@ func FuzzParseState(f *testing.F) {
 		check("docker", img, err)
 		img, err = parseStorageList(path, data, id2("f4"))
 		check("containers.json", img, err)
+		spec, err := parseSpecFileSystem(path, data)
+		check("spec file system", spec.Root, err)
+		for _, m := range spec.Mounts {
+			if !strings.HasPrefix(m.Destination, "/") {
+				t.Errorf("mount destination %q is not absolute", m.Destination)
+			}
+		}
 		ImageFileName(string(data))
 	})
 }

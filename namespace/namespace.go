@@ -153,8 +153,9 @@ type Result struct {
 // Add numbers e in the namespace (event.context, event.number, ts from the
 // namespace's start), maps it to its coefficient and adds it to the model
 // with its TSEM description. An event outside a sealed model marks its TTD
-// untrusted. An event with an unhashable file (its content could not be
-// read as the event saw it) is never learned: while learning it is only
+// untrusted. A file whose pathname is a pseudonym of the model gets the
+// zero digest, H(""), as in TSEM. An event with an unhashable file (its
+// content could not be read as the event saw it) is never learned: while learning it is only
 // counted (Result.Unlearned); once sealed it is outside the model, as no
 // model Vigil builds holds it. The error, if any, comes from the model's
 // observer (the measurement); the event is recorded anyway.
@@ -163,6 +164,13 @@ func (n *Namespace) Add(e *events.Event) (Result, error) {
 	e.Header.Number = n.number.Add(1)
 	if e.Header.TS >= n.ktime {
 		e.Header.TS -= n.ktime
+	}
+	if f := e.File(); f != nil && n.model.IsPseudonym(f.Path.Pathname) {
+		// As TSEM describes a pseudonym's file: with the zero digest,
+		// its content not read. The content is not modeled, so a
+		// file that could not be hashed (the runtime's per-instance
+		// file, removed with the container) holds as well.
+		f.Digest = n.model.Hash().Empty()
 	}
 	c, err := n.model.Coefficient(e)
 	if err != nil {
@@ -327,6 +335,13 @@ func (r *Registry) hashOf(id uint64) events.Hash {
 		return n.Hash()
 	}
 	return events.SHA256
+}
+
+// isPseudonym reports whether pathname is a pseudonym of namespace id's
+// model.
+func (r *Registry) isPseudonym(id uint64, pathname string) bool {
+	n, ok := r.Get(id)
+	return ok && n.model.IsPseudonym(pathname)
 }
 
 // Create makes a new namespace with the next id; a namespace of

@@ -156,6 +156,7 @@ func New(cfg config.Config, opts Options) (a *Agent, err error) {
 	a.table.containerPseudonyms = cfg.ContainerPseudonyms
 	a.table.runs.grace = opts.StopGrace // ended `vigil run` namespaces are kept as long as stopped containers'
 	a.table.images = &namespace.ImageResolver{Root: cfg.RuntimeRoot}
+	a.disp.Converter().FileSystemOf = a.table.fileSystem // containerfs.go
 	a.table.keyByImage = cfg.ModelKey == "image"
 	a.table.hostEnforce = cfg.HostEnforce
 	if cfg.LearnInstances > 0 || cfg.LearnPeriod > 0 {
@@ -374,6 +375,7 @@ func (a *Agent) onContainer(ev namespace.ContainerEvent) {
 				old.removal = nil
 			}
 			old.st.cgroupDir = filepath.Join(a.watcher.Root, c.Cgroup)
+			a.table.reopenContainerFS(old.st, a.opts.StopGrace)
 			a.table.watchCgroup(old.st)
 			a.enroller.add(old.st)
 			a.log.Info("container restarted", "namespace", name)

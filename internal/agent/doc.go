@@ -85,11 +85,19 @@
 // and a task in no namespace that forks there gives the namespace its
 // child at once, so a runtime's later stages and an exec into the
 // container are members from their start even when the enroller finds
-// them late. Limits: threads other than
+// them late. A process whose parent is a member is never enrolled: it is
+// a member from its fork (the kernel hands the parent's state over at its
+// first event), and enrolling it in between would make it a namespace
+// root with an identity of that instance only. Limits: threads other than
 // a process's main thread are not enrolled individually (a pidfd names a
 // process), so a multi-threaded process already running when its cgroup
 // is found is modeled through its main thread and the tasks it forks from
 // then on.
+//
+// The files a container's tasks open are hashed through the container's
+// file system, held open from the host from the container's discovery to
+// its namespace's removal (containerfs.go), so that a container that has
+// ended, even one removed at once (--rm), has the files it read hashed.
 //
 // The agent's own container (when it runs as a DaemonSet pod) is not
 // modeled. A container that stops keeps its namespace for a grace period

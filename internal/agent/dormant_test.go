@@ -98,6 +98,52 @@ func TestEnrolDormantBeforeExec(t *testing.T) {
 	}
 }
 
+// TestEnrolSkipsMembersChildren: a process whose parent is a member was
+// forked in the namespace and is a member already (its state waits for its
+// first event); the enroller leaves it alone instead of making it a
+// namespace root, and still claims a child of a host task.
+func TestEnrolSkipsMembersChildren(t *testing.T) {
+	root := t.TempDir()
+	mustWrite(t, filepath.Join(root, "cgroup.procs"), "20\n21\n22\n")
+	f := newFixture(t, false, control.Settings{HashAlgorithm: "sha256"}, "")
+	st, err := f.tab.startContainer(testContainer(11), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.kern.tasks[20] = st.ns.ID() // the container's shell
+	f.kern.tasks[30] = 0          // a host task the modeled host picked up
+	e := newEnroller(f.kern, f.tab.log, 1)
+	defer func() {
+		if e.in != nil {
+			e.in.Close()
+		}
+	}()
+	e.beforeExec = func(int) bool { return false }
+	parents := map[int]int{20: 1, 21: 20, 22: 30}
+	e.parent = func(pid int) (int, error) { return parents[pid], nil }
+	var enrolled []int
+	kern := f.kern
+	e.kern = enrolSpy{fakeKernel: kern, enrolled: &enrolled}
+	e.add(st)
+	if len(enrolled) != 1 || enrolled[0] != 22 {
+		t.Errorf("enrolled %v; want only 22 (21 is the shell's child, a member already)", enrolled)
+	}
+	if n := st.tasks.Load(); n != 3 {
+		t.Errorf("tasks = %d; want 3", n)
+	}
+}
+
+// enrolSpy records the pids enrolled.
+type enrolSpy struct {
+	*fakeKernel
+	enrolled *[]int
+}
+
+func (s enrolSpy) Enroll(pid int, ns uint64) error {
+	*s.enrolled = append(*s.enrolled, pid)
+	return s.fakeKernel.Enroll(pid, ns)
+}
+
 func mustWrite(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

@@ -28,6 +28,8 @@ type enroller struct {
 	// beforeExec tells a container runtime's process that has not executed
 	// the workload yet, to be enrolled dormant (dormant.go).
 	beforeExec func(pid int) bool
+	// parent returns a process's parent pid (/proc/PID/stat).
+	parent func(pid int) (int, error)
 
 	mu      sync.Mutex
 	watched map[uint64]*nsState // by namespace id
@@ -40,6 +42,10 @@ type enroller struct {
 func newEnroller(kern kernel, log *slog.Logger, resync time.Duration) *enroller {
 	e := &enroller{
 		kern: kern, log: log, resync: resync, beforeExec: setupProbe{proc: "/proc"}.beforeExec,
+		parent: func(pid int) (int, error) {
+			ppid, _, err := procStat(pid)
+			return ppid, err
+		},
 		watched: make(map[uint64]*nsState), wds: make(map[int32]uint64), byNS: make(map[uint64]int32),
 	}
 	if fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err == nil {
@@ -100,6 +106,14 @@ func (e *enroller) enrol(st *nsState) {
 			}
 			continue
 		}
+		if pns, ok := e.forkedInNamespace(pid); ok {
+			// A member's child between its fork and its first event:
+			// a member already, with its parent's identity.
+			if pns == id {
+				members++
+			}
+			continue
+		}
 		enrol, dormant := e.kern.Enroll, e.beforeExec(pid)
 		if dormant {
 			enrol = e.kern.EnrollDormant
@@ -114,6 +128,24 @@ func (e *enroller) enrol(st *nsState) {
 		e.log.Debug("enrolled process", "namespace", st.ns.Name(), "pid", pid, "dormant until exec", dormant)
 	}
 	st.tasks.Store(members)
+}
+
+// forkedInNamespace reports the namespace (not the host's) of pid's
+// parent. A process a member forks is a member from its fork: the kernel
+// hands the parent's state over at the child's first event, and until
+// then TaskState may not know the child (the moment between the child's
+// joining its parent's cgroup and the fork's record). Enrolling it then
+// would make it a namespace root, a new identity in that instance only.
+func (e *enroller) forkedInNamespace(pid int) (uint64, bool) {
+	ppid, err := e.parent(pid)
+	if err != nil || ppid <= 0 {
+		return 0, false
+	}
+	ns, _, _, _, ok, err := e.kern.TaskState(ppid)
+	if err != nil || !ok || ns == 0 {
+		return 0, false
+	}
+	return ns, true
 }
 
 // enrolAll runs an enrolment pass over every watched cgroup.

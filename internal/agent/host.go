@@ -71,7 +71,7 @@ func (t *table) startHost() (*nsState, error) {
 			m, settings.Model = loaded, path
 		}
 	}
-	return t.create(namespace.Options{Name: hostName, Origin: namespace.OriginHost, Model: m, KTime: t.ktime()}, nil, "", settings)
+	return t.create(namespace.Options{Name: hostName, Origin: namespace.OriginHost, Model: m, KTime: t.ktime()}, nil, "", nil, settings)
 }
 
 // selfFilter recognises the host namespace's records of the agent's own

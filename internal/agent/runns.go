@@ -169,7 +169,7 @@ func (t *table) Create(req control.CreateRequest) (control.NamespaceInfo, error)
 // none) exits first. As create, it returns the namespace with an error
 // when only enforcing it failed.
 func (t *table) createRun(name string, owner int32, m *model.Model, s control.Settings) (*nsState, error) {
-	st, err := t.create(namespace.Options{Name: name, Origin: namespace.OriginRun, Model: m, KTime: t.ktime()}, nil, "", s)
+	st, err := t.create(namespace.Options{Name: name, Origin: namespace.OriginRun, Model: m, KTime: t.ktime()}, nil, "", nil, s)
 	if st == nil {
 		return nil, err
 	}

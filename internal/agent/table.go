@@ -48,6 +48,9 @@ type nsState struct {
 	cgroupDir string // absolute path of the container's cgroup
 	cgroupID  uint64 // its id, watched in the kernel (0: none)
 	settings  control.Settings
+	// fs is the container's file system held open from the host, through
+	// which its files are hashed (containerfs.go); nil when none.
+	fs atomic.Pointer[namespace.ContainerFS]
 
 	denials atomic.Uint64
 	tasks   atomic.Int64 // member processes found in the cgroup at the last enrolment pass
@@ -173,7 +176,12 @@ func (t *table) startContainer(c namespace.Container, cgroupDir string) (*nsStat
 			break
 		}
 	}
-	st, err := t.create(namespace.Options{Name: name, Origin: namespace.OriginContainer, Model: m, KTime: t.ktime()}, &c, cgroupDir, settings)
+	// Held before any task of the container can be a member.
+	fs := t.openContainerFS(c) // containerfs.go
+	st, err := t.create(namespace.Options{Name: name, Origin: namespace.OriginContainer, Model: m, KTime: t.ktime()}, &c, cgroupDir, fs, settings)
+	if st == nil {
+		fs.Close()
+	}
 	if err == nil && m == nil && t.learner != nil && t.keyByImage && c.Image != "" {
 		t.learner.join(c.Image, st)
 	}

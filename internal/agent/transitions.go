@@ -21,8 +21,10 @@ import (
 // create makes a namespace and everything the agent keeps for it; its hash
 // is settings.HashAlgorithm, its dialect settings.Dialect unless
 // opts.Model (loaded from a file) says another, and a learning model gets
-// pseudonyms for settings.Pseudonyms.
-func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir string, settings control.Settings) (*nsState, error) {
+// pseudonyms for settings.Pseudonyms. A container's namespace has the
+// container, its cgroup and its held file system (may be nil), which the
+// namespace owns from then on.
+func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir string, fs *namespace.ContainerFS, settings control.Settings) (*nsState, error) {
 	h, err := model.ParseHash(settings.HashAlgorithm)
 	if err != nil {
 		return nil, fmt.Errorf("start namespace %s: settings.hash_algorithm: %w", opts.Name, err)
@@ -49,6 +51,7 @@ func (t *table) create(opts namespace.Options, c *namespace.Container, cgroupDir
 		return nil, err
 	}
 	st := &nsState{ns: n, container: c, cgroupDir: cgroupDir, settings: settings}
+	st.fs.Store(fs)
 	if !n.Model().Sealed() {
 		st.addPseudonyms(settings.Pseudonyms)
 	}
@@ -121,6 +124,7 @@ func (t *table) remove(st *nsState) {
 	t.met.RemoveNamespace(st.ns.Name())
 	t.met.SetNamespaces(count)
 	t.closeModel(st.ns)
+	st.fs.Swap(nil).Close()
 	st.logStop.mu.Lock()
 	if st.logStop.stopped.Swap(false) {
 		t.stopped.Add(-1)

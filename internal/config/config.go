@@ -58,7 +58,7 @@ type Config struct {
 	ContainerResync time.Duration `yaml:"container_resync" usage:"how often container discovery rescans the whole cgroup tree"`
 	ModelDir        string        `yaml:"model_dir" usage:"directory of sealed models named <namespace>.model (e.g. docker-<id>.model, host.model); a namespace that has one starts sealed to it"`
 	ModelKey        string        `yaml:"model_key" usage:"how a container's model is found in model_dir: name (<namespace>.model) or image (<image>.model, every character of the image outside A-Za-z0-9._- turned into _, then <namespace>.model)"`
-	RuntimeRoot     string        `yaml:"runtime_root" usage:"directory the container runtimes' state (/run/containerd, /run/containers, /var/lib/containers, /var/lib/docker) is read under to find each container's image: / on the host"`
+	RuntimeRoot     string        `yaml:"runtime_root" usage:"directory the container runtimes' state (/run/containerd, /run/containers, /run/docker, /var/lib/containers, /var/lib/docker) is read under to find each container's image and file system: / on the host"`
 	LearnInstances  int           `yaml:"learn_instances" usage:"with model_key image: learn an image's model from its first N instances (0: off); once N have ended, their models are merged into <model_dir>/<image>.model and later instances start sealed to it"`
 	LearnPeriod     time.Duration `yaml:"learn_period" usage:"with model_key image: learn an image's model from the instances started within this time of its first (0: off); then their models so far are merged into <model_dir>/<image>.model (with learn_instances, whichever comes first)"`
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -157,7 +158,9 @@ func pathnameOf(e *events.Event) (string, uint32, bool) {
 // modeled from its first exec, nothing of the runtime's own setup is (no
 // pathname names the container id or the runtime's state, no event of
 // runc), and a short command run with exec into the running container is
-// modeled in its namespace.
+// modeled in its namespace. The first container ends (and is removed) at
+// once: the files it read are hashed all the same, from its image, a
+// volume and the runtime's per-instance files (a pseudonym, not read).
 func TestAgentRealContainers(t *testing.T) {
 	bin := mustHaveCapture(t)
 	for _, rt := range runtimes {
@@ -169,11 +172,26 @@ func TestAgentRealContainers(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 
-			res := run(t, ctx, r, ctrtest.RunSpec{Image: img, Cmd: []string{"sh", "-c", "cat /app/data.txt /etc/os-release >/dev/null"}})
+			vol := t.TempDir()
+			volData := []byte("a file of a volume, read from the host\n")
+			if err := os.WriteFile(filepath.Join(vol, "x"), volData, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			res := run(t, ctx, r, ctrtest.RunSpec{Image: img, Args: []string{"-v", vol + ":/data:ro"},
+				Cmd: []string{"sh", "-c", "cat /app/data.txt /etc/os-release /data/x /etc/hostname >/dev/null"}})
 			name := r.NamespaceName(res.ID)
 			info := settled(t, ctx, client, name)
 			if info.Origin != "container" || info.Container == nil || info.Container.Image != img || info.Lost != 0 {
 				t.Errorf("namespace %s: %+v (container %+v); want a container namespace of image %s, nothing lost", name, info, info.Container, img)
+			}
+			if n, _ := scrape(t, ag.metrics, "vigil_unhashable_files_total", `namespace="`+name+`"`); n != 0 {
+				t.Errorf("%v unhashable files in %s; want every file hashed although the container ended at once", n, name)
+			}
+			wantDigest := map[string]func(events.Digest) bool{
+				"/app/data.txt":   func(d events.Digest) bool { return !d.IsUnhashable() && d != events.EmptyDigest },
+				"/etc/os-release": func(d events.Digest) bool { return !d.IsUnhashable() && d != events.EmptyDigest },
+				"/data/x":         func(d events.Digest) bool { return d == events.Digest32(sha256.Sum256(volData)) },
+				"/etc/hostname":   func(d events.Digest) bool { return d == events.EmptyDigest }, // a pseudonym
 			}
 			var paths []string
 			for _, e := range descriptions(t, ctx, trajectoryOf(client), name) {
@@ -184,6 +202,9 @@ func TestAgentRealContainers(t *testing.T) {
 				if !ok {
 					continue
 				}
+				if ok := wantDigest[p]; ok != nil && !ok(e.File().Digest) {
+					t.Errorf("%s digest %x: not the file's", p, e.File().Digest)
+				}
 				paths = append(paths, p)
 				for _, bad := range []string{res.ID, "/var/lib/containers", "/var/lib/docker", "/run/runc", "/run/containerd", "exec.fifo"} {
 					if strings.Contains(p, bad) {
@@ -191,7 +212,7 @@ func TestAgentRealContainers(t *testing.T) {
 					}
 				}
 			}
-			for _, want := range []string{"/app/data.txt", "/etc/os-release", "/bin/busybox"} {
+			for _, want := range []string{"/app/data.txt", "/etc/os-release", "/data/x", "/etc/hostname", "/bin/busybox"} {
 				if !contains(paths, want) {
 					t.Errorf("trajectory pathnames %q lack %s", paths, want)
 				}
@@ -243,10 +264,15 @@ func trajectoryLines(m *model.Model) []byte {
 // the agent learns the image's model from 2 instances (learn_instances),
 // then 8 fresh instances running the same script start sealed to it and
 // their forensics are counted and grouped by cause (ctrtest.Causes). The
-// counts are logged; VIGIL_TEST_MODEL_HOLDS=require makes any forensics
-// fail the test. VIGIL_TEST_INSTANCES sets the number of fresh instances.
+// counts are logged, with the files that could not be hashed; with
+// VIGIL_TEST_MODEL_HOLDS=require, and by default under CI=true, any
+// forensics, or a fresh instance that ended before it was enrolled (not
+// measured), fails the test (VIGIL_TEST_MODEL_HOLDS=log only logs).
+// VIGIL_TEST_INSTANCES sets the number of fresh instances.
 func TestImageModelHolds(t *testing.T) {
 	bin := mustHaveCapture(t)
+	require := os.Getenv("VIGIL_TEST_MODEL_HOLDS") == "require" ||
+		os.Getenv("CI") == "true" && os.Getenv("VIGIL_TEST_MODEL_HOLDS") != "log"
 	fresh := 8
 	if v := os.Getenv("VIGIL_TEST_INSTANCES"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -272,19 +298,29 @@ func TestImageModelHolds(t *testing.T) {
 				client := control.NewClient(ag.socket)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 				defer cancel()
+				// Files that could not be hashed, per instance while its
+				// namespace (and metric series) exists.
+				unhashable := 0.0
+				countUnhashable := func(name string) {
+					n, _ := scrape(t, ag.metrics, "vigil_unhashable_files_total", `namespace="`+name+`"`)
+					unhashable += n
+				}
 				for range 2 {
 					res := run(t, ctx, r, ctrtest.RunSpec{Image: img, Cmd: im.cmd})
 					settled(t, ctx, client, r.NamespaceName(res.ID))
+					countUnhashable(r.NamespaceName(res.ID))
 				}
 				path, m := imageModel(t, filepath.Join(filepath.Dir(ag.log), "models"), img)
 				traj := trajectoryLines(m)
 				var all bytes.Buffer
 				var counts []int
+				var outside []uint64 // contexts of the instances with forensics
 				total, missed := 0, 0
 				for range fresh {
 					res := run(t, ctx, r, ctrtest.RunSpec{Image: img, Cmd: im.cmd})
 					name := r.NamespaceName(res.ID)
 					info := settled(t, ctx, client, name)
+					countUnhashable(name)
 					if info.Mode != control.ModeSealed || info.Settings.Model != path {
 						t.Fatalf("fresh instance %s: %s, model %q; want sealed to %s", name, info.Mode, info.Settings.Model, path)
 					}
@@ -300,18 +336,47 @@ func TestImageModelHolds(t *testing.T) {
 					}
 					counts = append(counts, info.ForensicsPoints)
 					total += info.ForensicsPoints
+					if info.ForensicsPoints > 0 {
+						outside = append(outside, info.Context)
+					}
 				}
 				causes, err := ctrtest.Causes(traj, all.Bytes())
 				if err != nil {
 					t.Fatal(err)
 				}
-				t.Logf("%s %s: model of %d points from 2 instances; forensics points of %d fresh instances: %v (total %d; -1: no event, the container ended before it was enrolled: %d); by cause (count, type, object: fields that differ from the closest model event):\n%s",
-					rt.name, im.name, m.Len(), fresh, counts, total, missed, ctrtest.Summary(causes))
-				if total > 0 && os.Getenv("VIGIL_TEST_MODEL_HOLDS") == "require" {
-					t.Errorf("VIGIL_TEST_MODEL_HOLDS=require: %d forensics points in %d fresh instances; want 0", total, fresh)
+				t.Logf("%s %s: model of %d points from 2 instances; forensics points of %d fresh instances: %v (total %d; -1: no event, the container ended before it was enrolled: %d); unhashable files in all %d instances: %v; by cause (count, type, object: fields that differ from the closest model event):\n%s",
+					rt.name, im.name, m.Len(), fresh, counts, total, missed, fresh+2, unhashable, ctrtest.Summary(causes))
+				if len(outside) > 0 {
+					t.Logf("model trajectory:\n%s", traj)
+					logEvents(t, ag.export, outside, all.Bytes())
+				}
+				if require && (total > 0 || missed > 0) {
+					t.Errorf("the model must hold (VIGIL_TEST_MODEL_HOLDS=require, or CI=true): %d forensics points and %d instances not measured in %d fresh instances; want 0 and 0", total, missed, fresh)
 				}
 			})
 		}
+	}
+}
+
+// logEvents logs forensics descriptions and, to see what led to them, the
+// exported events of the namespaces (contexts) that had them.
+func logEvents(t *testing.T, export string, contexts []uint64, forensics []byte) {
+	t.Helper()
+	t.Logf("forensics:\n%s", forensics)
+	b, err := os.ReadFile(export)
+	if err != nil {
+		t.Logf("read the export: %v", err)
+		return
+	}
+	for _, ctx := range contexts {
+		var lines []string
+		tag := fmt.Sprintf(`"context": "%d"`, ctx)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, tag) {
+				lines = append(lines, l)
+			}
+		}
+		t.Logf("events of context %d:\n%s", ctx, strings.Join(lines, "\n"))
 	}
 }
 
